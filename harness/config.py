@@ -138,17 +138,19 @@ def parse_study(data: Any, source: str) -> StudyConfig:
     """Validate a parsed YAML document; every problem becomes one line `SOURCE: FIELD: reason`."""
     if not isinstance(data, dict):
         raise ConfigError([f"{source}: (top level): expected a mapping of study settings"])
+    problems: list[str] = []
+    study = None
     try:
         study = StudyConfig.model_validate(data)
     except ValidationError as exc:
-        lines = []
-        for err in exc.errors():
-            message = err["msg"].removeprefix("Value error, ")
-            lines.append(f"{source}: {_format_location(err['loc'])}: {message}")
-        raise ConfigError(lines) from None
-    problems = _check_recipes(study, source)
+        problems += [f"{source}: {_format_location(e['loc'])}: {e['msg'].removeprefix('Value error, ')}"
+                     for e in exc.errors()]
+    # Recipes and domain are checked against what is registered even when other fields failed,
+    # so one `validate` shows every problem.
+    problems += _check_recipes(data.get("recipes"), source) + _check_domain(data.get("domain"), source)
     if problems:
-        raise ConfigError(problems)
+        raise ConfigError(list(dict.fromkeys(problems)))
+    assert study is not None
     return study
 
 
@@ -170,14 +172,28 @@ def load_study(path: str | Path) -> StudyConfig:
     return study
 
 
-def _check_recipes(study: StudyConfig, source: str) -> list[str]:
-    """Recipe names must be registered and their parameters must validate against the recipe."""
-    from harness.recipe import resolve_params, registry  # local: registry loads entry points
+def _check_domain(name: Any, source: str) -> list[str]:
+    from harness.domains import DOMAINS
 
+    if isinstance(name, str) and name not in DOMAINS:
+        return [f"{source}: domain: unknown domain {name!r}; bundled: {', '.join(sorted(DOMAINS))}"]
+    return []
+
+
+def _check_recipes(entries: Any, source: str) -> list[str]:
+    """Recipe names must be registered and their parameters must validate against the recipe."""
+    from harness.recipe import registry, resolve_params  # local: registry loads entry points
+
+    if not isinstance(entries, list):
+        return []
     problems = []
     known = registry()
-    for index, entry in enumerate(study.recipes):
+    for index, raw in enumerate(entries):
         where = f"{source}: recipes[{index}]"
+        try:
+            entry = RecipeEntry.model_validate(raw)
+        except ValidationError:
+            continue  # already reported by the study's own validation
         if entry.name not in known:
             problems.append(f"{where}: unknown recipe {entry.name!r}; registered: {', '.join(sorted(known))}")
             continue

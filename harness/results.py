@@ -1,7 +1,7 @@
 """Plain data records passed between the pipeline stages and into the leaderboard."""
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
 from typing import Any
 
 
@@ -59,3 +59,17 @@ class RunRecord:
     finished_at: str
     status: str = "finished"
     extra: dict[str, Any] = field(default_factory=dict)
+
+
+def result_to_json(result: BenchmarkResult) -> dict[str, Any]:
+    return asdict(result)
+
+
+def result_from_json(data: dict[str, Any]) -> BenchmarkResult:
+    return BenchmarkResult(
+        benchmark=data["benchmark"],
+        primary_metric=data["primary_metric"],
+        scores=[Score(**s) for s in data["scores"]],
+        examples=[ExampleResult(**e) for e in data["examples"]],
+        settings=data.get("settings", {}),
+    )

@@ -1,0 +1,155 @@
+"""The recipe interface and its registry.
+
+A recipe builds the non-domain part of a training mix (and may transform the domain part). It is a
+class with a docstring, a pydantic `Params` model (typed, defaulted, validated parameters) and one
+method, `build(ctx) -> RecipeOutput`. Recipes register through the entry-point group
+`forgetbench.recipes`, built-ins exactly like third-party packages:
+
+    [project.entry-points."forgetbench.recipes"]
+    my-recipe = "my_package.my_module:MyRecipe"
+"""
+from __future__ import annotations
+
+import functools
+import logging
+import random
+import typing
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from importlib import metadata
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, ClassVar
+
+from pydantic import BaseModel, ConfigDict, ValidationError
+
+from harness.errors import ConfigError
+
+if TYPE_CHECKING:
+    from harness.data import Conversation
+    from harness.generation import GenerationBackend
+    from harness.models import ResolvedModel
+
+ENTRY_POINT_GROUP = "forgetbench.recipes"
+
+
+class RecipeParams(BaseModel):
+    """Base for a recipe's parameters: unknown keys are errors, values are immutable."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+@dataclass
+class RecipeContext:
+    """What a recipe gets to work with."""
+
+    seed_model: ResolvedModel
+    domain_rows: list[Conversation]  # the domain share of the mix, already sampled
+    domain_pool: list[Conversation]  # the remaining domain training rows, unused by the mix
+    rehearsal_size: int  # how many rehearsal rows the recipe must return
+    rng: random.Random  # seeded: use it for every random choice
+    data_dir: Path | None  # local mirror, or None to load from the Hugging Face Hub
+    backend: Callable[[], GenerationBackend]  # the seed model's generation backend, made on first call
+    log: logging.Logger = field(default_factory=lambda: logging.getLogger("forgetbench.recipe"))
+
+
+@dataclass
+class RecipeOutput:
+    """What a recipe gives back: the rows and a JSON-able description of how they were made."""
+
+    domain: list[Conversation]
+    rehearsal: list[Conversation]
+    provenance: dict[str, Any] = field(default_factory=dict)
+
+
+class Recipe:
+    """Base class of all recipes. Subclasses write a docstring (shown by `recipes show`), may
+    declare `Params`, may name a `shorthand` parameter (set by `name:value` in a study), and
+    implement `build`."""
+
+    Params: ClassVar[type[RecipeParams]] = RecipeParams
+    shorthand: ClassVar[str | None] = None
+
+    def __init__(self, params: RecipeParams):
+        self.params = params
+
+    def build(self, ctx: RecipeContext) -> RecipeOutput:
+        raise NotImplementedError
+
+    def fingerprint(self, data_dir: Path | None) -> dict[str, Any]:
+        """Identity of any data the recipe reads beyond its parameters (e.g. a file's hash), so a
+        changed input never reuses a stale mix. Default: nothing."""
+        return {}
+
+
+@functools.cache
+def registry() -> dict[str, type[Recipe]]:
+    """All recipes registered under the `forgetbench.recipes` entry-point group, by name."""
+    found: dict[str, type[Recipe]] = {}
+    origin: dict[str, str] = {}
+    for entry in metadata.entry_points(group=ENTRY_POINT_GROUP):
+        where = f"entry point {entry.name!r} ({entry.value})"
+        if entry.name in found and origin[entry.name] != entry.value:
+            raise ConfigError(f"{where}: recipe name already registered by {origin[entry.name]}")
+        try:
+            cls = entry.load()
+        except Exception as exc:
+            raise ConfigError(f"{where}: cannot be imported ({type(exc).__name__}: {exc})") from None
+        if not (isinstance(cls, type) and issubclass(cls, Recipe)):
+            raise ConfigError(f"{where}: is not a subclass of harness.recipe.Recipe")
+        found[entry.name], origin[entry.name] = cls, entry.value
+    return found
+
+
+def get_recipe(name: str) -> type[Recipe]:
+    known = registry()
+    if name not in known:
+        raise ConfigError(f"unknown recipe {name!r}; registered: {', '.join(sorted(known))}")
+    return known[name]
+
+
+def resolve_params(cls: type[Recipe], raw: dict[str, Any]) -> RecipeParams:
+    """Validate raw parameters (the "" key is the `name:value` shorthand) into the recipe's Params."""
+    raw = dict(raw)
+    if "" in raw:
+        value = raw.pop("")
+        if cls.shorthand is None:
+            raise ConfigError(f"{value!r}: this recipe takes no `name:value` shorthand")
+        raw[cls.shorthand] = value
+    try:
+        return cls.Params.model_validate(raw)
+    except ValidationError as exc:
+        raise ConfigError(
+            [f"{'.'.join(map(str, e['loc'])) or '(params)'}: {e['msg'].removeprefix('Value error, ')}" for e in exc.errors()]
+        ) from None
+
+
+def describe(name: str) -> str:
+    """Text for `forgetbench recipes show NAME`: docstring, shorthand, and each parameter."""
+    cls = get_recipe(name)
+    lines = [f"{name}  ({cls.__module__}.{cls.__qualname__})", ""]
+    lines += [line.rstrip() for line in _dedent(cls.__doc__ or "(no description)")]
+    lines.append("")
+    if cls.shorthand:
+        lines.append(f"Shorthand: `{name}:VALUE` sets `{cls.shorthand}`.")
+    fields = cls.Params.model_fields
+    if not fields:
+        lines.append("Parameters: none.")
+    else:
+        lines.append("Parameters:")
+        for field_name, info in fields.items():
+            kind = _type_name(info.annotation)
+            default = "required" if info.is_required() else f"default {info.get_default(call_default_factory=True)!r}"
+            lines.append(f"  {field_name} ({kind}, {default})" + (f": {info.description}" if info.description else ""))
+    return "\n".join(lines)
+
+
+def _type_name(annotation: Any) -> str:
+    if typing.get_origin(annotation) is typing.Literal:
+        return "one of " + ", ".join(map(str, typing.get_args(annotation)))
+    return getattr(annotation, "__name__", None) or str(annotation).replace("typing.", "")
+
+
+def _dedent(text: str) -> list[str]:
+    import inspect
+
+    return inspect.cleandoc(text).splitlines()
