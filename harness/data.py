@@ -1,0 +1,171 @@
+"""One loader for every data set: local mirror files or Hugging Face Hub ids, normalised to
+conversations in the `messages` form:
+
+    {"id": "alpaca/17", "source": "alpaca", "messages": [{"role": "user", "content": ...},
+                                                          {"role": "assistant", "content": ...}]}
+
+Adapters turn each set's own schema (Alpaca instruction/input/output, ShareGPT from/value, JSONL
+messages, the domain sets' schemas) into that form.
+"""
+from __future__ import annotations
+
+import functools
+import json
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, TypedDict
+
+from harness.errors import DataError
+from harness.hashing import hash_file, hash_json
+from harness.paths import DATA_ENV
+
+
+class Message(TypedDict):
+    role: str
+    content: str
+
+
+class Conversation(TypedDict):
+    id: str
+    source: str
+    messages: list[Message]
+
+
+Adapter = Callable[[dict[str, Any]], list[Message]]
+_ROLES = {"human": "user", "user": "user", "gpt": "assistant", "chatgpt": "assistant", "bard": "assistant",
+          "assistant": "assistant", "model": "assistant", "system": "system"}
+
+
+def alpaca_messages(row: dict[str, Any]) -> list[Message]:
+    """Alpaca / Dolly / LIMA rendering: instruction (+ input) as the user turn, output as the answer."""
+    prompt = row["instruction"].strip()
+    if str(row.get("input") or "").strip():
+        prompt = f"{prompt}\n\n{row['input'].strip()}"
+    return [{"role": "user", "content": prompt}, {"role": "assistant", "content": str(row["output"]).strip()}]
+
+
+def sharegpt_messages(row: dict[str, Any]) -> list[Message]:
+    """ShareGPT `conversations: [{from, value}]`, kept multi-turn."""
+    return [{"role": _ROLES[turn["from"].lower()], "content": turn["value"]} for turn in row["conversations"]]
+
+
+def chat_messages(row: dict[str, Any]) -> list[Message]:
+    """Rows that already hold `messages: [{role, content}]`."""
+    return [{"role": _ROLES[m["role"].lower()], "content": m["content"]} for m in row["messages"]]
+
+
+@dataclass(frozen=True)
+class DataSource:
+    """Where one data set lives: a file in the mirror and/or a Hub id, plus its schema adapter."""
+
+    name: str
+    adapter: Adapter
+    local_path: str | None = None  # relative to the data directory
+    hub_id: str | None = None
+    hub_config: str | None = None
+    hub_split: str = "train"
+
+    def describe(self) -> str:
+        hub = f"Hub id {self.hub_id!r}" + (f" ({self.hub_config})" if self.hub_config else "")
+        return hub if self.hub_id else f"mirror file {self.local_path}"
+
+
+def read_records(path: Path) -> list[dict[str, Any]]:
+    """Rows of a .json array or a .jsonl file; a malformed line is an error naming file and line."""
+    if not path.is_file():
+        raise DataError(f"{path}: data file not found")
+    if path.suffix == ".jsonl":
+        rows = []
+        with open(path, encoding="utf-8") as handle:
+            for number, line in enumerate(handle, start=1):
+                if not line.strip():
+                    continue
+                try:
+                    rows.append(json.loads(line))
+                except json.JSONDecodeError as exc:
+                    raise DataError(f"{path}:{number}: malformed JSON line ({exc.msg})") from None
+        return rows
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+    except json.JSONDecodeError as exc:
+        raise DataError(f"{path}:{exc.lineno}: malformed JSON ({exc.msg})") from None
+    if not isinstance(data, list):
+        raise DataError(f"{path}: expected a JSON array of records")
+    return data
+
+
+def locate(source: DataSource, data_dir: Path | None) -> Path | None:
+    """The local file of a source, or None when it should come from the Hub.
+
+    With a data directory the file must exist there; the error names both ways to supply it."""
+    if data_dir is None:
+        if source.hub_id is None:
+            raise DataError(
+                f"data set {source.name!r} exists only as mirror file {source.local_path}: "
+                f"pass --data-dir or set {DATA_ENV} to the mirror"
+            )
+        return None
+    if source.local_path is None:
+        return None
+    path = data_dir / source.local_path
+    if not path.is_file():
+        hub = f", or unset them to load Hub id {source.hub_id!r}" if source.hub_id else ""
+        raise DataError(
+            f"{path}: data file for {source.name!r} not found; point --data-dir or {DATA_ENV} at a "
+            f"mirror that has it{hub}"
+        )
+    return path
+
+
+def source_hash(source: DataSource, data_dir: Path | None) -> str:
+    """Content hash of a local file, or the Hub coordinates when the set comes from the Hub."""
+    path = locate(source, data_dir)
+    if path is not None:
+        return _cached_file_hash(str(path), path.stat().st_mtime_ns)
+    return hash_json({"hub": source.hub_id, "config": source.hub_config, "split": source.hub_split})
+
+
+@functools.lru_cache(maxsize=64)
+def _cached_file_hash(path: str, mtime_ns: int) -> str:
+    return hash_file(path)
+
+
+def load_conversations(source: DataSource, data_dir: Path | None) -> list[Conversation]:
+    """Every row of a data set as a conversation; bad rows are errors naming file and row."""
+    path = locate(source, data_dir)
+    rows = read_records(path) if path is not None else _load_hub(source)
+    where = str(path) if path is not None else source.describe()
+    conversations: list[Conversation] = []
+    for index, row in enumerate(rows):
+        try:
+            messages = source.adapter(row)
+        except (KeyError, TypeError, AttributeError) as exc:
+            raise DataError(f"{where}: row {index}: does not match the {source.name} schema (missing {exc})") from None
+        conversations.append({"id": f"{source.name}/{index}", "source": source.name, "messages": messages})
+    return conversations
+
+
+def _load_hub(source: DataSource) -> list[dict[str, Any]]:
+    import datasets
+
+    try:
+        dataset = datasets.load_dataset(source.hub_id, source.hub_config, split=source.hub_split)
+    except Exception as exc:  # offline, gated, renamed: one message for the user
+        raise DataError(
+            f"{source.describe()}: could not load from the Hugging Face Hub ({type(exc).__name__}); "
+            f"pass --data-dir or set {DATA_ENV} to a local mirror that has {source.local_path or 'it'}"
+        ) from None
+    return list(dataset)
+
+
+def check_conversation(row: Conversation, where: str) -> None:
+    """A training row must alternate roles sensibly and contain at least one non-empty answer."""
+    messages = row.get("messages")
+    if not isinstance(messages, list) or not messages:
+        raise DataError(f"{where}: row {row.get('id')!r} has no messages")
+    for message in messages:
+        if message.get("role") not in ("system", "user", "assistant") or not isinstance(message.get("content"), str):
+            raise DataError(f"{where}: row {row.get('id')!r} has a malformed message {str(message)[:80]!r}")
+    if not any(m["role"] == "assistant" and m["content"].strip() for m in messages):
+        raise DataError(f"{where}: row {row.get('id')!r} has no assistant answer")
