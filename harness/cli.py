@@ -1,0 +1,156 @@
+"""forgetbench: measure how much a fine-tuned chat model forgets, and compare rehearsal recipes.
+
+Heavy libraries are imported inside the commands, so `--help` stays instant."""
+from __future__ import annotations
+
+import argparse
+import logging
+import sys
+from importlib import resources
+from pathlib import Path
+
+from harness.errors import ConfigError, ForgetbenchError
+
+DEFAULT_LEADERBOARD = Path("forgetbench.duckdb")
+FORMATS = ("table", "csv", "json", "markdown")
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = _parser().parse_args(argv)
+    _configure_logging(args.verbose)
+    try:
+        return args.command(args) or 0
+    except ForgetbenchError as exc:
+        for line in exc.lines:
+            print(f"forgetbench: error: {line}", file=sys.stderr)
+        return 2 if isinstance(exc, ConfigError) else 1
+    except KeyboardInterrupt:
+        print("forgetbench: interrupted; finished runs are recorded, the rest resumes from the cache", file=sys.stderr)
+        return 130
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="forgetbench", description=__doc__.splitlines()[0] if __doc__ else None)
+    parser.add_argument("-v", "--verbose", action="store_true", help="debug logging from the libraries too")
+    commands = parser.add_subparsers(title="commands", required=True, metavar="COMMAND")
+
+    def data_option(p):
+        p.add_argument("--data-dir", type=Path, help="local data mirror (default: $FORGETBENCH_DATA_DIR, else the Hub)")
+
+    p = commands.add_parser("validate", help="check a study file and its data without running it")
+    p.add_argument("study", type=Path)
+    data_option(p)
+    p.set_defaults(command=cmd_validate)
+
+    p = commands.add_parser("run", help="run a study: baseline + recipes x seeds, recorded in the leaderboard")
+    p.add_argument("study", type=Path)
+    data_option(p)
+    p.add_argument("--leaderboard", type=Path, help="DuckDB file (default: the study's `leaderboard` setting)")
+    p.set_defaults(command=cmd_run)
+
+    p = commands.add_parser("demo", help="run the bundled demo study (SmolLM2-135M-Instruct on MedMCQA)")
+    data_option(p)
+    p.add_argument("--leaderboard", type=Path, default=DEFAULT_LEADERBOARD, help="DuckDB file (default: %(default)s)")
+    p.set_defaults(command=cmd_demo)
+
+    p = commands.add_parser("recipes", help="list registered recipes or show one")
+    sub = p.add_subparsers(required=True, metavar="ACTION")
+    sub.add_parser("list", help="every registered recipe").set_defaults(command=cmd_recipes_list)
+    show = sub.add_parser("show", help="a recipe's description and parameters")
+    show.add_argument("name")
+    show.set_defaults(command=cmd_recipes_show)
+
+    p = commands.add_parser("leaderboard", help="print the leaderboard")
+    p.add_argument("--leaderboard", type=Path, default=DEFAULT_LEADERBOARD, help="DuckDB file (default: %(default)s)")
+    p.add_argument("--study", help="only runs of this study")
+    p.add_argument("--view", choices=("table", "deltas", "runs"), default="table",
+                   help="scores per run (table), differences to the baseline (deltas), or provenance (runs)")
+    p.add_argument("--format", choices=FORMATS, default="table", help="output format (default: %(default)s)")
+    p.set_defaults(command=cmd_leaderboard)
+    return parser
+
+
+def _configure_logging(verbose: bool) -> None:
+    logging.basicConfig(level=logging.DEBUG if verbose else logging.INFO, stream=sys.stderr,
+                        format="%(asctime)s %(message)s", datefmt="%H:%M:%S")
+    if not verbose:
+        for noisy in ("transformers", "datasets", "lm_eval", "lm-eval", "httpx", "urllib3", "filelock", "accelerate"):
+            logging.getLogger(noisy).setLevel(logging.WARNING)
+
+
+def _load(path: Path, data_dir: Path | None):
+    from harness.config import load_study
+
+    study = load_study(path)
+    return study, data_dir or study.data_dir
+
+
+def cmd_validate(args) -> int:
+    from harness.paths import data_dir as resolve_data_dir
+    from harness.study import plan, preflight
+
+    study, data_dir = _load(args.study, args.data_dir)
+    problems = preflight(study, resolve_data_dir(data_dir))
+    if problems:
+        raise ConfigError([f"{args.study}: {line}" for line in problems])
+    runs = ", ".join(run.label for run in plan(study)[: 1 + len(study.recipes)])
+    print(f"{args.study}: ok — {runs}; seeds {study.seeds}; mix {study.mix.size} rows "
+          f"({study.mix.domain_share:.0%} domain {study.domain}); leaderboard {study.leaderboard}")
+    return 0
+
+
+def cmd_run(args) -> int:
+    from harness.study import run_study
+
+    study, data_dir = _load(args.study, args.data_dir)
+    run_ids = run_study(study, data_dir=data_dir, leaderboard_path=args.leaderboard)
+    print(f"recorded {len(run_ids)} runs in {args.leaderboard or study.leaderboard}")
+    return 0
+
+
+def cmd_demo(args) -> int:
+    from harness.config import parse_study
+    from harness.study import run_study
+
+    import yaml
+
+    text = resources.files("harness").joinpath("studies/demo.yaml").read_text(encoding="utf-8")
+    study = parse_study(yaml.safe_load(text), "demo.yaml (bundled)")
+    run_study(study, data_dir=args.data_dir, leaderboard_path=args.leaderboard)
+    return _print_board(args.leaderboard, study=study.name, view="deltas", fmt="table")
+
+
+def cmd_recipes_list(args) -> int:
+    from harness.recipe import registry
+
+    for name, cls in sorted(registry().items()):
+        summary = (cls.__doc__ or "").strip().splitlines()[0] if cls.__doc__ else ""
+        print(f"{name:<24} {summary}")
+    return 0
+
+
+def cmd_recipes_show(args) -> int:
+    from harness.recipe import describe
+
+    print(describe(args.name))
+    return 0
+
+
+def cmd_leaderboard(args) -> int:
+    return _print_board(args.leaderboard, study=args.study, view=args.view, fmt=args.format)
+
+
+def _print_board(path: Path, study: str | None, view: str, fmt: str) -> int:
+    from leaderboard.render import render
+    from leaderboard.store import Leaderboard
+
+    if not Path(path).is_file():
+        raise ConfigError(f"--leaderboard {path}: no such leaderboard file (run a study first)")
+    board = Leaderboard(path)
+    frame = {"table": board.table, "deltas": board.deltas, "runs": board.runs}[view](study=study)
+    print(render(frame, fmt))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,120 @@
+"""Build a recipe's training mix: exact total size, fixed domain share, seeded, written once.
+
+The mix is stored under a key made from everything that determines it (recipe, parameters, seed,
+sizes, domain data, seed model, the recipe's own data); a rebuild with the same key reads the file
+instead of calling the recipe again. `mix.jsonl` holds the rows, `mix.json` the hash, statistics
+and the recipe's provenance.
+"""
+from __future__ import annotations
+
+import json
+import logging
+import random
+import statistics
+from collections import Counter
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from harness.config import MixConfig, RecipeEntry
+from harness.data import Conversation, check_conversation, source_hash
+from harness.domains import Domain
+from harness.errors import DataError, ForgetbenchError
+from harness.hashing import hash_file, hash_json, short
+from harness.models import ResolvedModel
+from harness.paths import atomic_dir, cache_dir
+from harness.recipe import RecipeContext, get_recipe, resolve_params
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class Mix:
+    path: Path  # mix.jsonl
+    sha: str
+    meta: dict[str, Any]
+
+
+def split_sizes(mix: MixConfig) -> tuple[int, int]:
+    """(domain rows, rehearsal rows) for a mix; both sides get at least one row where possible."""
+    n_domain = min(max(1, round(mix.size * mix.domain_share)), mix.size)
+    return n_domain, mix.size - n_domain
+
+
+def build_mix(entry: RecipeEntry, seed: int, mix: MixConfig, domain: Domain, data_dir: Path | None,
+              seed_model: ResolvedModel, backend: Callable) -> Mix:
+    recipe_cls = get_recipe(entry.name)
+    recipe = recipe_cls(resolve_params(recipe_cls, entry.params))
+    n_domain, n_rehearsal = split_sizes(mix)
+    key = hash_json({
+        "recipe": entry.name, "params": recipe.params.model_dump(mode="json"), "seed": seed,
+        "size": mix.size, "domain_share": mix.domain_share, "domain": domain.name,
+        "domain_sha256": source_hash(domain.train, data_dir), "seed_model": seed_model.sha,
+        "recipe_inputs": recipe.fingerprint(data_dir),
+    })
+    target = cache_dir() / "mixes" / short(key, 24)
+    if (target / "mix.json").is_file():
+        log.info("mix %s for %s (seed %d): reusing %s", short(key, 12), entry.label, seed, target)
+        return _read(target)
+
+    rng = random.Random(f"{seed}:{entry.label}")
+    domain_train = domain.train_rows(data_dir)
+    if len(domain_train) < n_domain:
+        raise DataError(f"domain {domain.name!r} has {len(domain_train)} training rows; the mix needs {n_domain}")
+    order = rng.sample(range(len(domain_train)), len(domain_train))
+    chosen = [domain_train[i] for i in order[:n_domain]]
+    pool = [domain_train[i] for i in order[n_domain:]]
+    ctx = RecipeContext(seed_model=seed_model, domain_rows=chosen, domain_pool=pool, rehearsal_size=n_rehearsal,
+                        rng=rng, data_dir=data_dir, backend=backend,
+                        log=logging.getLogger(f"forgetbench.recipe.{entry.name}"))
+    log.info("mix for %s (seed %d): %d domain + %d rehearsal rows", entry.label, seed, n_domain, n_rehearsal)
+    output = recipe.build(ctx)
+    rows = _checked_rows(entry.label, output.domain, output.rehearsal, mix.size, n_rehearsal)
+    rng.shuffle(rows)
+    meta = {
+        "key": key, "recipe": entry.name, "label": entry.label, "params": recipe.params.model_dump(mode="json"),
+        "seed": seed, "size": mix.size, "domain_share": mix.domain_share, "domain": domain.name,
+        "stats": _statistics(rows, seed_model), "provenance": output.provenance,
+    }
+    with atomic_dir(target) as tmp:
+        with open(tmp / "mix.jsonl", "w", encoding="utf-8") as handle:
+            for row in rows:
+                handle.write(json.dumps(row, sort_keys=True, ensure_ascii=False) + "\n")
+        meta["sha256"] = hash_file(tmp / "mix.jsonl")
+        (tmp / "mix.json").write_text(json.dumps(meta, indent=2, sort_keys=True))
+    return _read(target)
+
+
+def _read(folder: Path) -> Mix:
+    meta = json.loads((folder / "mix.json").read_text())
+    return Mix(path=folder / "mix.jsonl", sha=meta["sha256"], meta=meta)
+
+
+def _checked_rows(label: str, domain: list[Conversation], rehearsal: list[Conversation], size: int,
+                  n_rehearsal: int) -> list[Conversation]:
+    """The recipe must return exactly the sizes asked for, and every row must be a valid conversation."""
+    if len(domain) + len(rehearsal) != size:
+        raise ForgetbenchError(f"recipe {label}: returned {len(domain)} + {len(rehearsal)} rows; the mix size is {size}")
+    if rehearsal and len(rehearsal) != n_rehearsal:
+        raise ForgetbenchError(f"recipe {label}: returned {len(rehearsal)} rehearsal rows; expected {n_rehearsal}")
+    rows = [dict(r, role_in_mix="domain") for r in domain] + [dict(r, role_in_mix="rehearsal") for r in rehearsal]
+    for row in rows:
+        check_conversation(row, f"recipe {label}")
+    return rows
+
+
+def _statistics(rows: list[Conversation], seed_model: ResolvedModel) -> dict[str, Any]:
+    """Rows per source and token lengths (under the seed model's chat template) per mix part."""
+    from harness.models import load_tokenizer
+
+    tokenizer = load_tokenizer(seed_model)
+    stats: dict[str, Any] = {"rows_per_source": dict(Counter(r["source"] for r in rows))}
+    for part in ("domain", "rehearsal"):
+        lengths = [len(tokenizer.apply_chat_template(r["messages"], tokenize=True, return_dict=False))
+                   for r in rows if r["role_in_mix"] == part]
+        stats[f"{part}_rows"] = len(lengths)
+        if lengths:
+            stats[f"{part}_tokens"] = {"min": min(lengths), "mean": round(statistics.fmean(lengths), 1),
+                                       "max": max(lengths), "total": sum(lengths)}
+    return stats

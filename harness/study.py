@@ -1,0 +1,174 @@
+"""The straight line from a study config to leaderboard rows.
+
+    plan:  [seed-model baseline] + recipes x seeds
+    run:   build mix -> fine-tune -> evaluate -> record (one transaction per run)
+
+Every step is cached by the hashes of its inputs (mixes, checkpoints, evaluations), so a rerun
+skips finished work and a new recipe costs only its own.
+"""
+from __future__ import annotations
+
+import gc
+import json
+import logging
+from dataclasses import dataclass
+from pathlib import Path
+
+from harness.config import RecipeEntry, StudyConfig
+from harness.data import source_hash
+from harness.domains import Domain, get_domain
+from harness.errors import ForgetbenchError
+from harness.evaluation.suite import check_eval_data, eval_config_hash, evaluate_model
+from harness.hashing import hash_json, short
+from harness.mixing import Mix, build_mix
+from harness.models import ResolvedModel, resolve_model
+from harness.paths import cache_dir, data_dir as resolve_data_dir
+from harness.provenance import now, package_versions
+from harness.recipe import get_recipe, resolve_params
+from harness.results import BenchmarkResult, RunRecord
+
+log = logging.getLogger("forgetbench")
+
+
+@dataclass(frozen=True)
+class PlannedRun:
+    recipe: RecipeEntry | None  # None: the untouched seed model (baseline)
+    seed: int
+
+    @property
+    def label(self) -> str:
+        return self.recipe.label if self.recipe else "baseline"
+
+
+def plan(study: StudyConfig) -> list[PlannedRun]:
+    return [PlannedRun(None, study.seeds[0])] + [
+        PlannedRun(entry, seed) for seed in study.seeds for entry in study.recipes
+    ]
+
+
+def preflight(study: StudyConfig, data_dir: Path | None) -> list[str]:
+    """Every data problem of a study, found before any work starts (one line each)."""
+    problems: list[str] = []
+    domain = get_domain(study.domain)
+    checks = [lambda: source_hash(domain.train, data_dir), lambda: check_eval_data(study.eval, domain, data_dir)]
+    for entry in study.recipes:
+        cls = get_recipe(entry.name)
+        checks.append(lambda cls=cls, entry=entry: cls(resolve_params(cls, entry.params)).fingerprint(data_dir))
+    for check in checks:
+        try:
+            check()
+        except ForgetbenchError as exc:
+            problems.extend(line for line in exc.lines if line not in problems)
+    return problems
+
+
+def run_study(study: StudyConfig, data_dir: Path | None = None, leaderboard_path: Path | None = None) -> list[str]:
+    """Run every planned run not yet on the leaderboard; return the run ids recorded or reused."""
+    from leaderboard.store import Leaderboard
+
+    data_dir = resolve_data_dir(data_dir or study.data_dir)
+    problems = preflight(study, data_dir)
+    if problems:
+        raise ForgetbenchError(problems)
+    domain = get_domain(study.domain)
+    base = resolve_model(study.base_model)
+    board_path = Path(leaderboard_path or study.leaderboard)
+    eval_hash = eval_config_hash(study.eval, domain, data_dir, study.generation_backend)
+    context = _RunContext(study, domain, data_dir, base, eval_hash)
+    runs = plan(study)
+    run_ids = []
+    for number, planned in enumerate(runs, start=1):
+        log.info("[%d/%d] %s (seed %d)", number, len(runs), planned.label, planned.seed)
+        if planned.recipe is None:
+            existing = Leaderboard(board_path).find_baseline(base.sha, eval_hash)
+            if existing:
+                log.info("[%d/%d] baseline already on the leaderboard as %s", number, len(runs), existing)
+                run_ids.append(existing)
+                continue
+        record, results = context.execute(planned)
+        Leaderboard(board_path).record(record, results)
+        log.info("[%d/%d] recorded %s: %s", number, len(runs), record.run_id, _summary(results))
+        run_ids.append(record.run_id)
+    return run_ids
+
+
+@dataclass
+class _RunContext:
+    study: StudyConfig
+    domain: Domain
+    data_dir: Path | None
+    base: ResolvedModel
+    eval_hash: str
+
+    def execute(self, planned: PlannedRun) -> tuple[RunRecord, list[BenchmarkResult]]:
+        started = now()
+        mix: Mix | None = None
+        model = self.base
+        if planned.recipe is not None:
+            mix = build_mix(planned.recipe, planned.seed, self.study.mix, self.domain, self.data_dir, self.base,
+                            backend=self._seed_backend)
+            model = self._finetune(mix, planned.seed)
+        results = evaluate_model(model, self.study.eval, self.domain, self.data_dir, self.study.generation_backend)
+        gc.collect()
+        return self._record(planned, model, mix, started), results
+
+    def _seed_backend(self):
+        from harness.generation import make_backend
+
+        return make_backend(self.study.generation_backend, self.base, batch_size=self.study.eval.batch_size)
+
+    def _finetune(self, mix: Mix, seed: int) -> ResolvedModel:
+        from harness.finetune import finetune
+
+        job = self.study.finetune
+        key = hash_json({"base": self.base.sha, "mix": mix.sha, "job": job.model_dump(mode="json"), "seed": seed})
+        target = cache_dir() / "checkpoints" / short(key, 24)
+        if (target / "model" / "config.json").is_file():
+            log.info("fine-tune: reusing checkpoint %s", target)
+            return resolve_model(str(target / "model"))
+        log.info("fine-tune (%s) on %d rows -> %s", job.method, mix.meta["size"], target)
+        return finetune(self.base, mix.path, job, seed, target)
+
+    def _record(self, planned: PlannedRun, model: ResolvedModel, mix: Mix | None, started: str) -> RunRecord:
+        study = self.study
+        run_config = {"study": study.config_hash(), "recipe": planned.label, "seed": planned.seed}
+        identity = hash_json({**run_config, "model": model.sha, "eval": self.eval_hash})
+        data_hashes = {"domain_train": source_hash(self.domain.train, self.data_dir),
+                       "domain_test": source_hash(self.domain.test, self.data_dir)}
+        if mix is not None:
+            data_hashes["mix"] = mix.sha
+            data_hashes.update({f"recipe.{k}": v for k, v in mix.meta["provenance"].items() if k.endswith("sha256")})
+        return RunRecord(
+            run_id=f"{study.name}-{planned.label}-s{planned.seed}-{short(identity, 8)}",
+            study=study.name,
+            recipe=planned.label,
+            recipe_params=_resolved_params(planned.recipe),
+            seed=planned.seed,
+            base_model=study.base_model,
+            base_model_sha=self.base.sha,
+            checkpoint_sha=model.sha,
+            mix_sha=mix.sha if mix else None,
+            config_hash=study.config_hash(),
+            finetune_config_hash=hash_json(study.finetune.model_dump(mode="json")) if mix else None,
+            eval_config_hash=self.eval_hash,
+            data_hashes=data_hashes,
+            package_versions=package_versions(),
+            started_at=started,
+            finished_at=now(),
+            extra={"domain": self.domain.name, "mix": json.loads(json.dumps(mix.meta)) if mix else None,
+                   "generation_backend": study.generation_backend},
+        )
+
+
+def _resolved_params(entry: RecipeEntry | None) -> dict:
+    if entry is None:
+        return {}
+    return resolve_params(get_recipe(entry.name), entry.params).model_dump(mode="json")
+
+
+def _summary(results: list[BenchmarkResult]) -> str:
+    parts = []
+    for result in results:
+        primary = next(s for s in result.scores if s.metric == result.primary_metric)
+        parts.append(f"{result.benchmark} {primary.metric}={primary.value:.3f} (n={primary.n})")
+    return ", ".join(parts)
