@@ -46,8 +46,16 @@ def alpaca_messages(row: dict[str, Any]) -> list[Message]:
 
 
 def sharegpt_messages(row: dict[str, Any]) -> list[Message]:
-    """ShareGPT `conversations: [{from, value}]`, kept multi-turn."""
-    return [{"role": _ROLES[turn["from"].lower()], "content": turn["value"]} for turn in row["conversations"]]
+    """ShareGPT `conversations: [{from, value}]`, kept multi-turn. Any speaker other than human/user
+    or system (gpt, chatgpt, bing, bard) is the assistant; leading assistant turns, which answer
+    nothing, are dropped."""
+    messages: list[Message] = [
+        {"role": _ROLES.get(turn["from"].lower(), "assistant"), "content": turn["value"]}
+        for turn in row["conversations"]
+    ]
+    while messages and messages[0]["role"] == "assistant":
+        messages.pop(0)
+    return messages
 
 
 def chat_messages(row: dict[str, Any]) -> list[Message]:
@@ -157,6 +165,13 @@ def _load_hub(source: DataSource) -> list[dict[str, Any]]:
             f"pass --data-dir or set {DATA_ENV} to a local mirror that has {source.local_path or 'it'}"
         ) from None
     return list(dataset)
+
+
+def is_usable(row: Conversation) -> bool:
+    """A conversation worth training on: a user turn and a non-empty assistant answer."""
+    messages = row["messages"]
+    return any(m["role"] == "user" for m in messages) and any(
+        m["role"] == "assistant" and m["content"].strip() for m in messages)
 
 
 def check_conversation(row: Conversation, where: str) -> None:

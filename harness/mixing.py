@@ -7,6 +7,7 @@ and the recipe's provenance.
 """
 from __future__ import annotations
 
+import functools
 import json
 import logging
 import random
@@ -66,7 +67,7 @@ def build_mix(entry: RecipeEntry, seed: int, mix: MixConfig, domain: Domain, dat
     chosen = [domain_train[i] for i in order[:n_domain]]
     pool = [domain_train[i] for i in order[n_domain:]]
     ctx = RecipeContext(seed_model=seed_model, domain_rows=chosen, domain_pool=pool, rehearsal_size=n_rehearsal,
-                        rng=rng, data_dir=data_dir, backend=backend,
+                        rng=rng, data_dir=data_dir, backend=functools.cache(backend),
                         log=logging.getLogger(f"forgetbench.recipe.{entry.name}"))
     log.info("mix for %s (seed %d): %d domain + %d rehearsal rows", entry.label, seed, n_domain, n_rehearsal)
     output = recipe.build(ctx)

@@ -5,7 +5,7 @@ from typing import Literal
 
 from pydantic import Field
 
-from harness.data import DataSource, alpaca_messages, load_conversations, sharegpt_messages, source_hash
+from harness.data import DataSource, alpaca_messages, is_usable, load_conversations, sharegpt_messages, source_hash
 from harness.errors import DataError
 from harness.recipe import Recipe, RecipeContext, RecipeOutput, RecipeParams
 
@@ -45,12 +45,14 @@ class PublicSet(Recipe):
 
     def build(self, ctx: RecipeContext) -> RecipeOutput:
         source = PUBLIC_SETS[self.params.set]
-        pool = load_conversations(source, ctx.data_dir)
+        loaded = load_conversations(source, ctx.data_dir)
+        pool = [row for row in loaded if is_usable(row)]
         if len(pool) < ctx.rehearsal_size:
             raise DataError(f"public set {source.name!r} has {len(pool)} rows; the mix needs {ctx.rehearsal_size}")
         rows = ctx.rng.sample(pool, ctx.rehearsal_size)
         return RecipeOutput(
             domain=ctx.domain_rows,
             rehearsal=rows,
-            provenance={"source": source.describe(), **self.fingerprint(ctx.data_dir), "pool_size": len(pool)},
+            provenance={"source": source.describe(), **self.fingerprint(ctx.data_dir),
+                        "rows_loaded": len(loaded), "rows_usable": len(pool)},
         )

@@ -1,0 +1,85 @@
+"""Study files validate into typed objects; every problem is reported as FILE: FIELD: reason."""
+from __future__ import annotations
+
+from importlib import resources
+
+import pytest
+import yaml
+
+from harness.config import load_study, parse_study
+from harness.errors import ConfigError
+
+MINIMAL = {"name": "s1", "domain": "medmcqa", "recipes": ["none"]}
+
+
+def write(tmp_path, data) -> str:
+    path = tmp_path / "study.yaml"
+    path.write_text(yaml.safe_dump(data) if not isinstance(data, str) else data)
+    return str(path)
+
+
+def test_bundled_demo_study_is_valid():
+    text = resources.files("harness").joinpath("studies/demo.yaml").read_text()
+    study = parse_study(yaml.safe_load(text), "demo.yaml")
+    assert [r.label for r in study.recipes] == ["none", "public:alpaca"]
+    assert study.mix.domain_share == pytest.approx(0.17)
+
+
+def test_defaults_fill_a_minimal_study(tmp_path):
+    study = load_study(write(tmp_path, MINIMAL))
+    assert study.base_model == "smollm2-135m-instruct"
+    assert study.mix.domain_share == 0.17
+    assert study.finetune.method == "lora"
+    assert set(study.eval.benchmarks) == {"ifeval", "domain"}
+    assert study.seeds == [0]
+
+
+def test_shorthand_and_mapping_recipe_forms_mean_the_same(tmp_path):
+    study = load_study(write(tmp_path, {**MINIMAL, "recipes": ["public:dolly", {"name": "public", "params": {"set": "dolly"}}]}))
+    assert study.recipes[0].label == study.recipes[1].label == "public:dolly"
+
+
+def test_every_problem_is_reported_with_file_and_field(tmp_path):
+    path = write(tmp_path, {"name": "s1", "domain": "nowhere", "recipes": ["nothing", "public:foo"],
+                            "mix": {"size": 10, "domain_share": 1.5}, "finetune": {"method": "qlora"}})
+    with pytest.raises(ConfigError) as info:
+        load_study(path)
+    lines = info.value.lines
+    assert all(line.startswith(f"{path}: ") for line in lines)
+    text = "\n".join(lines)
+    for expected in ("mix.domain_share", "finetune.method", "recipes[0]: unknown recipe 'nothing'",
+                     "recipes[1].params.set", "domain: unknown domain 'nowhere'"):
+        assert expected in text
+
+
+@pytest.mark.parametrize("share", [0, 1, -0.1, 1.2])
+def test_domain_share_must_lie_strictly_between_0_and_1(tmp_path, share):
+    with pytest.raises(ConfigError, match="mix.domain_share"):
+        load_study(write(tmp_path, {**MINIMAL, "mix": {"domain_share": share}}))
+
+
+def test_missing_required_field_is_named(tmp_path):
+    with pytest.raises(ConfigError, match=r"study.yaml: recipes: Field required"):
+        load_study(write(tmp_path, {"name": "s1", "domain": "medmcqa"}))
+
+
+def test_unknown_setting_is_an_error_not_ignored(tmp_path):
+    with pytest.raises(ConfigError, match=r"finetune.learnign_rate: Extra inputs"):
+        load_study(write(tmp_path, {**MINIMAL, "finetune": {"learnign_rate": 1e-4}}))
+
+
+def test_invalid_yaml_names_the_line(tmp_path):
+    with pytest.raises(ConfigError, match=r"study.yaml: line \d+: invalid YAML"):
+        load_study(write(tmp_path, "name: [unclosed\n"))
+
+
+def test_missing_study_file(tmp_path):
+    with pytest.raises(ConfigError, match="cannot read study file"):
+        load_study(tmp_path / "absent.yaml")
+
+
+def test_config_hash_ignores_where_files_live(tmp_path):
+    a = parse_study({**MINIMAL, "leaderboard": "a.duckdb"}, "a")
+    b = parse_study({**MINIMAL, "leaderboard": "b.duckdb", "data_dir": "/x"}, "b")
+    c = parse_study({**MINIMAL, "seeds": [1]}, "c")
+    assert a.config_hash() == b.config_hash() != c.config_hash()

@@ -1,0 +1,81 @@
+"""Mixes have the exact size and domain share, are byte-identical on a rebuild, and are built once."""
+from __future__ import annotations
+
+import json
+from collections import Counter
+
+import pytest
+
+from harness.config import MixConfig, RecipeEntry
+from harness.domains import get_domain
+from harness.errors import ForgetbenchError
+from harness.mixing import build_mix, split_sizes
+from harness.recipe import Recipe, RecipeOutput
+
+
+def never_called():
+    raise AssertionError("none/public recipes must not load a model")
+
+
+def build(entry, tiny_model, data_dir, seed=0, size=30, share=0.2):
+    return build_mix(RecipeEntry.model_validate(entry), seed, MixConfig(size=size, domain_share=share),
+                     get_domain("medmcqa"), data_dir, tiny_model, backend=never_called)
+
+
+def rows(mix):
+    return [json.loads(line) for line in mix.path.read_text().splitlines()]
+
+
+@pytest.mark.parametrize("size, share, expected", [(100, 0.17, (17, 83)), (10, 0.5, (5, 5)), (3, 0.01, (1, 2))])
+def test_split_sizes(size, share, expected):
+    assert split_sizes(MixConfig(size=size, domain_share=share)) == expected
+
+
+def test_public_mix_has_exact_size_and_domain_share(tiny_model, data_dir):
+    mix = build("public:alpaca", tiny_model, data_dir)
+    parts = Counter(row["role_in_mix"] for row in rows(mix))
+    assert parts == {"domain": 6, "rehearsal": 24}
+    assert Counter(row["source"] for row in rows(mix)) == {"medmcqa": 6, "alpaca": 24}
+    stats = mix.meta["stats"]
+    assert stats["rows_per_source"] == {"medmcqa": 6, "alpaca": 24}
+    assert stats["domain_tokens"]["min"] > 0 and stats["rehearsal_tokens"]["max"] >= stats["rehearsal_tokens"]["mean"]
+    assert mix.meta["provenance"]["data_sha256"]
+
+
+def test_none_fills_the_mix_with_domain_rows_only(tiny_model, data_dir):
+    mix = build("none", tiny_model, data_dir)
+    assert len(rows(mix)) == 30
+    assert {row["source"] for row in rows(mix)} == {"medmcqa"}
+    assert len({row["id"] for row in rows(mix)}) == 30  # no row repeated
+
+
+def test_rebuild_is_byte_identical_and_reads_the_stored_mix(tiny_model, data_dir, tmp_path, monkeypatch):
+    first = build("public:dolly", tiny_model, data_dir, seed=5)
+    content = first.path.read_bytes()
+    # a fresh cache directory forces a real rebuild: same bytes
+    monkeypatch.setenv("FORGETBENCH_CACHE", str(tmp_path / "fresh"))
+    second = build("public:dolly", tiny_model, data_dir, seed=5)
+    assert second.path != first.path and second.path.read_bytes() == content and second.sha == first.sha
+    other_seed = build("public:dolly", tiny_model, data_dir, seed=6)
+    assert other_seed.sha != first.sha
+
+
+def test_domain_rows_never_come_from_the_held_out_test_split(tiny_model, data_dir):
+    test_prompts = {json.dumps(r["messages"]) for r in get_domain("medmcqa").test_rows(data_dir)}
+    mix = build("none", tiny_model, data_dir, size=200)
+    assert not test_prompts & {json.dumps(r["messages"]) for r in rows(mix)}
+
+
+class WrongSize(Recipe):
+    """Returns one row too few."""
+
+    def build(self, ctx):
+        return RecipeOutput(domain=ctx.domain_rows, rehearsal=ctx.domain_pool[: ctx.rehearsal_size - 1])
+
+
+def test_a_recipe_returning_the_wrong_size_is_an_error_naming_it(tiny_model, data_dir, monkeypatch):
+    from harness import recipe
+
+    monkeypatch.setattr(recipe, "registry", lambda: {"wrong": WrongSize})
+    with pytest.raises(ForgetbenchError, match=r"recipe wrong: returned 6 \+ 23 rows; the mix size is 30"):
+        build("wrong", tiny_model, data_dir)
