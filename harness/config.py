@@ -70,7 +70,7 @@ class FinetuneConfig(_Strict):
     gradient_accumulation_steps: int = Field(1, gt=0)
     max_seq_length: int = Field(512, gt=8)
     lr_scheduler: str = "cosine"
-    warmup_ratio: float = Field(0.0, ge=0.0, lt=1.0)
+    warmup_ratio: float = Field(0.0, ge=0.0, lt=1.0, description="share of steps spent warming up")
     weight_decay: float = Field(0.0, ge=0.0)
     precision: Literal["float32", "bfloat16"] = "float32"
     lora: LoraSettings = Field(default_factory=LoraSettings)

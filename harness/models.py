@@ -44,7 +44,7 @@ def resolve_model(spec: str) -> ResolvedModel:
     if local.is_dir():
         if not (local / "config.json").is_file():
             raise ModelError(f"model {spec!r}: directory has no config.json (not a Hugging Face checkpoint)")
-        return ResolvedModel(spec=spec, path=local.resolve(), sha=_hash_checkpoint(local))
+        return ResolvedModel(spec=spec, path=local.resolve(), sha=hash_checkpoint(local))
     if _HUB_ID.match(spec) and not local.exists():
         return _resolve_hub(spec)
     raise ModelError(
@@ -53,7 +53,7 @@ def resolve_model(spec: str) -> ResolvedModel:
     )
 
 
-def _hash_checkpoint(path: Path) -> str:
+def hash_checkpoint(path: Path) -> str:
     """Hash of the files that define the model's behaviour (weights, config, tokenizer)."""
     relevant = sorted(
         p for p in path.rglob("*")
@@ -100,7 +100,7 @@ def _resolve_smollm2() -> ResolvedModel:
         with atomic_dir(target) as tmp:
             _convert_gguf(gguf, tmp)
     sha_file = target / "forgetbench.sha256"
-    sha = sha_file.read_text().strip() if sha_file.is_file() else _hash_checkpoint(target)
+    sha = sha_file.read_text().strip() if sha_file.is_file() else hash_checkpoint(target)
     return ResolvedModel(spec=BUILTIN_SMOLLM2, path=target, sha=sha)
 
 
@@ -125,7 +125,7 @@ def _convert_gguf(gguf: Path, out: Path) -> None:
     plain.generation_config = loaded.generation_config
     plain.save_pretrained(out)
     tokenizer.save_pretrained(out)
-    (out / "forgetbench.sha256").write_text(_hash_checkpoint(out) + "\n")
+    (out / "forgetbench.sha256").write_text(hash_checkpoint(out) + "\n")
 
 
 def load_tokenizer(model: ResolvedModel, padding_side: str = "left"):
