@@ -16,7 +16,8 @@ from harness.results import BenchmarkResult, result_from_json, result_to_json
 
 log = logging.getLogger(__name__)
 
-IFEVAL = DataSource("ifeval", lambda row: [], "eval/ifeval/input_data.jsonl", "google/IFEval")
+# Only located and hashed here (lm-eval reads the file itself), so no row adapter is needed.
+IFEVAL = DataSource("ifeval", adapter=None, local_path="eval/ifeval/input_data.jsonl", hub_id="google/IFEval")  # type: ignore[arg-type]
 IFEVAL_MAX_NEW_TOKENS = 512
 
 
@@ -38,7 +39,7 @@ def check_eval_data(eval_cfg: EvalConfig, domain: Domain, data_dir: Path | None)
     if "ifeval" in eval_cfg.benchmarks:
         locate(IFEVAL, data_dir)
     if "domain" in eval_cfg.benchmarks:
-        locate(domain.test, data_dir)
+        domain.test_rows(data_dir)
 
 
 def evaluate_model(model: ResolvedModel, eval_cfg: EvalConfig, domain: Domain, data_dir: Path | None,

@@ -1,0 +1,1 @@
+"""Benchmarks: each module runs one benchmark on a resolved model and returns a BenchmarkResult."""

@@ -1,0 +1,189 @@
+"""IFEval through lm-eval's own `ifeval` task and scoring, offline when given the local data mirror.
+
+How it runs:
+- Task: lm-eval's built-in `ifeval.yaml` (prompt, generation settings, `process_results` and the
+  instruction checkers all stay lm-eval's). For local data a small task YAML `include:`s it and only
+  swaps the data set for the mirror's JSONL; it lives in the cache, named by its own content hash.
+  Only that one YAML is indexed (`include_defaults=False`), which skips lm-eval's ~15 s task scan.
+- Subset: `limit` prompts drawn by `random.Random(subset_seed)` from the sorted IFEval keys, so every
+  model sees the same prompts (paired runs). They reach lm-eval through its documented `samples=`
+  argument ({task: [doc indices]}), so the data file stays the unmodified mirror file.
+- Model: lm-eval's HF backend (`HFLM`) in float32 (CPU, or CUDA when present), greedy (the task's own settings), the
+  model's chat template applied, `max_gen_toks` set to `max_new_tokens`.
+"""
+from __future__ import annotations
+
+import contextlib
+import logging
+import random
+import time
+from pathlib import Path
+from typing import Any
+
+from harness.errors import DataError
+from harness.evaluation.punkt import ensure_punkt_tab
+from harness.hashing import hash_file, hash_json, short
+from harness.models import ResolvedModel
+from harness.paths import atomic_write_text, cache_dir
+from harness.results import BenchmarkResult, ExampleResult, Score
+
+log = logging.getLogger("harness.evaluation")
+
+TASK = "ifeval"
+HUB_ID = "google/IFEval"
+DATA_FILE = Path("eval/ifeval/input_data.jsonl")
+METRICS = ("prompt_level_strict_acc", "inst_level_strict_acc", "prompt_level_loose_acc", "inst_level_loose_acc")
+PRIMARY = METRICS[0]
+_FILTER = "none"  # lm-eval's name for the task's only (identity) filter
+
+
+def evaluate_ifeval(model: ResolvedModel, *, data_dir: Path | None, limit: int | None, subset_seed: int,
+                    max_new_tokens: int = 512, batch_size: int = 8) -> BenchmarkResult:
+    """Generate IFEval responses with `model` and score them with lm-eval's IFEval scoring."""
+    data_file = _data_file(data_dir)
+    ensure_punkt_tab()  # before lm-eval imports its IFEval utilities (they try to download it)
+    _seed_langdetect()
+    with _quiet_lm_eval():
+        from lm_eval import __version__ as lm_eval_version
+        from lm_eval import simple_evaluate
+
+        started = time.monotonic()
+        task_manager, task = _load_task(data_file)
+        keys = list(task.eval_docs["key"])
+        indices = subset_indices(keys, limit, subset_seed)
+        task.set_config(key="generation_kwargs", value={"max_gen_toks": max_new_tokens}, update=True)
+        log.info("ifeval: %d of %d prompts (%s); loading %s", len(indices), len(task.eval_docs),
+                 data_file or HUB_ID, model.label)
+        lm = _load_lm(model, batch_size)
+        log.info("ifeval: generating (max %d new tokens, batch %d)", max_new_tokens, batch_size)
+        output = simple_evaluate(
+            model=lm, tasks=[task], task_manager=task_manager,
+            samples=None if len(indices) == len(keys) else {TASK: indices},
+            apply_chat_template=True, log_samples=True,
+        )
+    result = _to_result(output, indices, keys)
+    result.settings.update(
+        task=TASK, max_new_tokens=max_new_tokens, limit=limit, subset_seed=subset_seed, batch_size=batch_size,
+        data_source=str(data_file) if data_file else f"hub:{HUB_ID}",
+        data_sha256=hash_file(data_file) if data_file else None,
+        docs_sha256=hash_json(list(task.eval_docs)), lm_eval_version=lm_eval_version,
+    )
+    log.info("ifeval: %s = %.3f over %d prompts in %.0f s", PRIMARY, result.scores[0].value,
+             result.scores[0].n, time.monotonic() - started)
+    return result
+
+
+def _data_file(data_dir: Path | None) -> Path | None:
+    """The mirror's IFEval JSONL, None for the Hub; DataError (one line) if the mirror lacks it."""
+    if data_dir is None:
+        return None
+    path = Path(data_dir) / DATA_FILE
+    if not path.is_file():
+        raise DataError(
+            f"IFEval data file {path} not found: put it there (data directory from --data-dir or "
+            f"FORGETBENCH_DATA_DIR), or unset the data directory to load {HUB_ID} from the Hub (needs network)"
+        )
+    return path.resolve()
+
+
+def _load_task(data_file: Path | None):
+    """lm-eval's `ifeval` Task, on the local file when given; only this task is indexed (fast)."""
+    import lm_eval.tasks
+    from lm_eval.tasks import TaskManager
+
+    builtin = Path(lm_eval.tasks.__file__).parent / "ifeval" / "ifeval.yaml"
+    task_manager = TaskManager(include_defaults=False)
+    if data_file is not None:
+        return task_manager, task_manager.load([str(_local_task_yaml(builtin, data_file))])["tasks"][TASK]
+    try:
+        return task_manager, task_manager.load([str(builtin)])["tasks"][TASK]
+    except Exception as exc:  # offline, no cache, Hub down: all end the same way for the user
+        first = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+        raise DataError(
+            f"IFEval: could not load {HUB_ID} from the Hub ({first}); with no network, point --data-dir "
+            f"or FORGETBENCH_DATA_DIR at a data mirror holding {DATA_FILE}"
+        ) from None
+
+
+def _local_task_yaml(builtin: Path, data_file: Path) -> Path:
+    """A task YAML that includes the built-in one and reads `data_file` with the `json` loader."""
+    import yaml
+
+    text = yaml.safe_dump({"include": str(builtin), "task": TASK, "dataset_path": "json", "dataset_name": None,
+                           "dataset_kwargs": {"data_files": {"train": str(data_file)}}}, sort_keys=False)
+    path = cache_dir() / "lm_eval_tasks" / f"ifeval-{short(hash_json(text))}" / "ifeval.yaml"
+    if not path.is_file():
+        atomic_write_text(path, text)
+    return path
+
+
+def subset_indices(keys: list[int], limit: int | None, seed: int) -> list[int]:
+    """Sorted row indices of `limit` prompts drawn by `seed` from the sorted keys (all when limit is None).
+
+    Drawing keys (not row positions) keeps the subset the same whatever the row order of the source.
+    Sorted indices matter: lm-eval 0.4.13 maps logged doc ids back through the list's order.
+    """
+    if limit is not None and limit < 1:  # lm-eval reads an empty `samples` list as "all documents"
+        raise ValueError(f"IFEval limit must be at least 1, got {limit}")
+    if limit is None or limit >= len(keys):
+        return list(range(len(keys)))
+    chosen = set(random.Random(seed).sample(sorted(keys), limit))
+    return [i for i, key in enumerate(keys) if key in chosen]
+
+
+def _load_lm(model: ResolvedModel, batch_size: int):
+    """lm-eval's HF backend on the local checkpoint: float32, fixed batch size, GPU when present."""
+    import torch
+    from lm_eval.models.huggingface import HFLM
+
+    device = "cuda" if torch.cuda.is_available() else "cpu"
+    return HFLM(pretrained=str(model.path), device=device, dtype="float32", batch_size=batch_size)
+
+
+def _to_result(output: dict[str, Any], indices: list[int], keys: list[int]) -> BenchmarkResult:
+    """lm-eval's aggregate scores plus one ExampleResult per logged sample and metric."""
+    numbers = output["results"][TASK]
+    n = output["n-samples"][TASK]["effective"]
+    scores = [Score(metric=m, value=float(numbers[f"{m},{_FILTER}"]),
+                    stderr=_stderr(numbers.get(f"{m}_stderr,{_FILTER}")), n=n) for m in METRICS]
+    examples, wanted = [], set(indices)
+    for sample in sorted(output["samples"][TASK], key=lambda s: s["doc_id"]):
+        key, response = sample["doc"]["key"], sample["filtered_resps"][0]
+        if key != keys[sample["doc_id"]] or sample["doc_id"] not in wanted:
+            raise RuntimeError(f"lm-eval logged doc {sample['doc_id']} with key {key}: not a requested prompt")
+        for metric in METRICS:
+            value = sample[metric]
+            value = sum(value) / len(value) if isinstance(value, list) else float(value)
+            examples.append(ExampleResult(example_id=str(key), metric=metric, value=value, prediction=response,
+                                          target=",".join(sample["doc"]["instruction_id_list"])))
+    return BenchmarkResult(benchmark=TASK, primary_metric=PRIMARY, scores=scores, examples=examples)
+
+
+def _seed_langdetect() -> None:
+    """Make langdetect (used by lm-eval's language and all-caps/lowercase checkers) deterministic.
+
+    Unseeded, it draws from OS entropy on every call, so the same response can score differently
+    between runs; `DetectorFactory.seed = 0` is langdetect's documented fix.
+    """
+    from langdetect import DetectorFactory
+
+    DetectorFactory.seed = 0
+
+
+def _stderr(value: Any) -> float | None:
+    """lm-eval writes "N/A" where it has no standard error (its instruction-level aggregation)."""
+    return float(value) if isinstance(value, (int, float)) else None
+
+
+@contextlib.contextmanager
+def _quiet_lm_eval():
+    """Hold lm-eval's and transformers' INFO chatter back to warnings for the duration."""
+    loggers = [logging.getLogger(name) for name in ("lm_eval", "transformers", "datasets")]
+    previous = [logger.level for logger in loggers]
+    for logger in loggers:
+        logger.setLevel(logging.WARNING)
+    try:
+        yield
+    finally:
+        for logger, level in zip(loggers, previous):
+            logger.setLevel(level)
