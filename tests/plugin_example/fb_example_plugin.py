@@ -15,6 +15,6 @@ class SelfAnswers(Recipe):
         rows = ctx.rng.sample(ctx.domain_pool, ctx.rehearsal_size)
         prompts = [r["messages"][:-1] for r in rows]
         answers = ctx.backend().chat(prompts, Sampling(max_new_tokens=self.params.max_new_tokens))
-        rehearsal = [{"id": r["id"], "source": "self", "messages": p + [{"role": "assistant", "content": a or "."}]}
+        rehearsal = [{"id": r["id"], "source": "self", "messages": p + [{"role": "assistant", "content": a.strip() or "-"}]}
                      for r, p, a in zip(rows, prompts, answers)]
         return RecipeOutput(domain=ctx.domain_rows, rehearsal=rehearsal)
