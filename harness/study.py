@@ -50,7 +50,7 @@ def preflight(study: StudyConfig, data_dir: Path | None) -> list[str]:
     """Every data problem of a study, found before any work starts (one line each)."""
     problems: list[str] = []
     domain = get_domain(study.domain)
-    checks = [lambda: source_hash(domain.train, data_dir), lambda: check_eval_data(study.eval, domain, data_dir)]
+    checks = [lambda: domain.train_rows(data_dir), lambda: check_eval_data(study.eval, domain, data_dir)]
     for entry in study.recipes:
         cls = get_recipe(entry.name)
         checks.append(lambda cls=cls, entry=entry: cls(resolve_params(cls, entry.params)).fingerprint(data_dir))
