@@ -27,15 +27,5 @@ def hash_file(path: str | Path) -> str:
     return digest.hexdigest()
 
 
-def hash_dir(path: str | Path) -> str:
-    """Hash of every file's relative path and content under a directory (sorted, so stable)."""
-    root = Path(path)
-    digest = hashlib.sha256()
-    for file in sorted(p for p in root.rglob("*") if p.is_file()):
-        digest.update(str(file.relative_to(root)).encode("utf-8") + b"\0")
-        digest.update(hash_file(file).encode("ascii") + b"\0")
-    return digest.hexdigest()
-
-
 def short(sha: str, length: int = 16) -> str:
     return sha[:length]

@@ -8,7 +8,6 @@ from __future__ import annotations
 import logging
 import os
 import re
-import shutil
 from dataclasses import dataclass
 from importlib import metadata
 from pathlib import Path
@@ -143,9 +142,3 @@ def load_model(model: ResolvedModel, dtype: str = "float32"):
 
     torch.set_num_threads(max(1, os.cpu_count() or 1))
     return AutoModelForCausalLM.from_pretrained(model.path, dtype=getattr(torch, dtype)).eval()
-
-
-def copy_tokenizer_files(src: Path, dst: Path) -> None:
-    for name in ("tokenizer.json", "tokenizer_config.json", "special_tokens_map.json", "chat_template.jinja"):
-        if (src / name).is_file():
-            shutil.copy2(src / name, dst / name)

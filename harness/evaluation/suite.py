@@ -9,6 +9,7 @@ from pathlib import Path
 from harness.config import EvalConfig
 from harness.data import DataSource, locate, source_hash
 from harness.domains import Domain
+from harness.evaluation import ifeval
 from harness.hashing import hash_json, short
 from harness.models import ResolvedModel
 from harness.paths import atomic_dir, cache_dir
@@ -17,7 +18,7 @@ from harness.results import BenchmarkResult, result_from_json, result_to_json
 log = logging.getLogger(__name__)
 
 # Only located and hashed here (lm-eval reads the file itself), so no row adapter is needed.
-IFEVAL = DataSource("ifeval", adapter=None, local_path="eval/ifeval/input_data.jsonl", hub_id="google/IFEval")  # type: ignore[arg-type]
+IFEVAL = DataSource("ifeval", adapter=None, local_path=str(ifeval.DATA_FILE), hub_id=ifeval.HUB_ID)  # type: ignore[arg-type]
 IFEVAL_MAX_NEW_TOKENS = 512
 
 
