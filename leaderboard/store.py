@@ -2,6 +2,9 @@
 
 Tables
     meta(key, value)        application marker and ``schema_version``
+    migrations              (since v2) one row per schema version this file went through: version,
+                            applied_at (NULL for steps taken before v2 kept a history) and the
+                            forgetbench version that applied it
     runs                    one row per RunRecord; dict fields stored as JSON text
     scores                  run_id, benchmark, metric, value, stderr, n, is_primary, settings (JSON)
     examples                run_id, benchmark, metric, example_id, value, prediction, target
@@ -38,7 +41,7 @@ import pandas as pd
 from harness.errors import ForgetbenchError
 from harness.results import BenchmarkResult, RunRecord
 
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2
 APPLICATION = "forgetbench-leaderboard"
 BASELINE_RECIPE = "baseline"
 DEFAULT_LOCK_TIMEOUT = 120.0
@@ -119,7 +122,32 @@ def _migrate_to_1(con: duckdb.DuckDBPyConnection) -> None:
     )
 
 
-MIGRATIONS: dict[int, Callable[[duckdb.DuckDBPyConnection], None]] = {1: _migrate_to_1}
+def _forgetbench_version() -> str:
+    try:
+        from importlib.metadata import version
+
+        return version("forgetbench")
+    except Exception:  # running from a source tree that is not installed
+        return "unknown"
+
+
+def _migrate_to_2(con: duckdb.DuckDBPyConnection) -> None:
+    """A history of schema upgrades, so a file says which forgetbench versions changed it, and an
+    index that lets ``compare`` find one run's per-example rows without scanning the table."""
+    con.execute(
+        """
+        CREATE TABLE migrations (
+            version BIGINT PRIMARY KEY,
+            applied_at TIMESTAMPTZ,              -- NULL: applied before the history existed
+            forgetbench VARCHAR
+        )
+        """
+    )
+    con.execute("INSERT INTO migrations VALUES (1, NULL, NULL)")
+    con.execute("CREATE INDEX examples_run ON examples (run_id)")
+
+
+MIGRATIONS: dict[int, Callable[[duckdb.DuckDBPyConnection], None]] = {1: _migrate_to_1, 2: _migrate_to_2}
 
 # Order in which baselines compete: latest finish first (parsed when it parses, else as text).
 _BASELINE_ORDER = (
@@ -238,15 +266,34 @@ class Leaderboard:
             finally:
                 con.close()
 
-    def _open_with_retry(self, read_only: bool) -> duckdb.DuckDBPyConnection:
+    @contextmanager
+    def connect(self, *, read_only: bool = True, config: dict[str, Any] | None = None
+                ) -> Iterator[duckdb.DuckDBPyConnection]:
+        """A short-lived connection for views, exports and user SQL; ``config`` adds DuckDB
+        settings (e.g. ``enable_external_access``) to the defaults."""
+        with self._lock:
+            con = self._open_with_retry(read_only, config)
+            try:
+                yield con
+            finally:
+                con.close()
+
+    def _open_with_retry(self, read_only: bool, config: dict[str, Any] | None = None
+                         ) -> duckdb.DuckDBPyConnection:
         if not read_only:
             self.path.parent.mkdir(parents=True, exist_ok=True)
         deadline = time.monotonic() + self.lock_timeout
         delay = 0.01
         while True:
             try:
-                return duckdb.connect(str(self.path), read_only=read_only, config=_DUCKDB_CONFIG)
+                return duckdb.connect(str(self.path), read_only=read_only,
+                                      config={**_DUCKDB_CONFIG, **(config or {})})
             except duckdb.ConnectionException as error:
+                if config:  # a restricted connection must not fall back to a shared, unrestricted one
+                    raise ForgetbenchError(
+                        f"leaderboard {self.path}: this process already has the file open; close that "
+                        f"connection first ({_first_line(error)})"
+                    ) from error
                 # Code elsewhere in this process holds the file open with other settings (DuckDB
                 # then refuses a connection with different ones): share that instance instead.
                 try:
@@ -343,6 +390,9 @@ class Leaderboard:
         try:
             for step in range(version + 1, SCHEMA_VERSION + 1):
                 MIGRATIONS[step](con)
+                if step >= 2:
+                    con.execute("INSERT INTO migrations VALUES (?, current_timestamp, ?)",
+                                [step, _forgetbench_version()])
             _create_views(con)
             con.execute(
                 "INSERT OR REPLACE INTO meta VALUES ('application', ?), ('schema_version', ?)",

@@ -1,0 +1,128 @@
+"""The leaderboard's CLI commands: leaderboard (printing), compare, query, export, report.
+
+Only argparse and pathlib are imported at module level, so building the parser stays instant."""
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+from harness.errors import ConfigError
+
+
+def _board(path: Path):
+    from leaderboard.store import Leaderboard
+
+    if not Path(path).is_file():
+        raise ConfigError(f"--leaderboard {path}: no such leaderboard file (run a study first)")
+    return Leaderboard(path)
+
+
+def _fmt(fmt: str) -> str:
+    return "markdown" if fmt == "md" else fmt
+
+
+def add_commands(commands, default_leaderboard: Path) -> None:
+    """Register compare, query, export and report on the CLI's sub-parsers."""
+    def common(p, formats: bool = True):
+        p.add_argument("--leaderboard", type=Path, default=default_leaderboard,
+                       help="DuckDB file (default: %(default)s)")
+        if formats:
+            p.add_argument("--format", choices=("table", "csv", "json", "markdown", "md"), default="table",
+                           help="output format (default: %(default)s)")
+
+    p = commands.add_parser("compare", help="paired bootstrap comparison of two runs or two recipes, per benchmark")
+    p.add_argument("run_a", metavar="RUN_A", help="a run_id, or a recipe name (all its seeds)")
+    p.add_argument("run_b", metavar="RUN_B", help="a run_id, or a recipe name; differences are B - A")
+    p.add_argument("--study", help="where RUN_A/RUN_B are recipe names: the study they belong to")
+    p.add_argument("--benchmarks", nargs="+", metavar="B", help="only these benchmarks")
+    p.add_argument("--resamples", type=int, default=10_000, help="bootstrap resamples (default: %(default)s)")
+    p.add_argument("--alpha", type=float, default=0.05, help="significance level, Holm-corrected (default: %(default)s)")
+    p.add_argument("--seed", type=int, default=0, help="bootstrap RNG seed (default: %(default)s)")
+    common(p)
+    p.set_defaults(command=cmd_compare)
+
+    p = commands.add_parser("query", help="run read-only SQL against the leaderboard file")
+    p.add_argument("sql", metavar="SQL", help='e.g. "SELECT recipe, count(*) FROM runs GROUP BY recipe"')
+    common(p)
+    p.set_defaults(command=cmd_query)
+
+    p = commands.add_parser("export", help="write runs, scores and examples as parquet files")
+    p.add_argument("--out", type=Path, required=True, metavar="DIR", help="directory for the parquet files")
+    p.add_argument("--study", help="only runs of this study")
+    common(p, formats=False)
+    p.set_defaults(command=cmd_export)
+
+    p = commands.add_parser("report", help="write a self-contained HTML report (table and charts)")
+    p.add_argument("--out", type=Path, default=Path("report.html"), help="HTML file (default: %(default)s)")
+    p.add_argument("--study", help="only runs of this study")
+    p.add_argument("--benchmarks", nargs="+", metavar="B", help="only these benchmarks")
+    common(p, formats=False)
+    p.set_defaults(command=cmd_report)
+
+
+def print_board(args: argparse.Namespace) -> int:
+    from leaderboard.render import render
+    from leaderboard.views import paper_display, paper_table
+
+    board = _board(args.leaderboard)
+    fmt = _fmt(args.format)
+    benchmarks = getattr(args, "benchmarks", None)
+    if args.view == "paper":
+        frame = paper_table(board, args.study, benchmarks)
+        if fmt in ("table", "markdown"):
+            frame = paper_display(frame)
+    elif args.view == "deltas":
+        frame = board.deltas(study=args.study)
+        if benchmarks:
+            frame = frame[frame.benchmark.isin(benchmarks)]
+    else:
+        frame = {"table": board.table, "runs": board.runs}[args.view](study=args.study)
+    print(render(frame, fmt), end="")
+    if getattr(args, "export", None):
+        _export(board, args.export, args.study)
+    return 0
+
+
+def _export(board, out: Path, study: str | None) -> None:
+    import sys
+
+    from leaderboard.sql import export_parquet
+
+    written = export_parquet(board, out, study)
+    print(f"wrote {', '.join(str(p) for p in written)}", file=sys.stderr)
+
+
+def cmd_compare(args) -> int:
+    from leaderboard.compare import compare
+    from leaderboard.render import render
+
+    if not 0 < args.alpha < 1:
+        raise ConfigError(f"--alpha: {args.alpha} must be between 0 and 1")
+    board = _board(args.leaderboard)
+    frame = compare(board, args.run_a, args.run_b, study=args.study, benchmarks=args.benchmarks,
+                    resamples=args.resamples, seed=args.seed, alpha=args.alpha)
+    print(render(frame, _fmt(args.format)), end="")
+    return 0
+
+
+def cmd_query(args) -> int:
+    from leaderboard.render import render
+    from leaderboard.sql import run_query
+
+    print(render(run_query(_board(args.leaderboard), args.sql), _fmt(args.format)), end="")
+    return 0
+
+
+def cmd_export(args) -> int:
+    _export(_board(args.leaderboard), args.out, args.study)
+    return 0
+
+
+def cmd_report(args) -> int:
+    from leaderboard.report import build_report
+
+    html = build_report(_board(args.leaderboard), args.study, args.benchmarks)
+    args.out.parent.mkdir(parents=True, exist_ok=True)
+    args.out.write_text(html, encoding="utf-8")
+    print(f"wrote {args.out}")
+    return 0

@@ -1,0 +1,218 @@
+"""Leaderboard views and commands: schema migration, paper table, compare (paired bootstrap), read-only
+query, parquet export, the HTML report (rendered in headless Chromium where installed)."""
+from __future__ import annotations
+
+import json
+import math
+import os
+import re
+import shutil
+import subprocess
+
+import duckdb
+import numpy as np
+import pandas as pd
+import pytest
+
+import leaderboard.store as store
+from harness.cli import main
+from harness.errors import ForgetbenchError
+from harness.results import BenchmarkResult, ExampleResult, RunRecord, Score
+from leaderboard import SCHEMA_VERSION, Leaderboard
+from leaderboard.compare import compare, holm, paired_bootstrap
+from leaderboard.report import build_report
+from leaderboard.sql import run_query
+from leaderboard.views import paper_table
+
+EVIL = '<script>alert("x")</script>&'
+
+
+def run(run_id, recipe, seed=0, study="demo"):
+    return RunRecord(
+        run_id=run_id, study=study, recipe=recipe, recipe_params={}, seed=seed, base_model="smollm2",
+        base_model_sha="base", checkpoint_sha=f"ck-{run_id}", mix_sha=None, config_hash="c",
+        finetune_config_hash=None, eval_config_hash="e", data_hashes={}, package_versions={},
+        started_at="2025-01-01T00:00:00+00:00", finished_at=f"2025-01-01T00:00:{seed:02d}+00:00")
+
+
+def results(ifeval: list[float], domain: list[float], prediction: str = "") -> list[BenchmarkResult]:
+    """Per-example values given; the aggregate score is their mean (as the harness records it)."""
+    def bench(name, metric, values):
+        return BenchmarkResult(
+            benchmark=name, primary_metric=metric,
+            scores=[Score(metric, float(np.mean(values)), None, len(values)), Score("other", 0.0, None, 1)],
+            examples=[ExampleResult(f"{name}-{i}", metric, v, prediction=prediction) for i, v in enumerate(values)])
+    return [bench("ifeval", "prompt_level_strict_acc", ifeval), bench("domain", "acc", domain)]
+
+
+N = 40
+
+
+@pytest.fixture
+def demo_board(tmp_path) -> Leaderboard:
+    """Shaped like the demo's leaderboard: baseline, none and public:alpaca (two seeds each)."""
+    board = Leaderboard(tmp_path / "demo.duckdb")
+    board.record(run("base", "baseline"), results([1.0] * 30 + [0.0] * 10, [1.0] * 10 + [0.0] * 30))
+    for seed in (0, 1):
+        board.record(run(f"none-{seed}", "none", seed),  # forgets: 20 + seed of 40 IFEval prompts pass
+                     results([1.0] * (20 + seed) + [0.0] * (20 - seed), [1.0] * 30 + [0.0] * 10))
+        board.record(run(f"alp-{seed}", "public:alpaca", seed),
+                     results([1.0] * (29 + seed) + [0.0] * (11 - seed), [1.0] * 24 + [0.0] * 16, prediction=EVIL))
+    board.record(run("evil", EVIL), results([1.0] * 30 + [0.0] * 10, [1.0] * 10 + [0.0] * 30))
+    return board
+
+
+# -- 1. schema migration ---------------------------------------------------------------------------
+
+def test_a_file_written_with_the_v1_schema_opens_migrates_and_keeps_its_rows(tmp_path):
+    path = tmp_path / "old.duckdb"
+    with duckdb.connect(str(path)) as con:  # exactly what forgetbench 0.1 (schema v1) wrote
+        store.MIGRATIONS[1](con)
+        con.execute("INSERT INTO meta VALUES ('application', ?), ('schema_version', '1')", [store.APPLICATION])
+        con.execute("INSERT INTO runs VALUES ('r1','s','none','{}',0,'m','b','ck',NULL,'c',NULL,'e','{}','{}',"
+                    "'2025-01-01','2025-01-01','finished','{}')")
+        con.execute("INSERT INTO scores VALUES ('r1','ifeval','acc',0.5,NULL,2,true,'{}')")
+        con.execute("INSERT INTO examples VALUES ('r1','ifeval','acc','a',1.0,'p','t'), ('r1','ifeval','acc','b',0.0,'','')")
+    board = Leaderboard(path)
+    with duckdb.connect(str(path), read_only=True) as con:
+        assert con.execute("SELECT value FROM meta WHERE key='schema_version'").fetchone() == (str(SCHEMA_VERSION),)
+        history = con.execute("SELECT version, applied_at IS NOT NULL FROM migrations ORDER BY version").fetchall()
+        assert history == [(1, False)] + [(v, True) for v in range(2, SCHEMA_VERSION + 1)]
+        assert con.execute("SELECT index_name FROM duckdb_indexes() WHERE table_name='examples'").fetchall() == [("examples_run",)]
+    assert list(board.runs().run_id) == ["r1"]
+    assert board.table().ifeval.tolist() == [0.5]
+    assert run_query(board, "SELECT count(*) AS n FROM examples").n.tolist() == [2]
+    board.record(run("r2", "none"), results([1.0], [0.0]))  # and it takes new rows
+    assert sorted(board.runs().run_id) == ["r1", "r2"]
+
+
+# -- 2. views --------------------------------------------------------------------------------------
+
+def test_paper_table_has_one_row_per_recipe_with_mean_and_std_over_seeds(demo_board):
+    table = paper_table(demo_board, "demo")
+    assert table.recipe.tolist() == ["baseline", EVIL, "none", "public:alpaca"]
+    row = table.set_index("recipe").loc["none"]
+    assert row.runs == 2
+    assert row.ifeval == pytest.approx(0.5125) and row.ifeval_std == pytest.approx(np.std([0.5, 0.525], ddof=1))
+    assert row["avg(ifeval)"] == pytest.approx(0.5125)
+    assert row.avg_delta == pytest.approx(0.5125 - 0.75)
+    assert row.domain_gain == pytest.approx(0.75 - 0.25) and row.domain_gain_std == pytest.approx(0)
+    assert list(table.columns[:5]) == ["study", "recipe", "runs", "ifeval", "ifeval_std"]
+    only = paper_table(demo_board, "demo", ["domain"])
+    assert "ifeval" not in only.columns and "domain_gain" in only.columns
+
+
+def test_leaderboard_command_prints_the_paper_table_in_every_format(demo_board, capsys):
+    path = str(demo_board.path)
+    assert main(["leaderboard", "--leaderboard", path, "--study", "demo"]) == 0
+    out = capsys.readouterr().out
+    assert "0.5125 ± 0.0177" in out and "avg(ifeval)" in out
+    assert main(["leaderboard", "--leaderboard", path, "--format", "md", "--benchmarks", "ifeval"]) == 0
+    assert capsys.readouterr().out.startswith("| study | recipe | runs | ifeval |")
+    assert main(["leaderboard", "--leaderboard", path, "--format", "json"]) == 0
+    records = json.loads(capsys.readouterr().out)
+    assert records[0]["recipe"] == "baseline" and "ifeval_std" in records[0]
+    assert main(["leaderboard", "--leaderboard", path, "--format", "csv", "--view", "deltas"]) == 0
+    assert main(["leaderboard", "--leaderboard", path, "--benchmarks", "mmlu"]) == 2
+    assert "--benchmarks: no scores for mmlu" in capsys.readouterr().err
+
+
+# -- 3. compare ------------------------------------------------------------------------------------
+
+def test_bootstrap_on_constructed_differences_gives_the_known_answers():
+    low, high, p = paired_bootstrap(np.zeros(50), resamples=2000)
+    assert (low, high, p) == (0.0, 0.0, 1.0)  # identical runs: no difference at all
+    low, high, p = paired_bootstrap(np.ones(60), resamples=2000)
+    assert (low, high) == (1.0, 1.0) and p == pytest.approx(1 / 2001)  # every pair better: smallest p
+    rng = np.random.default_rng(1)
+    for shift in (0.0, 0.3):  # the bootstrap agrees with the paired t-test on normal differences
+        diffs = rng.normal(shift, 1.0, 400)
+        low, high, p = paired_bootstrap(diffs, resamples=20000)
+        se = diffs.std(ddof=1) / np.sqrt(len(diffs))
+        normal_p = math.erfc(abs(diffs.mean() / se) / math.sqrt(2))  # the t-test's p at n = 400
+        assert p == pytest.approx(normal_p, abs=0.02)
+        half = 1.96 * se
+        assert low == pytest.approx(diffs.mean() - half, abs=0.02) and high == pytest.approx(diffs.mean() + half, abs=0.02)
+    assert holm([0.01, 0.04, 0.03]) == pytest.approx([0.03, 0.06, 0.06])
+
+
+def test_compare_pairs_examples_and_flags_only_the_real_difference(demo_board, capsys):
+    out = compare(demo_board, "base", "none-0", resamples=4000).set_index("benchmark")
+    assert out.loc["ifeval"].n == N and out.loc["ifeval"]["diff"] == pytest.approx(-0.25)
+    # examples 20..29 passed for base and fail for none-0; everything else agrees: 10 discordant pairs
+    assert out.loc["ifeval"].p_value < 0.01 and out.loc["ifeval"].significant
+    assert out.loc["ifeval"].ci_high < 0
+    assert out.loc["domain"]["diff"] == pytest.approx(0.5) and out.loc["domain"].significant
+    same = compare(demo_board, "base", EVIL, resamples=1000).set_index("benchmark")
+    assert same.p_value.tolist() == [1.0, 1.0] and not same.significant.any()
+    # recipe names: each side is the per-example mean over its seeds
+    recipes = compare(demo_board, "none", "public:alpaca", study="demo", resamples=1000).set_index("benchmark")
+    assert recipes.loc["ifeval"]["diff"] == pytest.approx(0.7375 - 0.5125)
+    assert main(["compare", "none", "public:alpaca", "--leaderboard", str(demo_board.path), "--format", "csv"]) == 0
+    assert capsys.readouterr().out.startswith("benchmark,metric,n,a_mean,b_mean,diff,ci_low,ci_high,p_value,p_holm,significant")
+    assert main(["compare", "base", "nobody", "--leaderboard", str(demo_board.path)]) == 2
+    assert "RUN_B: 'nobody' is neither a run_id nor a recipe" in capsys.readouterr().err
+
+
+# -- query and export ------------------------------------------------------------------------------
+
+@pytest.mark.parametrize("sql", [
+    "INSERT INTO runs SELECT * FROM runs", "DROP TABLE examples", "DELETE FROM scores",
+    "ATTACH '{dir}/x.duckdb' AS x", "COPY runs TO '{dir}/x.csv'", "SET enable_external_access = true",
+    "CREATE TABLE t (a INT)",
+])
+def test_query_refuses_every_write_with_one_line(demo_board, capsys, sql):
+    before = run_query(demo_board, "SELECT count(*) AS n FROM examples").n[0]
+    assert main(["query", sql.format(dir=demo_board.path.parent), "--leaderboard", str(demo_board.path)]) == 1
+    err = capsys.readouterr().err.strip()
+    assert err.startswith("forgetbench: error: query: ") and "\n" not in err
+    assert run_query(demo_board, "SELECT count(*) AS n FROM examples").n[0] == before
+    assert not list(demo_board.path.parent.glob("x.*"))
+
+
+def test_query_runs_select_and_export_writes_parquet(demo_board, tmp_path, capsys):
+    assert main(["query", "SELECT recipe, count(*) AS n FROM runs GROUP BY recipe ORDER BY recipe",
+                 "--leaderboard", str(demo_board.path), "--format", "json"]) == 0
+    assert json.loads(capsys.readouterr().out)[0] == {"recipe": EVIL, "n": 1}
+    assert main(["export", "--out", str(tmp_path / "pq"), "--leaderboard", str(demo_board.path)]) == 0
+    assert len(pd.read_parquet(tmp_path / "pq" / "examples.parquet")) == 6 * 2 * N
+    assert main(["leaderboard", "--leaderboard", str(demo_board.path), "--study", "demo",
+                 "--export", str(tmp_path / "pq2")]) == 0
+    assert len(pd.read_parquet(tmp_path / "pq2" / "runs.parquet")) == 6
+
+
+# -- 4. HTML report --------------------------------------------------------------------------------
+
+def test_report_is_self_contained_and_escapes_text(demo_board):
+    html = build_report(demo_board)
+    assert "<script" not in html and "&lt;script&gt;alert(&quot;x&quot;)&lt;/script&gt;&amp;" in html
+    assert not re.search(r"""(src|href)\s*=\s*["']?(http|//)""", html)
+    assert html.count("<svg") == 2 and html.count("<circle") == 3  # the three fine-tuned recipes
+    assert len(re.findall(r"<tbody>.*</tbody>", html)) == 1
+    assert re.search(r"<tbody>(.*)</tbody>", html).group(1).count("<tr>") == len(paper_table(demo_board))
+
+
+CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
+
+
+@pytest.mark.skipif(not os.path.exists(CHROMIUM), reason="headless Chromium not installed (apt-get install -y chromium)")
+def test_report_renders_in_headless_chromium_with_one_row_per_recipe(demo_board, tmp_path):
+    out = tmp_path / "report.html"
+    assert main(["report", "--out", str(out), "--leaderboard", str(demo_board.path)]) == 0
+    flags = [CHROMIUM, "--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
+             "--disable-background-networking", "--disable-component-update", "--disable-sync",
+             f"--user-data-dir={tmp_path / 'profile'}", "--window-size=1200,1600"]
+    shot = tmp_path / "report.png"
+    subprocess.run([*flags, f"--screenshot={shot}", out.as_uri()], check=True, capture_output=True, timeout=120)
+    data = shot.read_bytes()
+    assert data[:8] == b"\x89PNG\r\n\x1a\n" and len(data) > 20_000  # a real picture, not a blank page
+    width, height = int.from_bytes(data[16:20], "big"), int.from_bytes(data[20:24], "big")
+    assert (width, height) == (1200, 1600)
+    dom = subprocess.run([*flags, "--dump-dom", out.as_uri()], check=True, capture_output=True, text=True,
+                         timeout=120).stdout
+    rows = re.search(r'<table id="leaderboard-table">.*?<tbody>(.*?)</tbody>', dom, re.S).group(1)
+    assert rows.count("<tr>") == len(paper_table(demo_board)) == 4
+    assert "<rect" in dom and "<circle" in dom
+    keep = os.environ.get("FORGETBENCH_KEEP_SCREENSHOT")
+    if keep:
+        shutil.copy(shot, keep)
