@@ -1,11 +1,17 @@
-"""`public:<set>`: rehearse on a public instruction-tuning set."""
+"""`public:<set>`: rehearse on a public instruction-tuning set.
+
+Ten sets, each with its Hugging Face Hub id, split and an adapter for that set's real schema (the
+four mirrored in the local data directory also read the mirror's files). Multi-turn sets stay
+multi-turn; system turns are kept.
+"""
 from __future__ import annotations
 
-from typing import Literal
+from typing import Any, Literal
 
 from pydantic import Field
 
-from harness.data import DataSource, alpaca_messages, is_usable, load_conversations, sharegpt_messages, source_hash
+from harness.data import (DataSource, Message, alpaca_messages, chat_messages, is_usable, load_conversations,
+                          sharegpt_messages, source_hash)
 from harness.errors import DataError
 from harness.recipe import Recipe, RecipeContext, RecipeOutput, RecipeParams
 
@@ -17,12 +23,41 @@ def dolly_messages(row: dict) -> list:
     return alpaca_messages(row)
 
 
+def lima_messages(row: dict[str, Any]) -> list[Message]:
+    """LIMA: the mirror's Alpaca rendering, or the Hub's `conversations: [str, ...]` (user first,
+    then alternating; a few rows are multi-turn)."""
+    if "conversations" not in row:
+        return alpaca_messages(row)
+    return [{"role": "user" if i % 2 == 0 else "assistant", "content": text}
+            for i, text in enumerate(row["conversations"])]
+
+
+def wildchat_messages(row: dict[str, Any]) -> list[Message]:
+    """WildChat: `conversation: [{role, content, language, toxic, turn_identifier, ...}]`."""
+    return chat_messages({"messages": row["conversation"]})
+
+
+def genqa_messages(row: dict[str, Any]) -> list[Message]:
+    """GenQA: `text: [{role, content}]` (the `prompt` column is the generator's meta-prompt, not a turn)."""
+    return chat_messages({"messages": row["text"]})
+
+
+_GENQA_SPLITS = "+".join(["academic", "code", "dialog", "general", "math", "mmlu", "multiple_choice", "task", "writing"])
+
 PUBLIC_SETS: dict[str, DataSource] = {
     "alpaca": DataSource("alpaca", alpaca_messages, "rehearsal/alpaca/alpaca_2k.json", "tatsu-lab/alpaca"),
     "dolly": DataSource("dolly", dolly_messages, "rehearsal/dolly/dolly_2k.json", "databricks/databricks-dolly-15k"),
-    "lima": DataSource("lima", alpaca_messages, "rehearsal/lima/lima_train.json", "GAIR/lima"),
+    "lima": DataSource("lima", lima_messages, "rehearsal/lima/lima_train.json", "GAIR/lima"),
     "sharegpt": DataSource("sharegpt", sharegpt_messages, "rehearsal/sharegpt/sharegpt_v3_first5000.json",
                            "anon8231489123/ShareGPT_Vicuna_unfiltered"),
+    # Hub only (no mirror file): their adapters are tested on fixtures of the real schema
+    "ultrachat": DataSource("ultrachat", chat_messages, None, "HuggingFaceH4/ultrachat_200k", hub_split="train_sft"),
+    "openhermes": DataSource("openhermes", alpaca_messages, None, "teknium/openhermes"),
+    "openhermes-2.5": DataSource("openhermes-2.5", sharegpt_messages, None, "teknium/OpenHermes-2.5"),
+    "wildchat": DataSource("wildchat", wildchat_messages, None, "allenai/WildChat-1M"),
+    "evol-instruct": DataSource("evol-instruct", sharegpt_messages, None, "WizardLMTeam/WizardLM_evol_instruct_V2_196k"),
+    "genqa": DataSource("genqa", genqa_messages, None, "tomg-group-umd/GenQA", hub_split=_GENQA_SPLITS),
+    "tulu-v2": DataSource("tulu-v2", chat_messages, None, "allenai/tulu-v2-sft-mixture"),
 }
 
 
@@ -34,7 +69,12 @@ class PublicSet(Recipe):
     """Mix in rows sampled (seeded, without replacement) from a public SFT data set.
 
     Rows keep their original conversations, multi-turn included. The set comes from the local
-    mirror when a data directory is given, else from its Hugging Face Hub id.
+    mirror when a data directory is given and the mirror has it (alpaca, dolly, lima, sharegpt),
+    else from its Hugging Face Hub id: tatsu-lab/alpaca, databricks/databricks-dolly-15k,
+    GAIR/lima, anon8231489123/ShareGPT_Vicuna_unfiltered, HuggingFaceH4/ultrachat_200k
+    (train_sft), teknium/openhermes, teknium/OpenHermes-2.5, allenai/WildChat-1M,
+    WizardLMTeam/WizardLM_evol_instruct_V2_196k, tomg-group-umd/GenQA (all nine splits),
+    allenai/tulu-v2-sft-mixture.
     """
 
     Params = Params

@@ -32,7 +32,8 @@ def test_builtins_are_registered_through_entry_points():
 def test_show_documents_every_parameter():
     text = describe("public")
     assert "Mix in rows sampled" in text
-    assert "set (one of alpaca, dolly, lima, sharegpt, required): which public SFT set" in text
+    assert ("set (one of alpaca, dolly, lima, sharegpt, ultrachat, openhermes, openhermes-2.5, wildchat, "
+            "evol-instruct, genqa, tulu-v2, required): which public SFT set") in text
     assert "Shorthand: `public:VALUE` sets `set`." in text
 
 

@@ -1,0 +1,58 @@
+"""`compose`: combine a domain transform with a rehearsal source through configuration.
+
+    recipes:
+      - name: compose
+        params:
+          domain: sdft-rewrite                       # any recipe entry, string or {name, params}
+          rehearsal: {name: reconstructed-committee, params: {members: [seed, seed@1]}}
+
+The domain recipe is built with no rehearsal rows to fill, and only its domain rows are used; the
+rehearsal recipe is built as usual and only its rehearsal rows are used. Both see the same domain
+share, pool and seeded RNG (domain first), so the result is deterministic.
+"""
+from __future__ import annotations
+
+import dataclasses
+
+from pydantic import Field, field_validator
+
+from harness.config import RecipeEntry
+from harness.recipe import Recipe, RecipeContext, RecipeOutput, RecipeParams, get_recipe, resolve_params
+
+
+class Compose(Recipe):
+    """Domain rows from one recipe (e.g. `sdft-rewrite`), rehearsal rows from another (e.g.
+    `public:alpaca`, `reconstructed-committee`). Each part's provenance is kept under its name."""
+
+    class Params(RecipeParams):
+        domain: RecipeEntry = Field(RecipeEntry(name="none"), description="recipe entry whose domain rows are used (e.g. sdft-rewrite)")
+        rehearsal: RecipeEntry = Field(description="recipe entry whose rehearsal rows are used (e.g. public:alpaca)")
+
+        @field_validator("domain", "rehearsal", mode="before")
+        @classmethod
+        def _entry(cls, value):
+            entry = RecipeEntry.model_validate(value)
+            if entry.name == "compose":
+                raise ValueError("compose cannot nest compose")
+            resolve_params(get_recipe(entry.name), entry.params)  # unknown names and bad params fail early
+            return entry
+
+    @staticmethod
+    def _recipe(entry: RecipeEntry) -> Recipe:
+        cls = get_recipe(entry.name)
+        return cls(resolve_params(cls, entry.params))
+
+    def fingerprint(self, data_dir):
+        return {part: self._recipe(getattr(self.params, part)).fingerprint(data_dir) for part in ("domain", "rehearsal")}
+
+    def build(self, ctx: RecipeContext) -> RecipeOutput:
+        domain_recipe, rehearsal_recipe = self._recipe(self.params.domain), self._recipe(self.params.rehearsal)
+        domain_out = domain_recipe.build(dataclasses.replace(ctx, rehearsal_size=0))
+        rehearsal_out = rehearsal_recipe.build(ctx)
+
+        def part(entry, recipe, out):
+            return {"recipe": entry.name, "params": recipe.params.model_dump(mode="json"), "provenance": out.provenance}
+
+        return RecipeOutput(domain=domain_out.domain, rehearsal=rehearsal_out.rehearsal, provenance={
+            "domain": part(self.params.domain, domain_recipe, domain_out),
+            "rehearsal": part(self.params.rehearsal, rehearsal_recipe, rehearsal_out)})

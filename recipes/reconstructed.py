@@ -1,0 +1,171 @@
+"""`reconstructed-single` and `reconstructed-committee`: rehearse on instruction data reconstructed
+from the seed model itself (seed 000 §3.1).
+
+Both draw instructions from the seed model with the Magpie pre-query template (recipes/_reconstruct.py),
+then answer them: the single-model recipe with the seed model (greedy, or L sampled answers picked
+by the seed model as its own judge), the committee with K members writing L answers each, judged by
+every member with the Table 3 prompt. Every generation goes through the cached, batched backend.
+"""
+from __future__ import annotations
+
+from typing import Any
+
+from pydantic import Field, model_validator
+
+from harness.generation import Sampling
+from harness.recipe import Recipe, RecipeContext, RecipeOutput, RecipeParams
+from recipes._reconstruct import JUDGE_PROMPT, InstructionSampler, Member, parse_score, resolve_members, select, take
+
+
+class _CommonParams(RecipeParams):
+    responses_per_instruction: int = Field(1, ge=1, description="L: answers written per instruction (per member)")
+    instruction_max_new_tokens: int = Field(256, gt=0, description="token limit of a sampled instruction")
+    answer_max_new_tokens: int = Field(512, gt=0, description="token limit of an answer")
+    judge_max_new_tokens: int = Field(256, gt=0, description="token limit of a judgment")
+    answer_temperature: float = Field(0.7, gt=0.0, description="nucleus-sampling temperature of answers when L > 1 or in a committee")
+    answer_top_p: float = Field(0.9, gt=0.0, le=1.0, description="nucleus-sampling top_p of answers when L > 1 or in a committee")
+    max_instruction_words: int = Field(300, gt=0, description="instructions longer than this are dropped")
+    near_duplicate_jaccard: float = Field(0.7, gt=0.0, le=1.0, description="word-3-gram Jaccard similarity at which an instruction counts as a near duplicate")
+    max_draws_factor: float = Field(4.0, ge=1.0, description="at most this many instruction draws per rehearsal row before giving up")
+
+
+class _Reconstructed(Recipe):
+    """Shared build: instructions -> candidates per member -> judgments -> one answer each."""
+
+    def members(self, ctx: RecipeContext, seed: int) -> list[Member]:
+        raise NotImplementedError
+
+    def judged(self) -> bool:
+        return True
+
+    def build(self, ctx: RecipeContext) -> RecipeOutput:
+        p = self.params
+        seed = ctx.rng.randrange(2**31)
+        members = self.members(ctx, seed)
+        sampler = InstructionSampler(ctx.backend(), seed, p.instruction_max_new_tokens, p.max_instruction_words,
+                                     near_duplicate=p.near_duplicate_jaccard,
+                                     max_draws=max(1, round(p.max_draws_factor * ctx.rehearsal_size)))
+        stream = sampler.stream()
+        rows: list[dict] = []
+        records: list[dict[str, Any]] = []
+        judgments = {"total": 0, "unparseable": 0}
+        no_answer = 0
+        while len(rows) < ctx.rehearsal_size:
+            instructions = take(stream, ctx.rehearsal_size - len(rows))
+            candidates = self._candidates(members, instructions)
+            scores = self._judge(members, instructions, candidates, judgments) if self.judged() else None
+            for i, instruction in enumerate(instructions):
+                options = candidates[i]
+                row_scores = scores[i] if scores else [[None]] * len(options)
+                usable = [j for j, (_, text) in enumerate(options) if text.strip()]
+                if not usable:
+                    no_answer += 1
+                    continue
+                best, means = select([row_scores[j] for j in usable])
+                chosen = usable[best]
+                index = len(rows)
+                rows.append({"id": f"{self.source}/{index}", "source": self.source, "messages": [
+                    {"role": "user", "content": instruction},
+                    {"role": "assistant", "content": options[chosen][1].strip()}]})
+                if scores:
+                    records.append({"row": index, "chosen": chosen, "candidates": [
+                        {"member": options[j][0], "sample": j % p.responses_per_instruction,
+                         "scores": row_scores[j], "mean": means[usable.index(j)] if j in usable else None}
+                        for j in range(len(options))]})
+        provenance = {
+            "seed_model": ctx.seed_model.sha, "members": [m.spec for m in members],
+            "instruction_sampling": {"prefix": sampler.prefix, "stop": sampler.end, "temperature": 1.0, "top_p": 1.0},
+            "instruction_cleaning": dict(sampler.stats), "instructions_without_answer": no_answer,
+        }
+        if self.judged():
+            provenance.update(judgments=judgments, candidate_scores=records)
+        return RecipeOutput(domain=ctx.domain_rows, rehearsal=rows, provenance=provenance)
+
+    def _sampling(self, member: Member) -> Sampling:
+        p = self.params
+        if not self.judged():  # one greedy answer
+            return Sampling(max_new_tokens=p.answer_max_new_tokens)
+        return Sampling(max_new_tokens=p.answer_max_new_tokens, temperature=p.answer_temperature,
+                        top_p=p.answer_top_p, seed=member.sampler_seed)
+
+    def _candidates(self, members: list[Member], instructions: list[str]) -> list[list[tuple[str, str]]]:
+        """Per instruction: (member spec, answer) for every member and sample, member-major."""
+        L = self.params.responses_per_instruction
+        out: list[list[tuple[str, str]]] = [[] for _ in instructions]
+        for member in members:
+            conversations = [[{"role": "user", "content": text}] for text in instructions for _ in range(L)]
+            answers = member.chat(conversations, self._sampling(member), desc=f"answers by {member.spec}")
+            for k, answer in enumerate(answers):
+                out[k // L].append((member.spec, answer))
+        return out
+
+    def _judge(self, members, instructions, candidates, judgments) -> list[list[list[float | None]]]:
+        """scores[instruction][candidate][judge]; unparseable judgments are None and counted."""
+        prompts = [[{"role": "user", "content": JUDGE_PROMPT.format(instruction=inst, response=text.strip())}]
+                   for inst, options in zip(instructions, candidates) for _, text in options]
+        greedy = Sampling(max_new_tokens=self.params.judge_max_new_tokens)
+        per_judge = [[parse_score(t) for t in judge.chat(prompts, greedy, desc=f"judging by {judge.spec}")]
+                     for judge in members]
+        judgments["total"] += len(prompts) * len(members)
+        judgments["unparseable"] += sum(s is None for column in per_judge for s in column)
+        flat = [list(row) for row in zip(*per_judge)]
+        out, k = [], 0
+        for options in candidates:
+            out.append(flat[k:k + len(options)])
+            k += len(options)
+        return out
+
+
+class ReconstructedSingle(_Reconstructed):
+    """Single-model reconstruction (Magpie-style): the seed model writes the instructions and answers them.
+
+    Instructions come from the seed model prompted with only its pre-query template (the chat
+    template's text before a user turn's content, derived from the tokenizer, default system
+    prompt included as the model sees it), sampled at temperature 1, top_p 1, stopping at the end
+    of the user turn; they are cleaned (stripped; empty, degenerate, over-long, exact- and
+    near-duplicate ones dropped). Each is answered greedily by the seed model. With
+    `responses_per_instruction` L > 1 and `self_judge: true` the seed model writes L sampled
+    answers and judges them itself with the committee's Table 3 prompt, keeping the best: the
+    paper's "Single-Model-Multi-Response-Filtered" ablation.
+    """
+
+    source = "reconstructed-single"
+
+    class Params(_CommonParams):
+        self_judge: bool = Field(False, description="judge the L answers with the seed model and keep the best (needs L > 1)")
+
+        @model_validator(mode="after")
+        def _judge_needs_choices(self):
+            if self.self_judge != (self.responses_per_instruction > 1):
+                raise ValueError("self_judge: true goes with responses_per_instruction > 1, and L > 1 needs self_judge: true")
+            return self
+
+    def judged(self) -> bool:
+        return self.params.self_judge
+
+    def members(self, ctx, seed):
+        return resolve_members(["seed"], ctx, seed)
+
+
+class ReconstructedCommittee(_Reconstructed):
+    """Committee reconstruction: K models answer the seed model's own instructions; the committee judges.
+
+    Instructions are drawn and cleaned as in `reconstructed-single`. Each member writes L answers
+    with nucleus sampling; every member judges every candidate with the Table 3 prompt (5-point
+    scale, "Score: <rating>" on the last line); scores are parsed robustly, unparseable judgments are
+    counted and left out of the mean; the candidate with the highest mean over judges wins, ties to
+    the earliest member and sample. All candidate scores are kept in the mix's provenance.
+    Members: `seed` (the seed model), `seed@N` (the seed model with sampler seed N), any model spec
+    (`SPEC` or `SPEC@N`), or an OpenAI-compatible endpoint `http(s)://HOST/v1#MODEL`.
+    """
+
+    source = "reconstructed-committee"
+    shorthand = None
+
+    class Params(_CommonParams):
+        members: list[str] = Field(["seed", "seed@1", "seed@2"], min_length=1,
+                                   description="committee members: seed, seed@N, a model spec, or http(s)://HOST/v1#MODEL")
+        responses_per_instruction: int = Field(3, ge=1, description="L: answers written per instruction by each member")
+
+    def members(self, ctx, seed):
+        return resolve_members(self.params.members, ctx, seed)

@@ -1,0 +1,153 @@
+"""Reconstruction recipes: the pre-query template is derived from the chat template; instructions
+are sampled and cleaned; single and committee mixes have the exact size, are byte-identical on a
+rerun, record their provenance, and a rebuild from the generation cache generates nothing."""
+from __future__ import annotations
+
+import json
+import threading
+from http.server import BaseHTTPRequestHandler, HTTPServer
+
+import pytest
+
+from harness.config import MixConfig, RecipeEntry
+from harness.domains import get_domain
+from harness.errors import ConfigError
+from harness.generation import make_backend
+from harness.mixing import build_mix
+from harness.models import load_tokenizer
+from harness.recipe import resolve_params
+from recipes._reconstruct import InstructionSampler, pre_query_template, take
+from recipes.reconstructed import ReconstructedSingle
+
+SMALL = {"instruction_max_new_tokens": 16, "answer_max_new_tokens": 16, "judge_max_new_tokens": 16}
+
+
+def build(entry, model, data_dir, backends, seed=0, size=6, share=0.5, domain="medmcqa"):
+    def backend():
+        backends.append(make_backend("transformers", model, batch_size=8))
+        return backends[-1]
+
+    return build_mix(RecipeEntry.model_validate(entry), seed, MixConfig(size=size, domain_share=share),
+                     get_domain(domain), data_dir, model, backend=backend)
+
+
+def rows(mix):
+    return [json.loads(line) for line in mix.path.read_text().splitlines()]
+
+
+def test_pre_query_template_comes_from_the_chat_template(tiny_model):
+    tokenizer = load_tokenizer(tiny_model)
+    prefix, end = pre_query_template(tokenizer)
+    assert prefix.endswith("<|im_start|>user\n") and prefix.startswith("<|im_start|>system\n")  # SmolLM2 default system kept
+    assert end == "<|im_end|>"
+    tokenizer.chat_template = ("{{ bos_token }}{% for m in messages %}<|start_header_id|>{{ m['role'] }}<|end_header_id|>\n\n"
+                               "{{ m['content'] }}<|eot_id|>{% endfor %}")
+    prefix, end = pre_query_template(tokenizer)
+    assert prefix == tokenizer.bos_token + "<|start_header_id|>user<|end_header_id|>\n\n" and end == "<|eot_id|>"
+
+
+class Scripted:
+    """A backend that returns scripted instruction drafts (with SmolLM2's tokenizer)."""
+
+    batch_size = 4
+
+    def __init__(self, tokenizer, drafts):
+        self.tokenizer, self.drafts, self.prompts = tokenizer, list(drafts), []
+
+    def generate(self, prompts, sampling, desc=""):
+        assert sampling.temperature == 1.0 and sampling.top_p == 1.0 and sampling.stop == ()  # <|im_end|> is SmolLM2's EOS
+        self.prompts += prompts
+        return [self.drafts.pop(0) for _ in prompts]
+
+
+def test_instructions_are_cleaned(tiny_model):
+    drafts = ["  Write a poem about the sea.  ", "", "   ", "ok", "the the the the the the the the the the",
+              "Write a poem about the sea.", "write a poem about the sea!", "Explain how a bicycle stays upright when moving.",
+              "Explain how a bicycle stays upright when moving, please.", " ".join(["word%d" % i for i in range(400)]),
+              "<|im_start|>assistant hi there friend", "List three facts about Mars."]
+    backend = Scripted(load_tokenizer(tiny_model), drafts)
+    sampler = InstructionSampler(backend, seed=1, max_words=300, max_draws=len(drafts))
+    got = take(sampler.stream(), 3)
+    assert got == ["Write a poem about the sea.", "Explain how a bicycle stays upright when moving.", "List three facts about Mars."]
+    assert backend.prompts[0] == pre_query_template(backend.tokenizer)[0]
+    assert dict(sampler.stats) == {"drawn": 12, "kept": 3, "empty": 2, "degenerate": 3, "duplicate": 2,
+                                   "near_duplicate": 1, "too_long": 1}
+
+
+def test_single_params_check_the_ablation_combination():
+    assert resolve_params(ReconstructedSingle, {"responses_per_instruction": 3, "self_judge": True}).self_judge
+    with pytest.raises(ConfigError, match="self_judge"):
+        resolve_params(ReconstructedSingle, {"responses_per_instruction": 3})
+
+
+class FakeEndpoint(BaseHTTPRequestHandler):
+    requests: list = []
+
+    def do_POST(self):
+        body = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
+        FakeEndpoint.requests.append(body)
+        prompt = body["messages"][-1]["content"]
+        text = "Concise and correct.\nScore: 5" if "impartial judge" in prompt else "An endpoint answer."
+        payload = json.dumps({"choices": [{"message": {"role": "assistant", "content": text}}]}).encode()
+        self.send_response(200)
+        self.send_header("Content-Type", "application/json")
+        self.send_header("Content-Length", str(len(payload)))
+        self.end_headers()
+        self.wfile.write(payload)
+
+    def log_message(self, *args):
+        pass
+
+
+def test_committee_with_an_endpoint_member(tiny_model, data_dir, tmp_path, monkeypatch):
+    monkeypatch.setenv("FORGETBENCH_CACHE", str(tmp_path))  # count real requests, never a stored mix
+    FakeEndpoint.requests = []
+    server = HTTPServer(("127.0.0.1", 0), FakeEndpoint)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    try:
+        url = f"http://127.0.0.1:{server.server_port}/v1#fake-model"
+        entry = {"name": "reconstructed-committee", "params": {**SMALL, "members": ["seed", url], "responses_per_instruction": 2}}
+        mix = build(entry, tiny_model, data_dir, [], size=4, share=0.5)
+        sent = len(FakeEndpoint.requests)
+        # 2 instructions x (2 answers + 4 candidates judged)
+        assert sent == 2 * 2 + 2 * 4 and FakeEndpoint.requests[0]["model"] == "fake-model"
+        records = mix.meta["provenance"]["candidate_scores"]
+        assert len(records) == 2 and all(len(r["candidates"]) == 4 for r in records)
+        assert all(c["scores"][1] == 5.0 for r in records for c in r["candidates"])  # the endpoint judge
+        judgments = mix.meta["provenance"]["judgments"]
+        assert judgments["total"] == 16 and judgments["unparseable"] >= 0
+        chosen = {r["row"]: r["candidates"][r["chosen"]]["member"] for r in records}
+        answers = [r["messages"][-1]["content"] for r in rows(mix) if r["role_in_mix"] == "rehearsal"]
+        assert len(answers) == 2 and set(chosen.values()) <= {"seed", url}
+    finally:
+        server.shutdown()
+
+
+@pytest.mark.parametrize("entry", [
+    {"name": "reconstructed-single", "params": SMALL},
+    {"name": "reconstructed-committee", "params": {**SMALL, "members": ["seed", "seed@1"], "responses_per_instruction": 1}},
+], ids=["single", "committee"])
+def test_real_smollm2_mix_exact_identical_and_cached(entry, real_model, data_dir):
+    backends = []
+    mix = build(entry, real_model, data_dir, backends, size=4)
+    got = rows(mix)
+    assert len(got) == 4 and sum(r["role_in_mix"] == "domain" for r in got) == 2
+    rehearsal = [r for r in got if r["role_in_mix"] == "rehearsal"]
+    assert {r["source"] for r in rehearsal} == {entry["name"]}
+    assert all(r["messages"][0]["role"] == "user" and r["messages"][0]["content"].strip() for r in rehearsal)
+    prov = mix.meta["provenance"]
+    assert prov["seed_model"] == real_model.sha and prov["instruction_cleaning"]["kept"] >= 2
+    if "self_judge" in entry["params"] or entry["name"].endswith("committee"):
+        L = entry["params"]["responses_per_instruction"]
+        assert len(prov["candidate_scores"]) == 2
+        assert prov["judgments"]["total"] == 2 * len(prov["members"]) * L * len(prov["members"])
+        assert all(len(c["scores"]) == len(prov["members"]) for r in prov["candidate_scores"] for c in r["candidates"])
+    # same seed, stored mix deleted, generation cache kept: byte-identical and no generation at all
+    import shutil
+
+    content = mix.path.read_bytes()
+    shutil.rmtree(mix.path.parent)
+    backends.clear()
+    again = build(entry, real_model, data_dir, backends, size=4)
+    assert again.path.read_bytes() == content
+    assert sum(b.generated for b in backends) == 0
