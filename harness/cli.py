@@ -53,6 +53,24 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--leaderboard", type=Path, default=DEFAULT_LEADERBOARD, help="DuckDB file (default: %(default)s)")
     p.set_defaults(command=cmd_demo)
 
+    p = commands.add_parser("eval", help="evaluate one model (seed model or any checkpoint) and record it")
+    p.add_argument("--model", required=True, help="model spec: smollm2-135m-instruct, a checkpoint dir or a Hub id")
+    p.add_argument("--suite", help="comma-separated benchmarks (default: all eight)")
+    p.add_argument("--limit", type=int, help="examples per benchmark (seeded subset; default: all)")
+    p.add_argument("--max-new-tokens", type=int, help="generation budget of every generative benchmark")
+    p.add_argument("--domain", default="medmcqa", help="domain of the `domain` benchmark (default: %(default)s)")
+    p.add_argument("--base-model", default="smollm2-135m-instruct",
+                   help="seed model: evaluating it records a baseline (default: %(default)s)")
+    p.add_argument("--judge", help="AlpacaEval judge model spec (default: smollm2-135m-instruct)")
+    p.add_argument("--alpaca-reference", choices=("text_davinci_003", "gpt4_1106_preview"))
+    p.add_argument("--gpqa-subset", choices=("diamond", "main", "extended"))
+    p.add_argument("--batch-size", type=int, default=8)
+    p.add_argument("--subset-seed", type=int, default=1234)
+    p.add_argument("--study", default="eval", help="study name the run is recorded under (default: %(default)s)")
+    data_option(p)
+    p.add_argument("--leaderboard", type=Path, default=DEFAULT_LEADERBOARD, help="DuckDB file (default: %(default)s)")
+    p.set_defaults(command=cmd_eval)
+
     p = commands.add_parser("recipes", help="list registered recipes or show one")
     sub = p.add_subparsers(required=True, metavar="ACTION")
     sub.add_parser("list", help="every registered recipe").set_defaults(command=cmd_recipes_list)
@@ -63,10 +81,17 @@ def _parser() -> argparse.ArgumentParser:
     p = commands.add_parser("leaderboard", help="print the leaderboard")
     p.add_argument("--leaderboard", type=Path, default=DEFAULT_LEADERBOARD, help="DuckDB file (default: %(default)s)")
     p.add_argument("--study", help="only runs of this study")
-    p.add_argument("--view", choices=("table", "deltas", "runs"), default="table",
-                   help="scores per run (table), differences to the baseline (deltas), or provenance (runs)")
-    p.add_argument("--format", choices=FORMATS, default="table", help="output format (default: %(default)s)")
+    p.add_argument("--view", choices=("paper", "table", "deltas", "runs"), default="paper",
+                   help="one row per recipe, mean ± std over seeds (paper), scores per run (table), "
+                        "differences to the baseline (deltas), or provenance (runs); default: %(default)s")
+    p.add_argument("--benchmarks", nargs="+", metavar="B", help="only these benchmarks (paper and deltas views)")
+    p.add_argument("--format", choices=(*FORMATS, "md"), default="table", help="output format (default: %(default)s)")
+    p.add_argument("--export", type=Path, metavar="DIR", help="also write runs/scores/examples parquet files into DIR")
     p.set_defaults(command=cmd_leaderboard)
+
+    from leaderboard.commands import add_commands  # compare, query, export, report
+
+    add_commands(commands, DEFAULT_LEADERBOARD)
     return parser
 
 
@@ -120,6 +145,26 @@ def cmd_demo(args) -> int:
     return _print_board(args.leaderboard, study=study.name, view="deltas", fmt="table")
 
 
+def cmd_eval(args) -> int:
+    from harness.evaluation.standalone import build_eval_config, evaluate_and_record, parse_suite
+    from harness.paths import data_dir as resolve_data_dir
+
+    if args.limit is not None and args.limit < 1:
+        raise ConfigError(f"--limit: must be at least 1, got {args.limit}")
+    eval_cfg = build_eval_config(parse_suite(args.suite), args.limit, args.max_new_tokens, args.batch_size,
+                                 args.subset_seed, args.judge, args.alpaca_reference, args.gpqa_subset)
+    run_id, results = evaluate_and_record(args.model, eval_cfg, domain_name=args.domain,
+                                          data_dir=resolve_data_dir(args.data_dir), leaderboard_path=args.leaderboard,
+                                          base_model=args.base_model, study=args.study)
+    for result in results:
+        primary = next(s for s in result.scores if s.metric == result.primary_metric)
+        stderr = f" ± {primary.stderr:.3f}" if primary.stderr is not None else ""
+        print(f"{result.benchmark:<18} {primary.metric:<24} {primary.value:.3f}{stderr} (n={primary.n}, "
+              f"{result.settings.get('wall_seconds', '?')} s)")
+    print(f"recorded {run_id} in {args.leaderboard}")
+    return 0
+
+
 def cmd_recipes_list(args) -> int:
     from harness.recipe import registry
 
@@ -137,7 +182,9 @@ def cmd_recipes_show(args) -> int:
 
 
 def cmd_leaderboard(args) -> int:
-    return _print_board(args.leaderboard, study=args.study, view=args.view, fmt=args.format)
+    from leaderboard.commands import print_board
+
+    return print_board(args)
 
 
 def _print_board(path: Path, study: str | None, view: str, fmt: str) -> int:

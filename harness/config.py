@@ -81,15 +81,22 @@ class BenchmarkConfig(_Strict):
     max_new_tokens: int | None = Field(None, gt=0, description="generation budget; benchmark default if unset")
 
 
-KNOWN_BENCHMARKS = ("ifeval", "domain")
+KNOWN_BENCHMARKS = ("mmlu_pro", "gpqa", "ifeval", "math_l5", "safety_raw", "safety_jailbreak", "alpaca_eval",
+                    "domain")
+DEFAULT_BENCHMARKS = ("ifeval", "domain")  # a study's suite when it names none (keeps the demo fast)
 
 
 class EvalConfig(_Strict):
     benchmarks: dict[str, BenchmarkConfig] = Field(
-        default_factory=lambda: {name: BenchmarkConfig() for name in KNOWN_BENCHMARKS}
+        default_factory=lambda: {name: BenchmarkConfig() for name in DEFAULT_BENCHMARKS}
     )
     batch_size: int = Field(8, gt=0)
     subset_seed: int = Field(1234, description="seed of the example subset; fixed so runs are paired")
+    gpqa_subset: Literal["diamond", "main", "extended"] = Field(
+        "diamond", description="GPQA set: diamond from the mirror's zip, main/extended from the Hub")
+    judge_model: str = Field("smollm2-135m-instruct", description="model spec of the AlpacaEval judge")
+    alpaca_reference: Literal["text_davinci_003", "gpt4_1106_preview"] = Field(
+        "text_davinci_003", description="AlpacaEval reference outputs the model is compared with")
 
     @field_validator("benchmarks", mode="before")
     @classmethod

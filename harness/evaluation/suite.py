@@ -4,13 +4,14 @@ from __future__ import annotations
 
 import json
 import logging
+import time
 from pathlib import Path
 
 from harness.config import EvalConfig
 from harness.data import DataSource, locate, source_hash
 from harness.domains import Domain
 from harness.evaluation import ifeval
-from harness.hashing import hash_json, short
+from harness.hashing import hash_file, hash_json, short
 from harness.models import ResolvedModel
 from harness.paths import atomic_dir, cache_dir
 from harness.results import BenchmarkResult, result_from_json, result_to_json
@@ -23,12 +24,43 @@ IFEVAL_MAX_NEW_TOKENS = 512
 
 
 def eval_inputs(eval_cfg: EvalConfig, domain: Domain, data_dir: Path | None, backend: str) -> dict:
-    """Everything that decides a model's scores besides the model itself."""
-    inputs = {"eval": eval_cfg.model_dump(mode="json"), "domain": domain.name, "backend": backend,
+    """Everything that decides a model's scores besides the model itself.
+
+    Settings of benchmarks not in the suite are left out, so adding a benchmark option does not
+    change the hash (and the cached baseline) of suites that do not use it."""
+    names = eval_cfg.benchmarks
+    unused = {field for field, needs in _SETTING_USERS.items() if not needs & set(names)}
+    inputs = {"eval": eval_cfg.model_dump(mode="json", exclude=unused), "domain": domain.name, "backend": backend,
               "domain_test_sha256": source_hash(domain.test, data_dir)}
-    if "ifeval" in eval_cfg.benchmarks:
+    if "ifeval" in names:
         inputs["ifeval_sha256"] = source_hash(IFEVAL, data_dir)
+    for name in ("mmlu_pro", "gpqa", "math_l5"):
+        if name in names:
+            inputs[f"{name}_data"] = _lm_eval_data_hash(name, eval_cfg, data_dir)
+    for name, jailbreak in (("safety_raw", False), ("safety_jailbreak", True)):
+        if name in names:
+            from harness.evaluation.safety import check_safety_data
+
+            inputs[f"{name}_data"] = check_safety_data(data_dir, jailbreak)
+    if "alpaca_eval" in names:
+        from harness.evaluation.alpaca_eval import reference_file
+        from harness.models import resolve_model
+
+        inputs["alpaca_eval_reference_sha256"] = hash_file(reference_file(data_dir, eval_cfg.alpaca_reference))
+        inputs["alpaca_eval_judge_sha"] = resolve_model(eval_cfg.judge_model).sha
     return inputs
+
+
+# EvalConfig fields that only matter to some benchmarks.
+_SETTING_USERS = {"gpqa_subset": {"gpqa"}, "judge_model": {"alpaca_eval"}, "alpaca_reference": {"alpaca_eval"}}
+
+
+def _lm_eval_data_hash(name: str, eval_cfg: EvalConfig, data_dir: Path | None) -> str:
+    from harness.evaluation.lmeval_tasks import data_file, spec_for
+
+    spec = spec_for(name, eval_cfg.gpqa_subset)
+    path = data_file(spec, data_dir)
+    return hash_file(path) if path is not None else hash_json({"hub": spec.hub_id, "task": spec.task})
 
 
 def eval_config_hash(eval_cfg: EvalConfig, domain: Domain, data_dir: Path | None, backend: str) -> str:
@@ -41,6 +73,21 @@ def check_eval_data(eval_cfg: EvalConfig, domain: Domain, data_dir: Path | None)
         locate(IFEVAL, data_dir)
     if "domain" in eval_cfg.benchmarks:
         domain.test_rows(data_dir)
+    for name in ("mmlu_pro", "gpqa", "math_l5"):
+        if name in eval_cfg.benchmarks:
+            _lm_eval_data_hash(name, eval_cfg, data_dir)
+    if "gpqa" in eval_cfg.benchmarks and eval_cfg.gpqa_subset == "diamond" and data_dir is not None:
+        from harness.evaluation.lmeval_tasks import GPQA_ZIP, gpqa_diamond_in_memory
+
+        gpqa_diamond_in_memory(str(Path(data_dir) / GPQA_ZIP))  # wrong password / broken zip fails here
+    if "safety_raw" in eval_cfg.benchmarks or "safety_jailbreak" in eval_cfg.benchmarks:
+        from harness.evaluation.safety import check_safety_data
+
+        check_safety_data(data_dir, "safety_jailbreak" in eval_cfg.benchmarks)
+    if "alpaca_eval" in eval_cfg.benchmarks:
+        from harness.evaluation.alpaca_eval import reference_file
+
+        reference_file(data_dir, eval_cfg.alpaca_reference)
 
 
 def evaluate_model(model: ResolvedModel, eval_cfg: EvalConfig, domain: Domain, data_dir: Path | None,
@@ -54,7 +101,10 @@ def evaluate_model(model: ResolvedModel, eval_cfg: EvalConfig, domain: Domain, d
     results = []
     for name, settings in eval_cfg.benchmarks.items():
         log.info("evaluating %s on %s (limit %s)", model.label, name, settings.limit)
-        results.append(_run_benchmark(name, settings, model, eval_cfg, domain, data_dir, backend_name))
+        started = time.monotonic()
+        result = _run_benchmark(name, settings, model, eval_cfg, domain, data_dir, backend_name)
+        result.settings["wall_seconds"] = round(time.monotonic() - started, 1)
+        results.append(result)
     with atomic_dir(target) as tmp:
         (tmp / "results.json").write_text(json.dumps([result_to_json(r) for r in results]))
     return results
@@ -74,4 +124,30 @@ def _run_benchmark(name, settings, model, eval_cfg, domain, data_dir, backend_na
         backend = make_backend(backend_name, model, batch_size=eval_cfg.batch_size)
         return evaluate_domain(backend, domain, data_dir=data_dir, limit=settings.limit,
                                subset_seed=eval_cfg.subset_seed, max_new_tokens=settings.max_new_tokens)
+    if name in ("mmlu_pro", "gpqa", "math_l5"):
+        from harness.evaluation.lmeval_tasks import evaluate_lm_eval_task, spec_for
+
+        return evaluate_lm_eval_task(spec_for(name, eval_cfg.gpqa_subset), model, data_dir=data_dir,
+                                     limit=settings.limit, subset_seed=eval_cfg.subset_seed,
+                                     max_new_tokens=settings.max_new_tokens, batch_size=eval_cfg.batch_size)
+    if name in ("safety_raw", "safety_jailbreak"):
+        from harness.evaluation.safety import evaluate_safety
+        from harness.generation import make_backend
+
+        backend = make_backend(backend_name, model, batch_size=eval_cfg.batch_size)
+        return evaluate_safety(backend, data_dir=data_dir, jailbreak=name == "safety_jailbreak",
+                               limit=settings.limit, subset_seed=eval_cfg.subset_seed,
+                               max_new_tokens=settings.max_new_tokens)
+    if name == "alpaca_eval":
+        from harness.evaluation.alpaca_eval import evaluate_alpaca_eval
+        from harness.generation import make_backend
+        from harness.models import resolve_model
+
+        backend = make_backend(backend_name, model, batch_size=eval_cfg.batch_size)
+        judge_model = resolve_model(eval_cfg.judge_model)
+        judge = backend if judge_model.sha == model.sha else make_backend(backend_name, judge_model,
+                                                                          batch_size=eval_cfg.batch_size)
+        return evaluate_alpaca_eval(backend, judge, data_dir=data_dir, reference=eval_cfg.alpaca_reference,
+                                    limit=settings.limit, subset_seed=eval_cfg.subset_seed,
+                                    max_new_tokens=settings.max_new_tokens)
     raise AssertionError(f"benchmark {name!r} passed config validation but has no evaluator")

@@ -1,0 +1,237 @@
+"""MMLU-Pro, GPQA and MATH Level 5 through lm-eval's own Open LLM Leaderboard tasks.
+
+Same pattern as `harness.evaluation.ifeval`:
+- Task: a small local task YAML `include:`s lm-eval's built-in leaderboard YAML (prompt, choices,
+  `process_docs`, `process_results`, metrics all stay lm-eval's) and overrides only the data source
+  and the few settings listed per benchmark below. It lives in the cache, named by its content hash;
+  only that YAML is indexed (`include_defaults=False`).
+- Subset: `limit` documents drawn by `random.Random(subset_seed)` from the sorted document keys
+  (MMLU-Pro `question_id`, GPQA `Record ID`, MATH a hash of the problem text), passed to lm-eval
+  through `samples=`; the data file stays the unmodified mirror file.
+- Model: lm-eval's HF backend, float32, chat template applied; generation settings (MATH) fixed by
+  the task apart from `max_gen_toks`, which is configurable and recorded.
+
+Per benchmark:
+- mmlu_pro: `leaderboard_mmlu_pro` (10-way log-likelihood, `acc`) run 0-shot: the mirror holds only the
+  test split (the task's 5 shots come from the Hub's validation split), and 0-shot is used for the Hub
+  too so the two sources give the same numbers.
+- gpqa: `leaderboard_gpqa_{diamond,main,extended}` (4-way log-likelihood over shuffled choices,
+  `acc_norm`, 0-shot as on the leaderboard). Diamond from the mirror's password zip: the task YAML names
+  `custom_dataset: !function gpqa_memory.load`, a two-line shim next to it that calls
+  `harness.evaluation.lmeval_tasks.gpqa_diamond_in_memory`, which decrypts the CSV with `zipfile` into a
+  `datasets.Dataset.from_list` held in memory. Nothing of the questions is written to disk (in-memory
+  data sets have no cache files). main/extended come from the Hub (`Idavidrein/gpqa`, gated).
+- math_l5: all seven `leaderboard_math_*_hard` subjects as one task over the full test set; lm-eval's own
+  `process_docs` keeps `level == "Level 5"` (1,324 problems), 4-shot from its fixed samples, greedy,
+  `until: ["Problem:"]`, scored by its `process_results` (`exact_match`, math-verify based).
+"""
+from __future__ import annotations
+
+import csv
+import hashlib
+import io
+import logging
+import time
+import zipfile
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Callable
+
+from harness.errors import DataError
+from harness.evaluation.ifeval import _load_lm, _quiet_lm_eval, _stderr, subset_indices
+from harness.hashing import hash_file, hash_json, short
+from harness.models import ResolvedModel
+from harness.paths import atomic_write_text, cache_dir
+from harness.results import BenchmarkResult, ExampleResult, Score
+
+log = logging.getLogger("harness.evaluation")
+
+GPQA_ZIP = Path("eval/gpqa/gpqa_diamond.zip")
+GPQA_CSV = "gpqa_diamond.csv"
+# Published by the GPQA authors with the data so that questions are not crawlable in plain text.
+GPQA_PASSWORD = b"deserted-untie-orchid"
+MMLU_PRO_FILE = Path("eval/mmlu_pro/test.jsonl")
+MATH_FILE = Path("eval/math/test.jsonl")
+
+
+@dataclass(frozen=True)
+class TaskSpec:
+    benchmark: str
+    task: str  # lm-eval task name
+    builtin: str  # YAML relative to lm_eval/tasks/
+    metrics: tuple[str, ...]
+    hub_id: str
+    local_file: Path | None  # relative to the data directory
+    overrides: dict[str, Any] = field(default_factory=dict)  # always applied
+    local_overrides: dict[str, Any] = field(default_factory=dict)  # only with the mirror
+    key: Callable[[dict], str] = lambda doc: str(doc)
+    generative: bool = False
+    default_max_new_tokens: int | None = None
+
+
+def _problem_key(doc: dict) -> str:
+    return hashlib.sha256(doc["problem"].encode()).hexdigest()[:16]
+
+
+MMLU_PRO = TaskSpec(
+    "mmlu_pro", "leaderboard_mmlu_pro", "leaderboard/mmlu_pro/mmlu_pro.yaml", ("acc",), "TIGER-Lab/MMLU-Pro",
+    MMLU_PRO_FILE, overrides={"num_fewshot": 0, "fewshot_split": None, "fewshot_config": None},
+    local_overrides={"dataset_path": "json", "dataset_name": None},
+    key=lambda doc: str(doc["question_id"]),
+)
+MATH_L5 = TaskSpec(
+    "math_l5", "leaderboard_math_l5_hard", "leaderboard/math/_template_yaml", ("exact_match",),
+    "DigitalLearningGmbH/MATH-lighteval", MATH_FILE,
+    overrides={"dataset_name": "default", "training_split": None},
+    local_overrides={"dataset_path": "json", "dataset_name": None},
+    key=_problem_key, generative=True, default_max_new_tokens=1024,
+)
+
+
+def gpqa_spec(subset: str) -> TaskSpec:
+    return TaskSpec(
+        "gpqa", f"leaderboard_gpqa_{subset}", f"leaderboard/gpqa/gpqa_{subset}_zeroshot.yaml", ("acc_norm",),
+        "Idavidrein/gpqa", GPQA_ZIP if subset == "diamond" else None,
+        key=lambda doc: str(doc.get("Record ID") or hashlib.sha256(doc["Question"].encode()).hexdigest()[:16]),
+    )
+
+
+def spec_for(benchmark: str, gpqa_subset: str = "diamond") -> TaskSpec:
+    return {"mmlu_pro": MMLU_PRO, "math_l5": MATH_L5}.get(benchmark) or gpqa_spec(gpqa_subset)
+
+
+def data_file(spec: TaskSpec, data_dir: Path | None) -> Path | None:
+    """The mirror file for `spec`, None for the Hub; DataError (one line) naming it when missing."""
+    if data_dir is None or spec.local_file is None:
+        return None
+    path = Path(data_dir) / spec.local_file
+    if not path.is_file():
+        raise DataError(
+            f"{spec.benchmark}: data file {path} not found: put it there (data directory from --data-dir or "
+            f"FORGETBENCH_DATA_DIR), or unset the data directory to load {spec.hub_id} from the Hub (needs network)"
+        )
+    return path.resolve()
+
+
+def gpqa_diamond_in_memory(zip_path: str, **_: Any):
+    """GPQA diamond decrypted from the password zip straight into an in-memory `DatasetDict`."""
+    import datasets
+
+    try:
+        with zipfile.ZipFile(zip_path) as archive:
+            raw = archive.read(GPQA_CSV, pwd=GPQA_PASSWORD)
+    except (OSError, KeyError, RuntimeError, zipfile.BadZipFile) as exc:
+        raise DataError(f"gpqa: cannot read {GPQA_CSV} from {zip_path} ({exc})") from None
+    rows = list(csv.DictReader(io.StringIO(raw.decode("utf-8"))))
+    return datasets.DatasetDict({"train": datasets.Dataset.from_list(rows)})
+
+
+def evaluate_lm_eval_task(spec: TaskSpec, model: ResolvedModel, *, data_dir: Path | None, limit: int | None,
+                          subset_seed: int, max_new_tokens: int | None = None,
+                          batch_size: int = 8, lm: Any = None) -> BenchmarkResult:
+    """Run `spec`'s lm-eval task on `model` (or on `lm`, an lm-eval LM instance, for tests)."""
+    path = data_file(spec, data_dir)
+    with _quiet_lm_eval():
+        from lm_eval import __version__ as lm_eval_version
+        from lm_eval import simple_evaluate
+        from lm_eval.tasks import TaskManager
+
+        started = time.monotonic()
+        task_manager = TaskManager(include_defaults=False)
+        yaml_path = _task_yaml(spec, path)
+        try:
+            task = task_manager.load([str(yaml_path)])["tasks"][spec.task]
+        except DataError:
+            raise
+        except Exception as exc:  # offline / gated / renamed Hub set: one line for the user
+            if path is not None:
+                raise
+            first = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+            raise DataError(
+                f"{spec.benchmark}: could not load {spec.hub_id} from the Hub ({first}); with no network, point "
+                f"--data-dir or FORGETBENCH_DATA_DIR at a data mirror holding {spec.local_file}"
+            ) from None
+        docs = task.eval_docs
+        keys = [spec.key(doc) for doc in docs]
+        indices = subset_indices(keys, limit, subset_seed)
+        gen_tokens = None
+        if spec.generative:
+            gen_tokens = max_new_tokens or spec.default_max_new_tokens
+            task.set_config(key="generation_kwargs", value={"max_gen_toks": gen_tokens}, update=True)
+        log.info("%s: %d of %d documents (%s); loading %s", spec.benchmark, len(indices), len(keys),
+                 path or spec.hub_id, model.label if model is not None else type(lm).__name__)
+        lm = lm if lm is not None else _load_lm(model, batch_size)
+        output = simple_evaluate(
+            model=lm, tasks=[task], task_manager=task_manager,
+            samples=None if len(indices) == len(keys) else {spec.task: indices},
+            apply_chat_template=True, log_samples=True,
+        )
+    result = _to_result(spec, output, indices, keys)
+    config = task.config
+    result.settings.update(
+        task=spec.task, limit=limit, subset_seed=subset_seed, batch_size=batch_size,
+        num_fewshot=config.num_fewshot or 0, output_type=config.output_type, chat_template=True,
+        generation_kwargs=dict(config.generation_kwargs or {}) if spec.generative else None,
+        max_new_tokens=gen_tokens, data_source=str(path) if path else f"hub:{spec.hub_id}",
+        data_sha256=hash_file(path) if path else None, docs_sha256=hash_json(keys),
+        lm_eval_version=lm_eval_version, seconds=round(time.monotonic() - started, 1),
+    )
+    primary = result.scores[0]
+    log.info("%s: %s = %.3f over %d in %.0f s", spec.benchmark, primary.metric, primary.value, primary.n,
+             time.monotonic() - started)
+    return result
+
+
+def _task_yaml(spec: TaskSpec, path: Path | None) -> Path:
+    """Local task YAML including the built-in one; data and listed settings overridden."""
+    import lm_eval.tasks
+    import yaml
+
+    builtin = Path(lm_eval.tasks.__file__).parent / spec.builtin
+    body: dict[str, Any] = {"include": str(builtin), "task": spec.task, **spec.overrides}
+    shim = None
+    if path is not None and spec.benchmark == "gpqa":
+        body.update({"dataset_path": "csv", "dataset_name": None, "dataset_kwargs": {"zip_path": str(path)},
+                     "custom_dataset": "__CUSTOM__"})
+        shim = "from harness.evaluation.lmeval_tasks import gpqa_diamond_in_memory as load\n"
+    elif path is not None:
+        body.update(spec.local_overrides)
+        body["dataset_kwargs"] = {"data_files": {"test": str(path)}}
+        body["test_split"] = "test"
+    text = yaml.safe_dump(body, sort_keys=False).replace("__CUSTOM__", "!function gpqa_memory.load")
+    folder = cache_dir() / "lm_eval_tasks" / f"{spec.benchmark}-{short(hash_json([text, shim]))}"
+    if shim is not None and not (folder / "gpqa_memory.py").is_file():
+        atomic_write_text(folder / "gpqa_memory.py", shim)
+    target = folder / f"{spec.benchmark}.yaml"
+    if not target.is_file():
+        atomic_write_text(target, text)
+    return target
+
+
+def _prediction(sample: dict, generative: bool) -> str:
+    if generative:
+        return str(sample["filtered_resps"][0])
+    scores = [float(r[0]) if isinstance(r, (list, tuple)) else float(r) for r in sample["filtered_resps"]]
+    choices = sample.get("arguments") or []
+    best = max(range(len(scores)), key=scores.__getitem__) if scores else -1
+    try:
+        return str(choices[best][1]).strip() if best >= 0 else ""
+    except (IndexError, KeyError, TypeError):
+        return str(best)
+
+
+def _to_result(spec: TaskSpec, output: dict[str, Any], indices: list[int], keys: list[str]) -> BenchmarkResult:
+    numbers = output["results"][spec.task]
+    n = output["n-samples"][spec.task]["effective"]
+    scores = [Score(metric=m, value=float(numbers[f"{m},none"]), stderr=_stderr(numbers.get(f"{m}_stderr,none")), n=n)
+              for m in spec.metrics]
+    wanted, examples = set(indices), []
+    for sample in sorted(output["samples"][spec.task], key=lambda s: s["doc_id"]):
+        doc_id = sample["doc_id"]
+        if doc_id not in wanted or spec.key(sample["doc"]) != keys[doc_id]:
+            raise RuntimeError(f"lm-eval logged doc {doc_id}: not a requested {spec.benchmark} document")
+        for metric in spec.metrics:
+            examples.append(ExampleResult(example_id=keys[doc_id], metric=metric, value=float(sample[metric]),
+                                          prediction=_prediction(sample, spec.generative),
+                                          target=str(sample.get("target", ""))))
+    return BenchmarkResult(benchmark=spec.benchmark, primary_metric=spec.metrics[0], scores=scores, examples=examples)
