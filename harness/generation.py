@@ -96,11 +96,7 @@ class GenerationBackend(ABC):
         return self.generate(prompts, sampling, desc)
 
     def generate(self, prompts: Sequence[str], sampling: Sampling, desc: str = "generating") -> list[str]:
-        occurrences: Counter[str] = Counter()
-        keys = []
-        for prompt in prompts:
-            keys.append(hash_json([self.name, self.model.sha, prompt, asdict(sampling), occurrences[prompt]]))
-            occurrences[prompt] += 1
+        keys = cache_keys([self.name, self.model.sha], prompts, sampling)
         outputs = self.cache.get_many(keys)
         missing = [i for i, key in enumerate(keys) if key not in outputs]
         if missing:
@@ -116,6 +112,17 @@ class GenerationBackend(ABC):
                 self.generated += len(batch)
                 log.info("%s: %d/%d", desc, min(start + self.batch_size, len(missing)), len(missing))
         return [outputs[key] for key in keys]
+
+
+def cache_keys(identity: list, texts: Sequence[str], sampling: Sampling) -> list[str]:
+    """One generation-cache key per text under a generator's identity; the k-th repeat of the same
+    text in one request gets its own key (occurrence index k), so repeated sampling stays distinct."""
+    occurrences: Counter[str] = Counter()
+    keys = []
+    for text in texts:
+        keys.append(hash_json([*identity, text, asdict(sampling), occurrences[text]]))
+        occurrences[text] += 1
+    return keys
 
 
 def _cut_at_stop(text: str, stop: Sequence[str]) -> str:

@@ -18,12 +18,11 @@ import re
 import urllib.request
 from collections import Counter
 from collections.abc import Iterator, Sequence
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 from typing import Any
 
 from harness.errors import ConfigError, DataError
-from harness.generation import GenerationCache, Sampling
-from harness.hashing import hash_json
+from harness.generation import GenerationCache, Sampling, cache_keys
 
 SENTINEL = "\x00FORGETBENCH_USER_CONTENT\x00"
 
@@ -147,12 +146,8 @@ class EndpointBackend:
         self.generated = 0
 
     def chat(self, conversations: Sequence[Sequence[dict]], sampling: Sampling, desc: str = "") -> list[str]:
-        occurrences: Counter[str] = Counter()
-        keys = []
-        for conversation in conversations:
-            text = json.dumps(list(conversation), sort_keys=True)
-            keys.append(hash_json([self.name, self.url, self.model_name, text, asdict(sampling), occurrences[text]]))
-            occurrences[text] += 1
+        texts = [json.dumps(list(conversation), sort_keys=True) for conversation in conversations]
+        keys = cache_keys([self.name, self.url, self.model_name], texts, sampling)
         found = self.cache.get_many(keys)
         for key, conversation in zip(keys, conversations):
             if key not in found:
