@@ -43,7 +43,7 @@ def evaluate_ifeval(model: ResolvedModel, *, data_dir: Path | None, limit: int |
     data_file = _data_file(data_dir)
     ensure_punkt_tab()  # before lm-eval imports its IFEval utilities (they try to download it)
     _seed_langdetect()
-    with _quiet_lm_eval():
+    with quiet_lm_eval():
         from lm_eval import __version__ as lm_eval_version
         from lm_eval import simple_evaluate
 
@@ -54,7 +54,7 @@ def evaluate_ifeval(model: ResolvedModel, *, data_dir: Path | None, limit: int |
         task.set_config(key="generation_kwargs", value={"max_gen_toks": max_new_tokens}, update=True)
         log.info("ifeval: %d of %d prompts (%s); loading %s", len(indices), len(task.eval_docs),
                  data_file or HUB_ID, model.label)
-        lm = _load_lm(model, batch_size)
+        lm = load_lm(model, batch_size)
         log.info("ifeval: generating (max %d new tokens, batch %d)", max_new_tokens, batch_size)
         output = simple_evaluate(
             model=lm, tasks=[task], task_manager=task_manager,
@@ -131,7 +131,7 @@ def subset_indices(keys: list[int], limit: int | None, seed: int) -> list[int]:
     return [i for i, key in enumerate(keys) if key in chosen]
 
 
-def _load_lm(model: ResolvedModel, batch_size: int):
+def load_lm(model: ResolvedModel, batch_size: int):
     """lm-eval's HF backend on the local checkpoint: float32, fixed batch size, GPU when present."""
     import torch
     from lm_eval.models.huggingface import HFLM
@@ -145,7 +145,7 @@ def _to_result(output: dict[str, Any], indices: list[int], keys: list[int]) -> B
     numbers = output["results"][TASK]
     n = output["n-samples"][TASK]["effective"]
     scores = [Score(metric=m, value=float(numbers[f"{m},{_FILTER}"]),
-                    stderr=_stderr(numbers.get(f"{m}_stderr,{_FILTER}")), n=n) for m in METRICS]
+                    stderr=lm_eval_stderr(numbers.get(f"{m}_stderr,{_FILTER}")), n=n) for m in METRICS]
     examples, wanted = [], set(indices)
     for sample in sorted(output["samples"][TASK], key=lambda s: s["doc_id"]):
         key, response = sample["doc"]["key"], sample["filtered_resps"][0]
@@ -170,13 +170,13 @@ def _seed_langdetect() -> None:
     DetectorFactory.seed = 0
 
 
-def _stderr(value: Any) -> float | None:
+def lm_eval_stderr(value: Any) -> float | None:
     """lm-eval writes "N/A" where it has no standard error (its instruction-level aggregation)."""
     return float(value) if isinstance(value, (int, float)) else None
 
 
 @contextlib.contextmanager
-def _quiet_lm_eval():
+def quiet_lm_eval():
     """Hold lm-eval's and transformers' INFO chatter back to warnings for the duration."""
     loggers = [logging.getLogger(name) for name in ("lm_eval", "transformers", "datasets")]
     previous = [logger.level for logger in loggers]

@@ -38,7 +38,7 @@ from pathlib import Path
 from typing import Any, Callable
 
 from harness.errors import DataError
-from harness.evaluation.ifeval import _load_lm, _quiet_lm_eval, _stderr, subset_indices
+from harness.evaluation.ifeval import load_lm, quiet_lm_eval, lm_eval_stderr, subset_indices
 from harness.hashing import hash_file, hash_json, short
 from harness.models import ResolvedModel
 from harness.paths import atomic_write_text, cache_dir
@@ -131,7 +131,7 @@ def evaluate_lm_eval_task(spec: TaskSpec, model: ResolvedModel, *, data_dir: Pat
                           batch_size: int = 8, lm: Any = None) -> BenchmarkResult:
     """Run `spec`'s lm-eval task on `model` (or on `lm`, an lm-eval LM instance, for tests)."""
     path = data_file(spec, data_dir)
-    with _quiet_lm_eval():
+    with quiet_lm_eval():
         from lm_eval import __version__ as lm_eval_version
         from lm_eval import simple_evaluate
         from lm_eval.tasks import TaskManager
@@ -160,7 +160,7 @@ def evaluate_lm_eval_task(spec: TaskSpec, model: ResolvedModel, *, data_dir: Pat
             task.set_config(key="generation_kwargs", value={"max_gen_toks": gen_tokens}, update=True)
         log.info("%s: %d of %d documents (%s); loading %s", spec.benchmark, len(indices), len(keys),
                  path or spec.hub_id, model.label if model is not None else type(lm).__name__)
-        lm = lm if lm is not None else _load_lm(model, batch_size)
+        lm = lm if lm is not None else load_lm(model, batch_size)
         output = simple_evaluate(
             model=lm, tasks=[task], task_manager=task_manager,
             samples=None if len(indices) == len(keys) else {spec.task: indices},
@@ -223,7 +223,7 @@ def _prediction(sample: dict, generative: bool) -> str:
 def _to_result(spec: TaskSpec, output: dict[str, Any], indices: list[int], keys: list[str]) -> BenchmarkResult:
     numbers = output["results"][spec.task]
     n = output["n-samples"][spec.task]["effective"]
-    scores = [Score(metric=m, value=float(numbers[f"{m},none"]), stderr=_stderr(numbers.get(f"{m}_stderr,none")), n=n)
+    scores = [Score(metric=m, value=float(numbers[f"{m},none"]), stderr=lm_eval_stderr(numbers.get(f"{m}_stderr,none")), n=n)
               for m in spec.metrics]
     wanted, examples = set(indices), []
     for sample in sorted(output["samples"][spec.task], key=lambda s: s["doc_id"]):
