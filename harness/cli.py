@@ -46,6 +46,11 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("study", type=Path)
     data_option(p)
     p.add_argument("--leaderboard", type=Path, help="DuckDB file (default: the study's `leaderboard` setting)")
+    p.add_argument("--executor", choices=("local", "ray"),
+                   help="where runs execute: one after another here, or as Ray tasks (default: the study's "
+                        "`executor.kind`, else local)")
+    p.add_argument("--ray-address", metavar="ADDR",
+                   help="existing Ray cluster to join, e.g. ray://head:10001 or auto (default: a local instance)")
     p.set_defaults(command=cmd_run)
 
     p = commands.add_parser("demo", help="run the bundled demo study (SmolLM2-135M-Instruct on MedMCQA)")
@@ -128,6 +133,13 @@ def cmd_run(args) -> int:
     from harness.study import run_study
 
     study, data_dir = _load(args.study, args.data_dir)
+    overrides = {"kind": args.executor} if args.executor else {}
+    if args.ray_address:
+        if (args.executor or study.executor.kind) != "ray":
+            raise ConfigError("--ray-address: needs --executor ray")
+        overrides["address"] = args.ray_address
+    if overrides:
+        study = study.model_copy(update={"executor": study.executor.model_copy(update=overrides)})
     run_ids = run_study(study, data_dir=data_dir, leaderboard_path=args.leaderboard)
     print(f"recorded {len(run_ids)} runs in {args.leaderboard or study.leaderboard}")
     return 0

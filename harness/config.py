@@ -10,7 +10,7 @@ from pathlib import Path
 from typing import Any, Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_serializer, model_validator
 
 from harness.errors import ConfigError
 from harness.hashing import hash_json
@@ -74,6 +74,26 @@ class FinetuneConfig(_Strict):
     weight_decay: float = Field(0.0, ge=0.0)
     precision: Literal["float32", "bfloat16"] = "float32"
     lora: LoraSettings = Field(default_factory=LoraSettings)
+    num_processes: int = Field(1, ge=1, description="training processes (one per GPU); the global batch is "
+                                                   "batch_size x gradient_accumulation_steps x num_processes")
+    launcher: Literal["inline", "accelerate"] = Field(
+        "inline", description="inline: train in the study's process; accelerate: `accelerate launch --num_processes N`")
+
+    @model_validator(mode="after")
+    def _launcher_for_processes(self) -> "FinetuneConfig":
+        if self.num_processes > 1 and self.launcher != "accelerate":
+            raise ValueError(f"num_processes {self.num_processes} needs launcher: accelerate")
+        return self
+
+    @model_serializer(mode="wrap")
+    def _identity(self, handler):
+        """Dumps (and so every hash of the job) leave out how the job is started, and the process
+        count while it is the default 1: single-process checkpoints and run ids keep their keys."""
+        data = handler(self)
+        data.pop("launcher", None)
+        if data.get("num_processes") == 1:
+            data.pop("num_processes")
+        return data
 
 
 class BenchmarkConfig(_Strict):
@@ -111,6 +131,18 @@ class EvalConfig(_Strict):
         return value
 
 
+class ExecutorConfig(_Strict):
+    """Where a study's runs execute. Left out of every hash: where a run ran never changes its result."""
+
+    kind: Literal["local", "ray"] = Field("local", description="local: one run after another in this process; "
+                                                                "ray: each run a Ray task (pip install 'forgetbench[ray]')")
+    address: str | None = Field(None, description="existing Ray cluster (e.g. ray://head:10001, auto); "
+                                                  "unset: start a local Ray instance")
+    local_cpus: int | None = Field(None, gt=0, description="CPUs of a local Ray instance (default: all of them)")
+    cpus_per_run: float = Field(1.0, gt=0, description="CPUs Ray reserves for each run")
+    gpus_per_run: float = Field(0.0, ge=0, description="GPUs Ray reserves for each run")
+
+
 class StudyConfig(_Strict):
     name: str = Field(..., min_length=1, pattern=r"^[A-Za-z0-9_.-]+$")
     base_model: str = "smollm2-135m-instruct"
@@ -120,9 +152,12 @@ class StudyConfig(_Strict):
     finetune: FinetuneConfig = Field(default_factory=FinetuneConfig)
     eval: EvalConfig = Field(default_factory=EvalConfig)
     seeds: list[int] = Field(default_factory=lambda: [0], min_length=1)
-    generation_backend: Literal["transformers", "vllm"] = "transformers"
+    generation_backend: Literal["transformers", "vllm", "vllm-lora"] = Field(
+        "transformers", description="vllm: the checkpoint (LoRA merged) on vLLM; vllm-lora: base model + the "
+                                    "run's adapter on vLLM (pip install 'forgetbench[vllm]')")
     data_dir: Path | None = None
     leaderboard: Path = Path("forgetbench.duckdb")
+    executor: ExecutorConfig = Field(default_factory=ExecutorConfig, exclude=True)
 
     def config_hash(self) -> str:
         """Hash of everything that shapes results (not where files live)."""

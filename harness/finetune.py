@@ -5,11 +5,19 @@ model's own template, and the text of every assistant turn is located by renderi
 up to that turn (with and without the turn). Those character spans mark the tokens that carry loss:
 the turn's content plus its end-of-turn token, never the template text after it (e.g. ChatML's
 newline). SFTTrainer receives the pre-tokenized `input_ids` + `labels` (-100 elsewhere) as is.
+
+Multi-GPU: with `launcher: accelerate` the same job runs under `accelerate launch --num_processes N`
+(`launch_command`), each process executing this module's entry point (`python -m harness.finetune
+--spec FILE`) on the same mix; rank 0 writes the checkpoint into the temporary directory that the
+calling process renames into the cache when every process has exited cleanly.
 """
 from __future__ import annotations
 
+import argparse
 import json
 import logging
+import subprocess
+import sys
 import tempfile
 import time
 from pathlib import Path
@@ -20,6 +28,7 @@ from harness.errors import ConfigError, DataError
 from harness.hashing import hash_file
 from harness.models import ResolvedModel, hash_checkpoint, load_tokenizer
 from harness.paths import atomic_dir
+from harness.testhooks import pause_point
 
 log = logging.getLogger("harness.finetune")
 
@@ -32,28 +41,84 @@ def finetune(base: ResolvedModel, mix_path: Path, job: FinetuneConfig, seed: int
 
     The returned model is a plain checkpoint (LoRA adapters merged into the weights)."""
     mix_path, out_dir = Path(mix_path), Path(out_dir)
+    with atomic_dir(out_dir) as tmp:
+        if job.launcher == "accelerate":
+            _launch(base, mix_path, job, seed, tmp)
+        else:
+            train_into(base, mix_path, job, seed, tmp)
+        if not (tmp / "model" / "config.json").is_file():
+            raise RuntimeError(f"fine-tuning wrote no checkpoint into {tmp}")
+        pause_point("finetune-save")
+    model_dir = out_dir / "model"
+    return ResolvedModel(spec=f"checkpoint:{model_dir}", path=model_dir, sha=hash_checkpoint(model_dir))
+
+
+def launch_command(job: FinetuneConfig, spec_file: Path, gpus: int) -> list[str]:
+    """`accelerate launch` running this module's entry point in `job.num_processes` processes
+    (data parallel over `gpus` GPUs, or CPU processes where there are none)."""
+    command = [sys.executable, "-m", "accelerate.commands.launch", "--num_machines", "1",
+               "--num_processes", str(job.num_processes), "--dynamo_backend", "no",
+               "--mixed_precision", "bf16" if job.precision == "bfloat16" else "no"]
+    if job.num_processes > 1:  # accelerate's torchrun launcher; without GPUs the processes join over gloo
+        command += ["--multi_gpu", "--main_process_port", "0"]
+    elif gpus == 0:
+        command.append("--cpu")
+    return command + ["-m", "harness.finetune", "--spec", str(spec_file)]
+
+
+def _launch(base: ResolvedModel, mix_path: Path, job: FinetuneConfig, seed: int, out: Path) -> None:
+    import torch
+
+    spec = {"base": {"spec": base.spec, "path": str(base.path), "sha": base.sha}, "mix": str(mix_path),
+            "job": {**job.model_dump(mode="json"), "num_processes": job.num_processes, "launcher": job.launcher},
+            "seed": seed, "out": str(out)}
+    spec_file = out / "launch_spec.json"
+    spec_file.write_text(json.dumps(spec, indent=2), encoding="utf-8")
+    command = launch_command(job, spec_file, torch.cuda.device_count())
+    log.info("fine-tune: %s", " ".join(command))
+    done = subprocess.run(command, check=False)
+    spec_file.unlink()
+    if done.returncode != 0:
+        raise RuntimeError(f"fine-tuning under accelerate launch failed (exit {done.returncode}): {' '.join(command)}")
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Entry point of one training process under `accelerate launch` (see `launch_command`)."""
+    parser = argparse.ArgumentParser(prog="python -m harness.finetune", description=main.__doc__)
+    parser.add_argument("--spec", type=Path, required=True, help="JSON written by the launching process")
+    args = parser.parse_args(argv)
+    spec = json.loads(args.spec.read_text(encoding="utf-8"))
+    logging.basicConfig(level=logging.INFO, stream=sys.stderr, format="%(asctime)s %(message)s", datefmt="%H:%M:%S")
+    base = ResolvedModel(spec=spec["base"]["spec"], path=Path(spec["base"]["path"]), sha=spec["base"]["sha"])
+    train_into(base, Path(spec["mix"]), FinetuneConfig.model_validate(spec["job"]), int(spec["seed"]), Path(spec["out"]))
+    return 0
+
+
+def train_into(base: ResolvedModel, mix_path: Path, job: FinetuneConfig, seed: int, out: Path) -> None:
+    """Train in this process (one rank of several under a launcher); rank 0 writes `out/{model,adapter,
+    train_log.json}`."""
     tokenizer = load_tokenizer(base, padding_side="right")
     conversations = read_mix(mix_path)
     examples, stats = tokenize_mix(tokenizer, conversations, job.max_seq_length, mix_path)
     log.info("fine-tuning %s (%s) on %d rows of %s (%d dropped: no assistant token within %d tokens)",
              base.label, job.method, stats["rows_used"], mix_path.name, stats["rows_dropped"], job.max_seq_length)
-    with atomic_dir(out_dir) as tmp, tempfile.TemporaryDirectory(prefix="forgetbench-trainer-") as scratch:
+    with tempfile.TemporaryDirectory(prefix="forgetbench-trainer-") as scratch:
         trainer = _build_trainer(base, tokenizer, examples, job, seed, scratch)
         started = time.monotonic()
         output = trainer.train()
+        if not trainer.is_world_process_zero():
+            return
         trainable = sum(p.numel() for p in trainer.model.parameters() if p.requires_grad)
-        _save_checkpoint(trainer.model, base, job, tmp)
+        _save_checkpoint(trainer.model, base, job, out)
         train_log = {
             "base_model": base.label, "base_sha": base.sha, "mix": str(mix_path), "mix_sha": hash_file(mix_path),
             "seed": seed, "job": job.model_dump(mode="json"), "steps": trainer.state.global_step,
             "loss_history": [{"step": e["step"], "loss": e["loss"]} for e in trainer.state.log_history if "loss" in e],
             "train_loss": output.training_loss, "train_runtime_s": round(time.monotonic() - started, 3),
-            "trainable_parameters": trainable, **stats,
+            "trainable_parameters": trainable, "num_processes": trainer.args.world_size, **stats,
         }
-        (tmp / "train_log.json").write_text(json.dumps(train_log, indent=2) + "\n", encoding="utf-8")
+        (out / "train_log.json").write_text(json.dumps(train_log, indent=2) + "\n", encoding="utf-8")
         del trainer
-    model_dir = out_dir / "model"
-    return ResolvedModel(spec=f"checkpoint:{model_dir}", path=model_dir, sha=hash_checkpoint(model_dir))
 
 
 def read_mix(path: Path) -> list[tuple[int, list[dict[str, str]]]]:
@@ -184,7 +249,7 @@ def _progress_callback():
 
     class _Progress(TrainerCallback):
         def on_log(self, args, state, control, logs=None, **kwargs):
-            if logs and "loss" in logs:
+            if logs and "loss" in logs and state.is_world_process_zero:
                 log.info("step %d/%d loss %.4f lr %.3g", state.global_step, state.max_steps,
                          logs["loss"], logs.get("learning_rate", float("nan")))
 
@@ -203,3 +268,7 @@ def _save_checkpoint(model, base: ResolvedModel, job: FinetuneConfig, out: Path)
     model.config.use_cache = getattr(AutoConfig.from_pretrained(base.path), "use_cache", True)
     model.save_pretrained(out / "model")
     AutoTokenizer.from_pretrained(base.path).save_pretrained(out / "model")
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -6,11 +6,17 @@ sampling settings, occurrence index), so asking again — in this process or a l
 generation. The occurrence index lets one request sample the same prompt many times (as
 reconstruction recipes do) and still give each sample its own cache entry.
 
-Backends: `transformers` (CPU or GPU, batched with left padding) and `vllm` (optional extra, imported
-only when chosen).
+Backends: `transformers` (CPU or GPU, batched with left padding), `vllm` (optional extra, imported
+only when chosen) loading the checkpoint itself (for LoRA runs: the merged one), and `vllm-lora`
+serving the base model with the run's LoRA adapter attached to every request. Either way the
+fine-tuned weights are what generates: `vllm_target` never hands vLLM the base model alone for a
+fine-tuned checkpoint (the trap of lm-eval issue #2432, where an adapter was silently not applied).
 """
 from __future__ import annotations
 
+import contextlib
+import importlib.util
+import json
 import logging
 import sqlite3
 from abc import ABC, abstractmethod
@@ -19,10 +25,11 @@ from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
-from harness.errors import ConfigError
+from harness.errors import ConfigError, ModelError
 from harness.hashing import hash_json
 from harness.models import ResolvedModel
 from harness.paths import cache_dir
+from harness.testhooks import pause_point
 
 log = logging.getLogger(__name__)
 
@@ -43,17 +50,25 @@ class Sampling:
 
 
 class GenerationCache:
-    """A SQLite key-value store of generations; safe for several processes at once."""
+    """A SQLite key-value store of generations; safe for several processes at once (Ray workers on
+    one machine included): WAL journal, a 60 s busy timeout, one short transaction per batch, and
+    every connection closed after use. A killed writer leaves the last committed batch, never a
+    partial one. WAL needs a local file system: on a cluster, give each node its own cache."""
 
     def __init__(self, path: Path | None = None):
         self.path = path or cache_dir() / "generations.sqlite"
         with self._connect() as db:
+            db.execute("PRAGMA journal_mode=WAL")  # persistent: set once per file
             db.execute("CREATE TABLE IF NOT EXISTS generations (key TEXT PRIMARY KEY, output TEXT NOT NULL)")
 
-    def _connect(self) -> sqlite3.Connection:
+    @contextlib.contextmanager
+    def _connect(self):
         db = sqlite3.connect(self.path, timeout=60)
-        db.execute("PRAGMA journal_mode=WAL")
-        return db
+        try:
+            with db:  # commit on success, roll back on error
+                yield db
+        finally:
+            db.close()
 
     def get_many(self, keys: Sequence[str]) -> dict[str, str]:
         found: dict[str, str] = {}
@@ -111,6 +126,7 @@ class GenerationBackend(ABC):
                 outputs.update(fresh)
                 self.generated += len(batch)
                 log.info("%s: %d/%d", desc, min(start + self.batch_size, len(missing)), len(missing))
+                pause_point("generation")
         return [outputs[key] for key in keys]
 
 
@@ -181,18 +197,78 @@ class TransformersBackend(GenerationBackend):
         return tokenizer.batch_decode(new_tokens, skip_special_tokens=True)
 
 
+VLLM_BACKENDS = ("vllm", "vllm-lora")
+_VLLM_LORA_RANKS = (8, 16, 32, 64, 128, 256, 320, 512)  # the max_lora_rank values vLLM accepts
+
+
+def require_vllm(backend: str) -> None:
+    """ConfigError naming the extra to install, before anything imports vLLM."""
+    if importlib.util.find_spec("vllm") is None:
+        raise ConfigError(f"generation_backend {backend!r} needs vLLM (GPU): pip install 'forgetbench[vllm]'")
+
+
+@dataclass(frozen=True)
+class VLLMTarget:
+    """What vLLM loads to serve one model: a checkpoint, plus a LoRA adapter to attach to every request."""
+
+    model_path: Path
+    adapter: Path | None = None
+    max_lora_rank: int | None = None
+
+
+def adapter_dir(model: ResolvedModel) -> Path | None:
+    """The LoRA adapter saved next to a fine-tuned checkpoint (`<run>/model` + `<run>/adapter`), if any."""
+    folder = model.path.parent / "adapter"
+    if model.path.name == "model" and (folder / "adapter_config.json").is_file():
+        return folder
+    return None
+
+
+def vllm_target(model: ResolvedModel, backend: str) -> VLLMTarget:
+    """`vllm`: the checkpoint itself (a LoRA run's merged weights). `vllm-lora`: the adapter's base model
+    with the adapter attached; a checkpoint without an adapter (the seed model, full fine-tuning) is
+    served as is. Raises ModelError rather than fall back to the base model alone."""
+    if backend not in VLLM_BACKENDS:
+        raise ConfigError(f"unknown vLLM backend {backend!r}; choose one of {', '.join(VLLM_BACKENDS)}")
+    adapter = adapter_dir(model) if backend == "vllm-lora" else None
+    if adapter is None:
+        return VLLMTarget(model_path=model.path)
+    config = json.loads((adapter / "adapter_config.json").read_text(encoding="utf-8"))
+    base = Path(str(config.get("base_model_name_or_path") or ""))
+    if not (base / "config.json").is_file():
+        raise ModelError(f"{adapter}/adapter_config.json: base_model_name_or_path {str(base)!r} is not a local "
+                         f"checkpoint; use generation_backend: vllm (merged weights) instead")
+    rank = int(config.get("r") or 8)
+    max_rank = next((r for r in _VLLM_LORA_RANKS if r >= rank), None)
+    if max_rank is None:
+        raise ModelError(f"{adapter}: LoRA rank {rank} exceeds vLLM's largest max_lora_rank {_VLLM_LORA_RANKS[-1]}; "
+                         f"use generation_backend: vllm (merged weights)")
+    return VLLMTarget(model_path=base.resolve(), adapter=adapter.resolve(), max_lora_rank=max_rank)
+
+
 class VLLMBackend(GenerationBackend):
-    """vLLM on a GPU (`pip install forgetbench[vllm]`); imported only when this backend is chosen."""
+    """vLLM on a GPU (`pip install forgetbench[vllm]`); imported only when this backend is chosen.
 
-    name = "vllm"
+    `name` is `vllm` or `vllm-lora` (see `vllm_target`); it is part of every cache key, so merged and
+    adapter generations never stand in for each other."""
 
-    def __init__(self, model: ResolvedModel, batch_size: int = 256, cache: GenerationCache | None = None):
-        super().__init__(model, batch_size, cache)
-        try:
-            from vllm import LLM
-        except ImportError:
-            raise ConfigError("generation_backend 'vllm' needs the vllm extra: pip install 'forgetbench[vllm]'") from None
-        self._llm = LLM(model=str(model.path), seed=0)
+    def __init__(self, model: ResolvedModel, batch_size: int = 256, cache: GenerationCache | None = None,
+                 backend: str = "vllm"):
+        # vLLM schedules its own batches; this size is only how often results are committed to the cache
+        super().__init__(model, max(batch_size, 256), cache)
+        require_vllm(backend)
+        from vllm import LLM
+
+        self.name = backend
+        self.target = vllm_target(model, backend)
+        options = {}
+        self._lora_request = None
+        if self.target.adapter is not None:
+            from vllm.lora.request import LoRARequest
+
+            options = {"enable_lora": True, "max_lora_rank": self.target.max_lora_rank, "max_loras": 1}
+            self._lora_request = LoRARequest("finetuned", 1, str(self.target.adapter))
+        self._llm = LLM(model=str(self.target.model_path), seed=0, **options)
 
     @property
     def tokenizer(self):
@@ -205,13 +281,16 @@ class VLLMBackend(GenerationBackend):
             max_tokens=sampling.max_new_tokens, temperature=sampling.temperature,
             top_p=sampling.top_p, seed=sampling.seed, stop=list(sampling.stop) or None,
         )
-        return [result.outputs[0].text for result in self._llm.generate(prompts, params, use_tqdm=False)]
+        results = self._llm.generate(prompts, params, use_tqdm=False, lora_request=self._lora_request)
+        return [result.outputs[0].text for result in results]
 
 
-BACKENDS = {"transformers": TransformersBackend, "vllm": VLLMBackend}
+BACKENDS = ("transformers", *VLLM_BACKENDS)
 
 
 def make_backend(name: str, model: ResolvedModel, batch_size: int = 8) -> GenerationBackend:
     if name not in BACKENDS:
         raise ConfigError(f"unknown generation backend {name!r}; choose one of {', '.join(BACKENDS)}")
-    return BACKENDS[name](model, batch_size=batch_size)
+    if name in VLLM_BACKENDS:
+        return VLLMBackend(model, batch_size=batch_size, backend=name)
+    return TransformersBackend(model, batch_size=batch_size)

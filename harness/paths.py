@@ -2,8 +2,10 @@
 from __future__ import annotations
 
 import contextlib
+import glob
 import os
 import shutil
+import socket
 import tempfile
 from collections.abc import Iterator
 from pathlib import Path
@@ -28,18 +30,49 @@ def data_dir(option: str | Path | None = None) -> Path | None:
 
 @contextlib.contextmanager
 def atomic_dir(target: Path) -> Iterator[Path]:
-    """Yield a temporary sibling directory; rename it onto `target` only if the block succeeds."""
+    """Yield a temporary sibling directory; rename it onto `target` only if the block succeeds.
+
+    The temporary name carries this host and process id, so the leftovers of a killed process (which
+    never become `target`) are removed by the next writer of the same artefact on this host."""
     target.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{target.name}.", dir=target.parent))
+    _remove_orphans(target)
+    tmp = Path(tempfile.mkdtemp(prefix=f".{target.name}.{_HOST}~{os.getpid()}.", dir=target.parent))
     try:
         yield tmp
         if target.exists():  # another process finished the same artefact first: keep theirs
             shutil.rmtree(tmp)
         else:
-            os.replace(tmp, target)
+            try:
+                os.replace(tmp, target)
+            except OSError:  # another process renamed its copy between our check and our rename
+                if not target.exists():
+                    raise
+                shutil.rmtree(tmp)
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         raise
+
+
+_HOST = "".join(c for c in socket.gethostname() if c.isalnum()) or "host"
+
+
+def _remove_orphans(target: Path) -> None:
+    """Delete temporary siblings of `target` left by dead processes of this host."""
+    prefix = f".{target.name}.{_HOST}~"
+    for leftover in target.parent.glob(f"{glob.escape(prefix)}*"):
+        pid = leftover.name[len(prefix):].split(".", 1)[0]
+        if pid.isdigit() and not _alive(int(pid)):
+            shutil.rmtree(leftover, ignore_errors=True)
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
 
 
 def atomic_write_text(path: Path, text: str) -> None:

@@ -62,34 +62,64 @@ def preflight(study: StudyConfig, data_dir: Path | None) -> list[str]:
     return problems
 
 
-def run_study(study: StudyConfig, data_dir: Path | None = None, leaderboard_path: Path | None = None) -> list[str]:
-    """Run every planned run not yet on the leaderboard; return the run ids recorded or reused."""
+def run_study(study: StudyConfig, data_dir: Path | None = None, leaderboard_path: Path | None = None,
+              executor=None) -> list[str]:
+    """Run every planned run (the baseline only when no matching one is on the leaderboard) on the
+    study's executor (`executor:` block, or the one given); record each in plan order from this
+    process, the leaderboard's only writer. Returns the run ids recorded or reused, in plan order.
+
+    A run that fails on a Ray worker does not stop the others: they are recorded, then the study fails
+    naming every failed run. The local executor stops at the first failure."""
+    from harness.executors import RunFailed, make_executor
     from leaderboard.store import Leaderboard
 
     data_dir = resolve_data_dir(data_dir or study.data_dir)
     problems = preflight(study, data_dir)
     if problems:
         raise ForgetbenchError(problems)
+    executor = executor or make_executor(study.executor)
     domain = get_domain(study.domain)
     base = resolve_model(study.base_model)
     board_path = Path(leaderboard_path or study.leaderboard)
     eval_hash = eval_config_hash(study.eval, domain, data_dir, study.generation_backend)
     context = _RunContext(study, domain, data_dir, base, eval_hash)
     runs = plan(study)
-    run_ids = []
-    for number, planned in enumerate(runs, start=1):
-        log.info("[%d/%d] %s (seed %d)", number, len(runs), planned.label, planned.seed)
-        if planned.recipe is None:
-            existing = Leaderboard(board_path).find_baseline(base.sha, eval_hash)
-            if existing:
-                log.info("[%d/%d] baseline already on the leaderboard as %s", number, len(runs), existing)
-                run_ids.append(existing)
-                continue
-        record, results = context.execute(planned)
+    run_ids: list[str | None] = [None] * len(runs)
+    existing = Leaderboard(board_path).find_baseline(base.sha, eval_hash)
+    for number, planned in enumerate(runs):
+        if planned.recipe is None and existing:
+            log.info("[%d/%d] baseline already on the leaderboard as %s", number + 1, len(runs), existing)
+            run_ids[number] = existing
+    todo = [number for number, planned in enumerate(runs) if run_ids[number] is None]
+    log.info("%d of %d runs to execute on the %s executor", len(todo), len(runs), executor.name)
+    failures = []
+    for position, outcome in executor.map(_Execute(context, runs), todo):
+        number = todo[position]
+        planned = runs[number]
+        if isinstance(outcome, RunFailed):
+            log.error("[%d/%d] %s (seed %d) failed: %s", number + 1, len(runs), planned.label, planned.seed, outcome.line)
+            failures.append(f"run {planned.label} (seed {planned.seed}): {outcome.line}")
+            continue
+        record, results = outcome
         Leaderboard(board_path).record(record, results)
-        log.info("[%d/%d] recorded %s: %s", number, len(runs), record.run_id, _summary(results))
-        run_ids.append(record.run_id)
-    return run_ids
+        log.info("[%d/%d] recorded %s: %s", number + 1, len(runs), record.run_id, _summary(results))
+        run_ids[number] = record.run_id
+    if failures:
+        raise ForgetbenchError(failures)
+    return [run_id for run_id in run_ids if run_id is not None]
+
+
+@dataclass(frozen=True)
+class _Execute:
+    """One planned run's work, as a picklable callable that an executor can ship to a worker."""
+
+    context: "_RunContext"
+    runs: list[PlannedRun]
+
+    def __call__(self, number: int) -> tuple[RunRecord, list[BenchmarkResult]]:
+        planned = self.runs[number]
+        log.info("[%d/%d] %s (seed %d)", number + 1, len(self.runs), planned.label, planned.seed)
+        return self.context.execute(planned)
 
 
 @dataclass

@@ -38,7 +38,7 @@ _FILTER = "none"  # lm-eval's name for the task's only (identity) filter
 
 
 def evaluate_ifeval(model: ResolvedModel, *, data_dir: Path | None, limit: int | None, subset_seed: int,
-                    max_new_tokens: int = 512, batch_size: int = 8) -> BenchmarkResult:
+                    max_new_tokens: int = 512, batch_size: int = 8, backend: str = "transformers") -> BenchmarkResult:
     """Generate IFEval responses with `model` and score them with lm-eval's IFEval scoring."""
     data_file = _data_file(data_dir)
     ensure_punkt_tab()  # before lm-eval imports its IFEval utilities (they try to download it)
@@ -54,7 +54,7 @@ def evaluate_ifeval(model: ResolvedModel, *, data_dir: Path | None, limit: int |
         task.set_config(key="generation_kwargs", value={"max_gen_toks": max_new_tokens}, update=True)
         log.info("ifeval: %d of %d prompts (%s); loading %s", len(indices), len(task.eval_docs),
                  data_file or HUB_ID, model.label)
-        lm = load_lm(model, batch_size)
+        lm = load_lm(model, batch_size, backend)
         log.info("ifeval: generating (max %d new tokens, batch %d)", max_new_tokens, batch_size)
         output = simple_evaluate(
             model=lm, tasks=[task], task_manager=task_manager,
@@ -66,7 +66,8 @@ def evaluate_ifeval(model: ResolvedModel, *, data_dir: Path | None, limit: int |
         task=TASK, max_new_tokens=max_new_tokens, limit=limit, subset_seed=subset_seed, batch_size=batch_size,
         data_source=str(data_file) if data_file else f"hub:{HUB_ID}",
         data_sha256=hash_file(data_file) if data_file else None,
-        docs_sha256=hash_json(list(task.eval_docs)), lm_eval_version=lm_eval_version,
+        # The mirror file's hash already pins the documents; hash the loaded documents only for the Hub.
+        docs_sha256=None if data_file else hash_json(list(task.eval_docs)), lm_eval_version=lm_eval_version,
     )
     log.info("ifeval: %s = %.3f over %d prompts in %.0f s", PRIMARY, result.scores[0].value,
              result.scores[0].n, time.monotonic() - started)
@@ -131,13 +132,12 @@ def subset_indices(keys: list[int], limit: int | None, seed: int) -> list[int]:
     return [i for i, key in enumerate(keys) if key in chosen]
 
 
-def load_lm(model: ResolvedModel, batch_size: int):
-    """lm-eval's HF backend on the local checkpoint: float32, fixed batch size, GPU when present."""
-    import torch
-    from lm_eval.models.huggingface import HFLM
+def load_lm(model: ResolvedModel, batch_size: int, backend: str = "transformers"):
+    """lm-eval's model for the checkpoint under the study's generation backend (HF float32 by default);
+    one implementation for every lm-eval benchmark, in `lmeval_tasks.load_lm`."""
+    from harness.evaluation.lmeval_tasks import load_lm as load
 
-    device = "cuda" if torch.cuda.is_available() else "cpu"
-    return HFLM(pretrained=str(model.path), device=device, dtype="float32", batch_size=batch_size)
+    return load(model, batch_size, backend)
 
 
 def _to_result(output: dict[str, Any], indices: list[int], keys: list[int]) -> BenchmarkResult:

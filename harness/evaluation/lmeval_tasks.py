@@ -37,8 +37,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable
 
-from harness.errors import DataError
-from harness.evaluation.ifeval import load_lm, quiet_lm_eval, lm_eval_stderr, subset_indices
+from harness.errors import DataError, ModelError
+from harness.evaluation.ifeval import quiet_lm_eval, lm_eval_stderr, subset_indices
 from harness.hashing import hash_file, hash_json, short
 from harness.models import ResolvedModel
 from harness.paths import atomic_write_text, cache_dir
@@ -126,9 +126,51 @@ def gpqa_diamond_in_memory(zip_path: str, **_: Any):
     return datasets.DatasetDict({"train": datasets.Dataset.from_list(rows)})
 
 
+def lm_eval_model(model: ResolvedModel, batch_size: int, backend: str = "transformers") -> tuple[str, dict[str, Any]]:
+    """lm-eval's registered model name and constructor arguments for `model` under a generation backend.
+
+    `transformers`: lm-eval's HF backend, float32, GPU when present. `vllm`: lm-eval's vLLM backend on
+    the checkpoint itself (a LoRA run's merged weights). `vllm-lora`: the adapter's base model with
+    `lora_local_path` set to the run's adapter, so lm-eval attaches it to every request."""
+    if backend == "transformers":
+        import torch
+
+        device = "cuda" if torch.cuda.is_available() else "cpu"
+        return "hf", {"pretrained": str(model.path), "device": device, "dtype": "float32", "batch_size": batch_size}
+    from harness.generation import vllm_target
+
+    target = vllm_target(model, backend)
+    args: dict[str, Any] = {"pretrained": str(target.model_path), "dtype": "auto", "batch_size": "auto"}
+    if target.adapter is not None:
+        args.update(lora_local_path=str(target.adapter), max_lora_rank=target.max_lora_rank)
+    return "vllm", args
+
+
+def load_lm(model: ResolvedModel, batch_size: int, backend: str = "transformers"):
+    """lm-eval's model for `model` (see `lm_eval_model`). With an adapter, refuses an lm-eval whose vLLM
+    model did not take it: such a model would silently score the base model (lm-eval issue #2432)."""
+    name, args = lm_eval_model(model, batch_size, backend)
+    if name == "hf":
+        from lm_eval.models.huggingface import HFLM
+
+        return HFLM(**args)
+    from harness.generation import require_vllm
+
+    require_vllm(backend)
+    from lm_eval.models.vllm_causallms import VLLM
+
+    lm = VLLM(**args)
+    request = getattr(lm, "lora_request", None)
+    attached = getattr(request, "lora_path", None) or getattr(request, "lora_local_path", None)  # vLLM renamed it
+    if "lora_local_path" in args and str(attached) != args["lora_local_path"]:
+        raise ModelError(f"lm-eval's vLLM model did not attach the adapter {args['lora_local_path']}; it would score "
+                         f"the base model. Use generation_backend: vllm (merged weights)")
+    return lm
+
+
 def evaluate_lm_eval_task(spec: TaskSpec, model: ResolvedModel, *, data_dir: Path | None, limit: int | None,
                           subset_seed: int, max_new_tokens: int | None = None,
-                          batch_size: int = 8, lm: Any = None) -> BenchmarkResult:
+                          batch_size: int = 8, lm: Any = None, backend: str = "transformers") -> BenchmarkResult:
     """Run `spec`'s lm-eval task on `model` (or on `lm`, an lm-eval LM instance, for tests)."""
     path = data_file(spec, data_dir)
     with quiet_lm_eval():
@@ -160,7 +202,7 @@ def evaluate_lm_eval_task(spec: TaskSpec, model: ResolvedModel, *, data_dir: Pat
             task.set_config(key="generation_kwargs", value={"max_gen_toks": gen_tokens}, update=True)
         log.info("%s: %d of %d documents (%s); loading %s", spec.benchmark, len(indices), len(keys),
                  path or spec.hub_id, model.label if model is not None else type(lm).__name__)
-        lm = lm if lm is not None else load_lm(model, batch_size)
+        lm = lm if lm is not None else load_lm(model, batch_size, backend)
         output = simple_evaluate(
             model=lm, tasks=[task], task_manager=task_manager,
             samples=None if len(indices) == len(keys) else {spec.task: indices},

@@ -92,7 +92,8 @@ def check_eval_data(eval_cfg: EvalConfig, domain: Domain, data_dir: Path | None)
 
 def evaluate_model(model: ResolvedModel, eval_cfg: EvalConfig, domain: Domain, data_dir: Path | None,
                    backend_name: str) -> list[BenchmarkResult]:
-    key = hash_json({"model": model.sha, "eval": eval_config_hash(eval_cfg, domain, data_dir, backend_name)})
+    key = hash_json({"model": model.sha, "eval": eval_config_hash(eval_cfg, domain, data_dir, backend_name),
+                     **_scoring_code(eval_cfg)})
     target = cache_dir() / "evals" / short(key, 24)
     if (target / "results.json").is_file():
         log.info("evaluation of %s: reusing cached results %s", model.label, target)
@@ -110,13 +111,23 @@ def evaluate_model(model: ResolvedModel, eval_cfg: EvalConfig, domain: Domain, d
     return results
 
 
+def _scoring_code(eval_cfg: EvalConfig) -> dict:
+    """Versions of the scoring code in the evaluation cache key: results cached under one lm-eval
+    release are not reused under another (its task YAMLs and scorers change between releases)."""
+    if not {"ifeval", "mmlu_pro", "gpqa", "math_l5"} & set(eval_cfg.benchmarks):
+        return {}
+    from importlib.metadata import version
+
+    return {"lm_eval": version("lm_eval")}
+
+
 def _run_benchmark(name, settings, model, eval_cfg, domain, data_dir, backend_name) -> BenchmarkResult:
     if name == "ifeval":
         from harness.evaluation.ifeval import evaluate_ifeval
 
         return evaluate_ifeval(model, data_dir=data_dir, limit=settings.limit, subset_seed=eval_cfg.subset_seed,
                                max_new_tokens=settings.max_new_tokens or IFEVAL_MAX_NEW_TOKENS,
-                               batch_size=eval_cfg.batch_size)
+                               batch_size=eval_cfg.batch_size, backend=backend_name)
     if name == "domain":
         from harness.evaluation.domain import evaluate_domain
         from harness.generation import make_backend
@@ -129,7 +140,8 @@ def _run_benchmark(name, settings, model, eval_cfg, domain, data_dir, backend_na
 
         return evaluate_lm_eval_task(spec_for(name, eval_cfg.gpqa_subset), model, data_dir=data_dir,
                                      limit=settings.limit, subset_seed=eval_cfg.subset_seed,
-                                     max_new_tokens=settings.max_new_tokens, batch_size=eval_cfg.batch_size)
+                                     max_new_tokens=settings.max_new_tokens, batch_size=eval_cfg.batch_size,
+                                     backend=backend_name)
     if name in ("safety_raw", "safety_jailbreak"):
         from harness.evaluation.safety import evaluate_safety
         from harness.generation import make_backend
