@@ -83,6 +83,16 @@ def _parser() -> argparse.ArgumentParser:
     show.add_argument("name")
     show.set_defaults(command=cmd_recipes_show)
 
+    p = commands.add_parser("profile", help="task-category profile of a public set or data file, without a study")
+    p.add_argument("--data", required=True, metavar="FILE_OR_SET",
+                   help="a public set (alpaca, dolly, lima, sharegpt, ...) or a .json/.jsonl file of conversations")
+    p.add_argument("--model", default="smollm2-135m-instruct", help="classifier model spec (default: %(default)s)")
+    p.add_argument("--limit", type=int, default=100, help="classify a seeded sample of this many rows (default: %(default)s)")
+    p.add_argument("--seed", type=int, default=0, help="sampling seed (default: %(default)s)")
+    p.add_argument("--format", choices=(*FORMATS, "md"), default="table", help="output format (default: %(default)s)")
+    data_option(p)
+    p.set_defaults(command=cmd_profile)
+
     p = commands.add_parser("leaderboard", help="print the leaderboard")
     p.add_argument("--leaderboard", type=Path, default=DEFAULT_LEADERBOARD, help="DuckDB file (default: %(default)s)")
     p.add_argument("--study", help="only runs of this study")
@@ -190,6 +200,27 @@ def cmd_recipes_show(args) -> int:
     from harness.recipe import describe
 
     print(describe(args.name))
+    return 0
+
+
+def cmd_profile(args) -> int:
+    import random
+
+    from harness.models import resolve_model
+    from harness.paths import data_dir as resolve_data_dir
+    from harness.profile import conversations_from, profile_rows
+    from leaderboard.render import render
+
+    import pandas as pd
+
+    if args.limit < 1:
+        raise ConfigError(f"--limit: must be at least 1, got {args.limit}")
+    rows = conversations_from(args.data, resolve_data_dir(args.data_dir))
+    rows = random.Random(args.seed).sample(rows, min(args.limit, len(rows)))
+    profile = profile_rows(rows, resolve_model(args.model))
+    frame = pd.DataFrame({"category": list(profile["counts"]), "count": list(profile["counts"].values()),
+                          "share": [profile["shares"][c] for c in profile["counts"]]})
+    print(render(frame, "markdown" if args.format == "md" else args.format), end="")
     return 0
 
 

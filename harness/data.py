@@ -65,7 +65,11 @@ def chat_messages(row: dict[str, Any]) -> list[Message]:
 
 @dataclass(frozen=True)
 class DataSource:
-    """Where one data set lives: a file in the mirror and/or a Hub id, plus its schema adapter."""
+    """Where one data set lives: a file in the mirror and/or a Hub id, plus its schema adapter.
+
+    `hub_data_files` names files inside the Hub repository for repositories that hold raw data files
+    rather than one standard dataset (ShareGPT's repo has several JSON files of different schemas;
+    loading it whole fails)."""
 
     name: str
     adapter: Adapter
@@ -73,9 +77,13 @@ class DataSource:
     hub_id: str | None = None
     hub_config: str | None = None
     hub_split: str = "train"
+    hub_data_files: str | tuple[str, ...] | None = None
 
     def describe(self) -> str:
         hub = f"Hub id {self.hub_id!r}" + (f" ({self.hub_config})" if self.hub_config else "")
+        if self.hub_data_files:
+            files = [self.hub_data_files] if isinstance(self.hub_data_files, str) else self.hub_data_files
+            hub += f" ({', '.join(files)})"
         return hub if self.hub_id else f"mirror file {self.local_path}"
 
 
@@ -131,7 +139,10 @@ def source_hash(source: DataSource, data_dir: Path | None) -> str:
     path = locate(source, data_dir)
     if path is not None:
         return _cached_file_hash(str(path), path.stat().st_mtime_ns)
-    return hash_json({"hub": source.hub_id, "config": source.hub_config, "split": source.hub_split})
+    coordinates = {"hub": source.hub_id, "config": source.hub_config, "split": source.hub_split}
+    if source.hub_data_files:  # only when set, so the other Hub sets keep their hashes (and mix keys)
+        coordinates["data_files"] = source.hub_data_files
+    return hash_json(coordinates)
 
 
 @functools.lru_cache(maxsize=64)
@@ -158,7 +169,8 @@ def _load_hub(source: DataSource) -> list[dict[str, Any]]:
     import datasets
 
     try:
-        dataset = datasets.load_dataset(source.hub_id, source.hub_config, split=source.hub_split)
+        files = list(source.hub_data_files) if isinstance(source.hub_data_files, tuple) else source.hub_data_files
+        dataset = datasets.load_dataset(source.hub_id, source.hub_config, data_files=files, split=source.hub_split)
     except Exception as exc:  # offline, gated, renamed: one message for the user
         raise DataError(
             f"{source.describe()}: could not load from the Hugging Face Hub ({type(exc).__name__}); "

@@ -2,8 +2,10 @@
 
 The mix is stored under a key made from everything that determines it (recipe, parameters, seed,
 sizes, domain data, seed model, the recipe's own data); a rebuild with the same key reads the file
-instead of calling the recipe again. `mix.jsonl` holds the rows, `mix.json` the hash, statistics
-and the recipe's provenance.
+instead of calling the recipe again. `mix.jsonl` holds the rows, `mix.json` the hash, statistics,
+the recipe's provenance and the category profile of the rehearsal rows (harness/profile.py). The
+profile is metadata: it never changes the rows or the mix hash, and a mix stored before profiles
+existed (or under another classification prompt) gets its profile added when it is next read.
 """
 from __future__ import annotations
 
@@ -24,7 +26,8 @@ from harness.domains import Domain
 from harness.errors import DataError, ForgetbenchError
 from harness.hashing import hash_file, hash_json, short
 from harness.models import ResolvedModel
-from harness.paths import atomic_dir, cache_dir
+from harness.paths import atomic_dir, atomic_write_text, cache_dir
+from harness.profile import is_current, profile_rows
 from harness.recipe import RecipeContext, get_recipe, resolve_params
 
 log = logging.getLogger(__name__)
@@ -57,7 +60,7 @@ def build_mix(entry: RecipeEntry, seed: int, mix: MixConfig, domain: Domain, dat
     target = cache_dir() / "mixes" / short(key, 24)
     if (target / "mix.json").is_file():
         log.info("mix %s for %s (seed %d): reusing %s", short(key, 12), entry.label, seed, target)
-        return _read(target)
+        return _read(target, seed_model)
 
     rng = random.Random(f"{seed}:{entry.label}")
     domain_train = domain.train_rows(data_dir)
@@ -77,6 +80,7 @@ def build_mix(entry: RecipeEntry, seed: int, mix: MixConfig, domain: Domain, dat
         "key": key, "recipe": entry.name, "label": entry.label, "params": recipe.params.model_dump(mode="json"),
         "seed": seed, "size": mix.size, "domain_share": mix.domain_share, "domain": domain.name,
         "stats": _statistics(rows, seed_model), "provenance": output.provenance,
+        "profile": _profile(rows, seed_model),
     }
     with atomic_dir(target) as tmp:
         with open(tmp / "mix.jsonl", "w", encoding="utf-8") as handle:
@@ -84,12 +88,23 @@ def build_mix(entry: RecipeEntry, seed: int, mix: MixConfig, domain: Domain, dat
                 handle.write(json.dumps(row, sort_keys=True, ensure_ascii=False) + "\n")
         meta["sha256"] = hash_file(tmp / "mix.jsonl")
         (tmp / "mix.json").write_text(json.dumps(meta, indent=2, sort_keys=True))
-    return _read(target)
+    return _read(target, seed_model)
 
 
-def _read(folder: Path) -> Mix:
+def _read(folder: Path, seed_model: ResolvedModel) -> Mix:
+    """A stored mix; one without a current category profile gets it now (mix.json rewritten atomically)."""
     meta = json.loads((folder / "mix.json").read_text())
+    if not is_current(meta.get("profile"), seed_model):
+        with open(folder / "mix.jsonl", encoding="utf-8") as handle:
+            rows = [json.loads(line) for line in handle if line.strip()]
+        meta["profile"] = _profile(rows, seed_model)
+        atomic_write_text(folder / "mix.json", json.dumps(meta, indent=2, sort_keys=True))
     return Mix(path=folder / "mix.jsonl", sha=meta["sha256"], meta=meta)
+
+
+def _profile(rows: list[Conversation], seed_model: ResolvedModel) -> dict[str, Any]:
+    """Task categories of the rehearsal rows, the seed model as zero-shot classifier (cached)."""
+    return profile_rows([r for r in rows if r["role_in_mix"] == "rehearsal"], seed_model)
 
 
 def _checked_rows(label: str, domain: list[Conversation], rehearsal: list[Conversation], size: int,

@@ -1,4 +1,4 @@
-"""The leaderboard's CLI commands: leaderboard (printing), compare, query, export, report.
+"""The leaderboard's CLI commands: leaderboard (printing), leaderboard profile, compare, query, export, report.
 
 Only argparse and pathlib are imported at module level, so building the parser stays instant."""
 from __future__ import annotations
@@ -58,6 +58,16 @@ def add_commands(commands, default_leaderboard: Path) -> None:
     p.add_argument("--benchmarks", nargs="+", metavar="B", help="only these benchmarks")
     common(p, formats=False)
     p.set_defaults(command=cmd_report)
+
+    # `forgetbench leaderboard profile`: an optional action under the existing `leaderboard` command
+    board_actions = commands.choices["leaderboard"].add_subparsers(metavar="ACTION", required=False)
+    p = board_actions.add_parser("profile", help="task-category shares of each recipe's rehearsal data, side by side")
+    p.add_argument("--study", help="only runs of this study")
+    p.add_argument("--recipe", nargs="+", metavar="R", help="only these recipes (default: every profiled recipe)")
+    p.add_argument("--reference", nargs="+", metavar="R",
+                   help="total variation distance to these recipes (default: to every recipe shown)")
+    common(p)
+    p.set_defaults(command=cmd_profile)
 
 
 def print_board(args: argparse.Namespace) -> int:
@@ -125,4 +135,13 @@ def cmd_report(args) -> int:
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(html, encoding="utf-8")
     print(f"wrote {args.out}")
+    return 0
+
+
+def cmd_profile(args) -> int:
+    from leaderboard.profile import profile_table
+    from leaderboard.render import render
+
+    frame = profile_table(_board(args.leaderboard), args.study, args.recipe, args.reference)
+    print(render(frame, _fmt(args.format)), end="")
     return 0

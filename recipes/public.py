@@ -48,8 +48,10 @@ PUBLIC_SETS: dict[str, DataSource] = {
     "alpaca": DataSource("alpaca", alpaca_messages, "rehearsal/alpaca/alpaca_2k.json", "tatsu-lab/alpaca"),
     "dolly": DataSource("dolly", dolly_messages, "rehearsal/dolly/dolly_2k.json", "databricks/databricks-dolly-15k"),
     "lima": DataSource("lima", lima_messages, "rehearsal/lima/lima_train.json", "GAIR/lima"),
+    # the ShareGPT repo holds raw JSON files of different schemas, not one dataset: name the V3 file
     "sharegpt": DataSource("sharegpt", sharegpt_messages, "rehearsal/sharegpt/sharegpt_v3_first5000.json",
-                           "anon8231489123/ShareGPT_Vicuna_unfiltered"),
+                           "anon8231489123/ShareGPT_Vicuna_unfiltered",
+                           hub_data_files="ShareGPT_V3_unfiltered_cleaned_split.json"),
     # Hub only (no mirror file): their adapters are tested on fixtures of the real schema
     "ultrachat": DataSource("ultrachat", chat_messages, None, "HuggingFaceH4/ultrachat_200k", hub_split="train_sft"),
     "openhermes": DataSource("openhermes", alpaca_messages, None, "teknium/openhermes"),
@@ -71,7 +73,8 @@ class PublicSet(Recipe):
     Rows keep their original conversations, multi-turn included. The set comes from the local
     mirror when a data directory is given and the mirror has it (alpaca, dolly, lima, sharegpt),
     else from its Hugging Face Hub id: tatsu-lab/alpaca, databricks/databricks-dolly-15k,
-    GAIR/lima, anon8231489123/ShareGPT_Vicuna_unfiltered, HuggingFaceH4/ultrachat_200k
+    GAIR/lima, anon8231489123/ShareGPT_Vicuna_unfiltered (its ShareGPT_V3_unfiltered_cleaned_split.json
+    file), HuggingFaceH4/ultrachat_200k
     (train_sft), teknium/openhermes, teknium/OpenHermes-2.5, allenai/WildChat-1M,
     WizardLMTeam/WizardLM_evol_instruct_V2_196k, tomg-group-umd/GenQA (all nine splits),
     allenai/tulu-v2-sft-mixture.

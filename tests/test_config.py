@@ -21,7 +21,7 @@ def write(tmp_path, data) -> str:
 def test_bundled_demo_study_is_valid():
     text = resources.files("harness").joinpath("studies/demo.yaml").read_text()
     study = parse_study(yaml.safe_load(text), "demo.yaml")
-    assert [r.label for r in study.recipes] == ["none", "public:alpaca"]
+    assert [r.name for r in study.recipes] == ["none", "public", "reconstructed-single", "sdft-rewrite"]
     assert study.mix.domain_share == pytest.approx(0.17)
 
 

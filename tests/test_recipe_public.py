@@ -99,3 +99,27 @@ def test_hub_only_set_builds_a_mix_from_the_hub(tiny_model, data_dir, fake_hub):
 def test_mirrored_sets_read_the_mirror(name, data_dir, fake_hub):
     rows = load_conversations(PUBLIC_SETS[name], data_dir)
     assert len(rows) > 1000 and fake_hub == []
+
+
+def test_sharegpt_hub_repo_loads_its_v3_json_file_through_datasets(monkeypatch, tmp_path):
+    """The ShareGPT repo is raw JSON files of different schemas, not one dataset: `datasets` must be
+    given the V3 file as data_files. The fixture folder stands in for the repo (a local folder goes
+    through the same load_dataset path as a Hub id), with a raw file of another schema beside it."""
+    import dataclasses
+
+    import datasets
+
+    from harness.errors import DataError
+
+    monkeypatch.setattr(datasets.config, "HF_DATASETS_CACHE", str(tmp_path))
+    real = PUBLIC_SETS["sharegpt"]
+    assert real.hub_data_files == "ShareGPT_V3_unfiltered_cleaned_split.json"
+    repo = FIXTURES / "sharegpt-repo"
+    rows = load_conversations(dataclasses.replace(real, hub_id=str(repo)), None)
+    assert [r["id"] for r in rows] == ["sharegpt/0", "sharegpt/1", "sharegpt/2"]
+    assert [[m["role"] for m in r["messages"]] for r in rows] == [
+        ["user", "assistant"], ["user", "assistant", "user", "assistant"], ["user", "assistant"]]
+    assert rows[2]["messages"][1]["content"] == "def add(a, b):\n    return a + b"
+    # the whole repo (no data_files) mixes schemas: one clear line, naming the set and the mirror file
+    with pytest.raises(DataError, match=r"sharegpt-repo'.*could not load.*sharegpt_v3_first5000\.json"):
+        load_conversations(dataclasses.replace(real, hub_id=str(repo), hub_data_files=None), None)

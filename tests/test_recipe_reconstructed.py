@@ -125,8 +125,10 @@ def test_committee_with_an_endpoint_member(tiny_model, data_dir, tmp_path, monke
 
 @pytest.mark.parametrize("entry", [
     {"name": "reconstructed-single", "params": SMALL},
+    # the paper's Single-Model-Multi-Response-Filtered ablation: L = 3 sampled answers, the seed model judges
+    {"name": "reconstructed-single", "params": {**SMALL, "responses_per_instruction": 3, "self_judge": True}},
     {"name": "reconstructed-committee", "params": {**SMALL, "members": ["seed", "seed@1"], "responses_per_instruction": 1}},
-], ids=["single", "committee"])
+], ids=["single", "single-multi-response-filtered", "committee"])
 def test_real_smollm2_mix_exact_identical_and_cached(entry, real_model, data_dir):
     backends = []
     mix = build(entry, real_model, data_dir, backends, size=4)
@@ -142,6 +144,12 @@ def test_real_smollm2_mix_exact_identical_and_cached(entry, real_model, data_dir
         assert len(prov["candidate_scores"]) == 2
         assert prov["judgments"]["total"] == 2 * len(prov["members"]) * L * len(prov["members"])
         assert all(len(c["scores"]) == len(prov["members"]) for r in prov["candidate_scores"] for c in r["candidates"])
+        # every candidate is recorded (K x L per instruction) with its mean, and the chosen one has the best mean
+        for record in prov["candidate_scores"]:
+            assert len(record["candidates"]) == len(prov["members"]) * L
+            assert sorted(c["sample"] for c in record["candidates"]) == sorted(list(range(L)) * len(prov["members"]))
+            means = [c["mean"] for c in record["candidates"] if c["mean"] is not None]
+            assert record["candidates"][record["chosen"]]["mean"] == (max(means) if means else None)
     # same seed, stored mix deleted, generation cache kept: byte-identical and no generation at all
     import shutil
 
