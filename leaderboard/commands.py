@@ -46,7 +46,7 @@ def add_commands(commands, default_leaderboard: Path) -> None:
     common(p)
     p.set_defaults(command=cmd_query)
 
-    p = commands.add_parser("export", help="write runs, scores and examples as parquet files")
+    p = commands.add_parser("export", help="write runs, scores, examples and shift measures as parquet files")
     p.add_argument("--out", type=Path, required=True, metavar="DIR", help="directory for the parquet files")
     p.add_argument("--study", help="only runs of this study")
     common(p, formats=False)

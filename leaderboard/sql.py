@@ -15,7 +15,7 @@ from harness.errors import ConfigError, ForgetbenchError
 from leaderboard.store import Leaderboard
 
 _LOCKED_DOWN = {"enable_external_access": False, "lock_configuration": True}
-EXPORTED = ("runs", "scores", "examples")
+EXPORTED = ("runs", "scores", "examples", "shift_measures")
 
 
 def run_query(board: Leaderboard, sql: str) -> pd.DataFrame:
@@ -36,7 +36,7 @@ def run_query(board: Leaderboard, sql: str) -> pd.DataFrame:
 
 
 def export_parquet(board: Leaderboard, out: Path, study: str | None = None) -> list[Path]:
-    """Write runs.parquet, scores.parquet and examples.parquet (only ``study``'s runs if given)."""
+    """Write one parquet file per table (runs, scores, examples, shift_measures); only ``study``'s runs if given."""
     out = Path(out)
     if out.exists() and not out.is_dir():
         raise ConfigError(f"--out {out}: exists and is not a directory")

@@ -8,6 +8,9 @@ Tables
     runs                    one row per RunRecord; dict fields stored as JSON text
     scores                  run_id, benchmark, metric, value, stderr, n, is_primary, settings (JSON)
     examples                run_id, benchmark, metric, example_id, value, prediction, target
+    shift_measures          (since v3) run_id, measure, part, value, n: the run's distribution-shift
+                            measures against its seed model (harness/diagnostics.py), taken from
+                            ``RunRecord.extra["shift"]`` and written with the run, not into runs.extra
 View
     deltas                  every non-baseline run's scores minus those of its baseline: the latest
                             finished ``recipe = 'baseline'`` run with the same base_model_sha and
@@ -41,7 +44,7 @@ import pandas as pd
 from harness.errors import ForgetbenchError
 from harness.results import BenchmarkResult, RunRecord
 
-SCHEMA_VERSION = 2
+SCHEMA_VERSION = 3
 APPLICATION = "forgetbench-leaderboard"
 BASELINE_RECIPE = "baseline"
 DEFAULT_LOCK_TIMEOUT = 120.0
@@ -58,6 +61,8 @@ _RUN_COLUMNS = [
 _JSON_RUN_FIELDS = {"recipe_params", "data_hashes", "package_versions", "extra"}
 _SCORE_COLUMNS = ["run_id", "benchmark", "metric", "value", "stderr", "n", "is_primary", "settings"]
 _EXAMPLE_COLUMNS = ["run_id", "benchmark", "metric", "example_id", "value", "prediction", "target"]
+_SHIFT_COLUMNS = ["run_id", "measure", "part", "value", "n"]
+SHIFT_KEY = "shift"  # RunRecord.extra key whose measures go into the shift_measures table
 _TABLE_KEYS = ["run_id", "study", "recipe", "seed", "finished_at"]
 
 
@@ -147,7 +152,24 @@ def _migrate_to_2(con: duckdb.DuckDBPyConnection) -> None:
     con.execute("CREATE INDEX examples_run ON examples (run_id)")
 
 
-MIGRATIONS: dict[int, Callable[[duckdb.DuckDBPyConnection], None]] = {1: _migrate_to_1, 2: _migrate_to_2}
+def _migrate_to_3(con: duckdb.DuckDBPyConnection) -> None:
+    """Per-run distribution-shift measures ("why did it forget?"), beside the scores."""
+    con.execute(
+        """
+        CREATE TABLE shift_measures (
+            run_id VARCHAR NOT NULL,
+            measure VARCHAR NOT NULL,            -- e.g. output_bleu4, param_l2, train_nll
+            part VARCHAR NOT NULL,               -- 'all', or a layer type / mix part
+            value DOUBLE,
+            n BIGINT NOT NULL,                   -- probe answers, parameters or tokens it covers
+            PRIMARY KEY (run_id, measure, part)
+        )
+        """
+    )
+
+
+MIGRATIONS: dict[int, Callable[[duckdb.DuckDBPyConnection], None]] = {
+    1: _migrate_to_1, 2: _migrate_to_2, 3: _migrate_to_3}
 
 # Order in which baselines compete: latest finish first (parsed when it parses, else as text).
 _BASELINE_ORDER = (
@@ -414,14 +436,17 @@ class Leaderboard:
         keeps ``record`` idempotent for a runner that cannot tell whether its last write landed.
         """
         scores, examples = _result_frames(run, results)
+        shift = _shift_frame(run)
+        extra = {k: v for k, v in run.extra.items() if k != SHIFT_KEY}
         row = [
-            _to_json(getattr(run, column)) if column in _JSON_RUN_FIELDS else getattr(run, column)
+            _to_json(extra if column == "extra" else getattr(run, column)) if column in _JSON_RUN_FIELDS
+            else getattr(run, column)
             for column in _RUN_COLUMNS
         ]
         with self._connect(read_only=False) as con:
             con.begin()
             try:
-                for table in ("examples", "scores", "runs"):
+                for table in ("examples", "scores", "shift_measures", "runs"):
                     con.execute(f"DELETE FROM {table} WHERE run_id = ?", [run.run_id])
                 con.execute(
                     f"INSERT INTO runs ({', '.join(_RUN_COLUMNS)}) "
@@ -430,6 +455,7 @@ class Leaderboard:
                 )
                 _insert_frame(con, "scores", scores)
                 _insert_frame(con, "examples", examples)
+                _insert_frame(con, "shift_measures", shift)
                 con.commit()
             except BaseException:
                 con.rollback()
@@ -493,6 +519,20 @@ class Leaderboard:
             [study, study, primary_only],
         )
 
+    def shift(self, study: str | None = None, *, headline_only: bool = True) -> pd.DataFrame:
+        """Shift measures per run: run_id, study, recipe, seed, measure, part, value, n (only the
+        ``part = 'all'`` rows unless ``headline_only=False``)."""
+        return self._query(
+            f"""
+            SELECT r.run_id, r.study, r.recipe, r.seed, m.measure, m.part, m.value, m.n
+            FROM shift_measures m JOIN runs r USING (run_id)
+            WHERE (? IS NULL OR r.study = ?) AND (m.part = 'all' OR NOT ?)
+            ORDER BY r.study, r.recipe <> '{BASELINE_RECIPE}', r.recipe, r.seed, r.finished_at, run_id,
+                     m.measure, m.part
+            """,
+            [study, study, headline_only],
+        )
+
 
 def _result_frames(run: RunRecord, results: list[BenchmarkResult]) -> tuple[pd.DataFrame, pd.DataFrame]:
     """Check the results of one run and flatten them into scores and examples rows."""
@@ -536,6 +576,24 @@ def _result_frames(run: RunRecord, results: list[BenchmarkResult]) -> tuple[pd.D
     )
     examples = pd.DataFrame(example_rows, columns=_EXAMPLE_COLUMNS).astype({"value": "float64"})
     return scores, examples
+
+
+def _shift_frame(run: RunRecord) -> pd.DataFrame:
+    """The run's shift measures (``extra["shift"]``: dicts with measure, part, value, n) as rows."""
+    rows = []
+    seen = set()
+    for index, item in enumerate(run.extra.get(SHIFT_KEY) or []):
+        try:
+            row = {"run_id": run.run_id, "measure": str(item["measure"]), "part": str(item.get("part", "all")),
+                   "value": _float(item["value"]), "n": int(item["n"])}
+        except (KeyError, TypeError, ValueError) as exc:
+            raise ForgetbenchError(f"run {run.run_id}: extra.shift[{index}]: malformed measure ({exc!r})") from None
+        if (row["measure"], row["part"]) in seen:
+            raise ForgetbenchError(
+                f"run {run.run_id}: extra.shift[{index}]: {row['measure']}/{row['part']} appears twice")
+        seen.add((row["measure"], row["part"]))
+        rows.append(row)
+    return pd.DataFrame(rows, columns=_SHIFT_COLUMNS).astype({"value": "float64", "n": "int64"})
 
 
 def _float(value: float | None) -> float:

@@ -4,14 +4,21 @@ Columns, in order: study, recipe, runs (how many seeds were averaged), then the 
 (mmlu_pro, gpqa, ifeval, math_l5 — whichever are present), ``avg`` (their per-run mean; its header
 names them, e.g. ``avg(gpqa,ifeval)``), ``avg_delta`` (the same mean over the deltas to the baseline:
 negative means forgetting), safety_raw, safety_jailbreak, alpaca_eval, any other benchmark, ``domain``
-and ``domain_gain`` (the domain score's delta to the baseline). Each value column ``X`` has an
-``X_std`` partner (sample standard deviation over seeds; NaN for a single run); ``paper_display``
-folds them into "mean ± std" cells for the terminal and markdown.
+and ``domain_gain`` (the domain score's delta to the baseline), then the run's headline shift
+measures against the seed model where recorded (output_bleu4, output_rougeL, output_cosine, param_l2,
+param_rel, train_nll; see harness/diagnostics.py). Each value column ``X`` has an ``X_std`` partner
+(sample standard deviation over seeds; NaN for a single run); ``paper_display`` folds them into
+"mean ± std" cells for the terminal and markdown.
+
+``sweep_points`` lays the runs of a sweep out by swept value, and ``shift_correlations`` gives, per
+study, the Pearson and Spearman correlation of each shift measure with the average forgetting.
 """
 from __future__ import annotations
 
+import json
 import math
 
+import numpy as np
 import pandas as pd
 
 from harness.errors import ConfigError
@@ -20,6 +27,8 @@ from leaderboard.store import BASELINE_RECIPE, Leaderboard
 AVERAGED = ("mmlu_pro", "gpqa", "ifeval", "math_l5")
 SIDE = ("safety_raw", "safety_jailbreak", "alpaca_eval")
 DOMAIN = "domain"
+SHIFT = ("output_bleu4", "output_rougeL", "output_cosine", "param_l2", "param_rel", "train_nll")
+FORGETTING = "avg_delta"  # average delta over the general benchmarks: negative means forgetting
 
 
 def _primary(board: Leaderboard, study: str | None) -> pd.DataFrame:
@@ -76,7 +85,76 @@ def per_run(board: Leaderboard, study: str | None = None, benchmarks: list[str] 
     if DOMAIN in columns:
         wide["domain_gain"] = deltas[DOMAIN]
     wide.columns.name = None
-    return wide.reset_index()
+    return _with_shift(board, study, wide.reset_index())
+
+
+def _with_shift(board: Leaderboard, study: str | None, runs: pd.DataFrame) -> pd.DataFrame:
+    """``runs`` plus one column per headline shift measure recorded for any of them."""
+    shift = board.shift(study)
+    shift = shift[shift.run_id.isin(runs.run_id)]
+    if shift.empty:
+        return runs
+    wide = shift.pivot(index="run_id", columns="measure", values="value")
+    wide = wide[[m for m in SHIFT if m in wide.columns] + sorted(set(wide.columns) - set(SHIFT))]
+    wide.columns.name = None
+    return runs.merge(wide, how="left", left_on="run_id", right_index=True)
+
+
+def shift_columns(frame: pd.DataFrame) -> list[str]:
+    return [c for c in SHIFT if c in frame.columns]
+
+
+def sweep_points(board: Leaderboard, study: str | None = None) -> pd.DataFrame:
+    """The swept runs, one row each: study, parameter, value, recipe (its unswept label), seed and
+    the per-run columns (benchmarks, avg_delta, domain_gain, shift measures). Empty without sweeps."""
+    with board.connect() as con:
+        runs = con.execute("SELECT run_id, extra FROM runs WHERE status = 'finished' AND (? IS NULL OR study = ?)",
+                           [study, study]).df()
+    points = []
+    for run_id, extra in zip(runs.run_id, runs.extra):
+        sweep = (json.loads(extra) if extra else {}).get("sweep")
+        if isinstance(sweep, dict) and {"parameter", "value", "recipe"} <= set(sweep):
+            points.append({"run_id": run_id, "parameter": sweep["parameter"], "value": sweep["value"],
+                           "sweep_recipe": sweep["recipe"]})
+    if not points:
+        return pd.DataFrame(columns=["study", "parameter", "value", "recipe", "seed"])
+    frame = per_run(board, study).merge(pd.DataFrame(points), on="run_id")
+    frame = frame.drop(columns="recipe").rename(columns={"sweep_recipe": "recipe"})
+    first = ["study", "parameter", "value", "recipe", "seed"]
+    return frame[first + [c for c in frame.columns if c not in first]]
+
+
+def pearson(x, y) -> float:
+    """Pearson correlation; NaN with fewer than three pairs or a constant side."""
+    x, y = np.asarray(x, dtype=float), np.asarray(y, dtype=float)
+    if len(x) < 3:
+        return math.nan
+    dx, dy = x - x.mean(), y - y.mean()
+    scale = math.sqrt(float((dx * dx).sum() * (dy * dy).sum()))
+    return float((dx * dy).sum() / scale) if scale > 0 else math.nan
+
+
+def spearman(x, y) -> float:
+    """Spearman rank correlation: Pearson on ranks, ties sharing their average rank."""
+    return pearson(pd.Series(x, dtype=float).rank().to_numpy(), pd.Series(y, dtype=float).rank().to_numpy())
+
+
+def shift_correlations(board: Leaderboard, study: str | None = None) -> pd.DataFrame:
+    """Per study and shift measure, across its fine-tuned runs: n (runs with both numbers), and the
+    Pearson and Spearman correlation between the measure and the average forgetting (avg_delta)."""
+    columns = ["study", "measure", "n", "pearson", "spearman"]
+    runs = per_run(board, study)
+    if FORGETTING not in runs.columns:
+        return pd.DataFrame(columns=columns)
+    runs = runs[runs.recipe != BASELINE_RECIPE]
+    rows = []
+    for name, group in runs.groupby("study", sort=True):
+        for measure in shift_columns(group):
+            pairs = group[[measure, FORGETTING]].dropna()
+            rows.append({"study": name, "measure": measure, "n": len(pairs),
+                         "pearson": pearson(pairs[measure], pairs[FORGETTING]),
+                         "spearman": spearman(pairs[measure], pairs[FORGETTING])})
+    return pd.DataFrame(rows, columns=columns)
 
 
 def paper_table(board: Leaderboard, study: str | None = None, benchmarks: list[str] | None = None) -> pd.DataFrame:

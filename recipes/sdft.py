@@ -4,7 +4,8 @@ The seed model rewrites each domain answer in its own words, shown the original 
 answer (a math variant asks for step-by-step reasoning ending in "The answer is N."). A rewrite is
 kept only if its extracted final answer equals the original's and it does not talk about the
 reference; otherwise the original answer is kept. Alone it is a no-rehearsal recipe (the mix is all
-rewritten domain rows); under `compose` it transforms only the domain share.
+rewritten domain rows); under `compose` it transforms only the domain share. `rewrite_share` rewrites
+only a seeded share of the rows (seed 003 Fig. 7-8 sweep it from 0 to 1), the rest keep their answers.
 """
 from __future__ import annotations
 
@@ -58,14 +59,16 @@ class SdftRewrite(Recipe):
     `extractor` picks how final answers are compared: `auto` uses the domain's own extractor
     (GSM8K/MultiArith numbers, MedMCQA/MedQA letters, OpenFunctions calls), or name `number`,
     `letter`, `call`, `none` (no answer check), or a `module:function` of your own. `template`
-    `auto` uses the math variant when answers are numbers. Provenance records how many rewrites
-    were kept and why the others fell back to the original.
+    `auto` uses the math variant when answers are numbers. `rewrite_share` picks (seeded) the share
+    of rows offered for rewriting; the others keep their original answers. Provenance records how many
+    rewrites were kept, why the others fell back to the original, and how many rows were not offered.
     """
 
     class Params(RecipeParams):
         extractor: str = Field("auto", description="final-answer extractor: auto, number, letter, call, none, or module:function")
         template: Literal["auto", "general", "math"] = Field("auto", description="distillation template")
         max_new_tokens: int = Field(512, gt=0, description="token limit of a rewrite")
+        rewrite_share: float = Field(1.0, ge=0.0, le=1.0, description="share of the rows rewritten (seeded choice)")
 
         @field_validator("extractor")
         @classmethod
@@ -89,9 +92,16 @@ class SdftRewrite(Recipe):
         if len(ctx.domain_pool) < ctx.rehearsal_size:
             raise DataError(f"sdft-rewrite: needs {ctx.rehearsal_size} more domain rows; {len(ctx.domain_pool)} remain")
         rows = ctx.domain_rows + ctx.rng.sample(ctx.domain_pool, ctx.rehearsal_size)
-        rewritten, counts, template = self.rewrite(rows, ctx)
-        return RecipeOutput(domain=rewritten, rehearsal=[], provenance={
-            "template": template, "extractor": self.params.extractor, "counts": counts})
+        offered = round(self.params.rewrite_share * len(rows))
+        # all rows: no draw, so the RNG (shared with compose's rehearsal recipe) is untouched
+        chosen = list(range(len(rows))) if offered == len(rows) else sorted(ctx.rng.sample(range(len(rows)), offered))
+        rewritten, counts, template = self.rewrite([rows[i] for i in chosen], ctx)
+        result = list(rows)
+        for index, row in zip(chosen, rewritten):
+            result[index] = row
+        return RecipeOutput(domain=result, rehearsal=[], provenance={
+            "template": template, "extractor": self.params.extractor, "rewrite_share": self.params.rewrite_share,
+            "counts": {**counts, "not_offered": len(rows) - offered}})
 
     def rewrite(self, rows: list[dict], ctx: RecipeContext) -> tuple[list[dict], dict, str]:
         """(rows with rewritten final answers where they pass, kept/fallback counts, template used)."""

@@ -176,6 +176,8 @@ def test_query_runs_select_and_export_writes_parquet(demo_board, tmp_path, capsy
     assert json.loads(capsys.readouterr().out)[0] == {"recipe": EVIL, "n": 1}
     assert main(["export", "--out", str(tmp_path / "pq"), "--leaderboard", str(demo_board.path)]) == 0
     assert len(pd.read_parquet(tmp_path / "pq" / "examples.parquet")) == 6 * 2 * N
+    assert list(pd.read_parquet(tmp_path / "pq" / "shift_measures.parquet").columns) == [
+        "run_id", "measure", "part", "value", "n"]
     assert main(["leaderboard", "--leaderboard", str(demo_board.path), "--study", "demo",
                  "--export", str(tmp_path / "pq2")]) == 0
     assert len(pd.read_parquet(tmp_path / "pq2" / "runs.parquet")) == 6

@@ -19,6 +19,7 @@ STUDY = {
     "finetune": {"method": "lora", "max_steps": 2, "batch_size": 4, "max_seq_length": 192, "learning_rate": 1e-3},
     "eval": {"batch_size": 4, "benchmarks": {"ifeval": {"limit": 2, "max_new_tokens": 24},
                                              "domain": {"limit": 4}}},
+    "diagnostics": {"probe_size": 4, "max_new_tokens": 16},  # shares its caches with the diagnostics test
     "seeds": [0],
 }
 
