@@ -206,8 +206,12 @@ class _RunContext:
         """The run's provenance; `extra` carries its sweep point and its shift measures (the
         leaderboard stores those in their own table, in the same transaction as the run)."""
         study = self.study
-        run_config = {"study": study.config_hash(), "recipe": planned.label, "seed": planned.seed}
-        identity = hash_json({**run_config, "model": model.sha, "eval": self.eval_hash})
+        finetune_hash = hash_json(study.finetune.model_dump(mode="json")) if mix else None
+        # The run's own inputs, not the whole study's hash: adding a recipe to a study must not
+        # rename the runs already on the leaderboard (re-running them replaces their rows in place).
+        identity = hash_json({"study": study.name, "recipe": planned.label, "params": _resolved_params(planned.entry()),
+                              "seed": planned.seed, "mix": mix.sha if mix else None, "finetune": finetune_hash,
+                              "model": model.sha, "eval": self.eval_hash})
         data_hashes = {"domain_train": source_hash(self.domain.train, self.data_dir),
                        "domain_test": source_hash(self.domain.test, self.data_dir)}
         if mix is not None:
@@ -224,7 +228,7 @@ class _RunContext:
             checkpoint_sha=model.sha,
             mix_sha=mix.sha if mix else None,
             config_hash=study.config_hash(),
-            finetune_config_hash=hash_json(study.finetune.model_dump(mode="json")) if mix else None,
+            finetune_config_hash=finetune_hash,
             eval_config_hash=self.eval_hash,
             data_hashes=data_hashes,
             package_versions=package_versions(),

@@ -1,0 +1,30 @@
+"""Study-level bookkeeping on the tiny model: a run's id comes from its own inputs, so growing a
+study leaves the runs already on the leaderboard where they are."""
+from __future__ import annotations
+
+import duckdb
+
+from harness.config import StudyConfig
+from harness.study import run_study
+
+
+def _study(tiny_model, recipes):
+    return StudyConfig.model_validate({
+        "name": "grow", "base_model": str(tiny_model.path), "domain": "medmcqa", "recipes": recipes,
+        "mix": {"size": 8, "domain_share": 0.5},
+        "finetune": {"method": "lora", "max_steps": 1, "batch_size": 4, "max_seq_length": 128},
+        "eval": {"batch_size": 4, "benchmarks": {"domain": {"limit": 2, "max_new_tokens": 4}}},
+        "diagnostics": {"enabled": False}, "seeds": [0],
+    })
+
+
+def test_adding_a_recipe_keeps_the_run_ids_already_on_the_leaderboard(tiny_model, data_dir, tmp_path, monkeypatch):
+    monkeypatch.setenv("FORGETBENCH_CACHE", str(tmp_path / "cache"))
+    board = tmp_path / "lb.duckdb"
+    first = run_study(_study(tiny_model, ["none"]), data_dir, board)
+    grown = run_study(_study(tiny_model, ["none", "public:alpaca"]), data_dir, board)
+
+    assert grown[:2] == first  # baseline and `none` keep their ids
+    with duckdb.connect(str(board), read_only=True) as con:
+        ids = sorted(row[0] for row in con.execute("SELECT run_id FROM runs").fetchall())
+    assert ids == sorted(grown)  # no stale copy of `none` under an old id
