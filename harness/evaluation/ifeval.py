@@ -54,6 +54,8 @@ def evaluate_ifeval(model: ResolvedModel, *, data_dir: Path | None, limit: int |
         task.set_config(key="generation_kwargs", value={"max_gen_toks": max_new_tokens}, update=True)
         log.info("ifeval: %d of %d prompts (%s); loading %s", len(indices), len(task.eval_docs),
                  data_file or HUB_ID, model.label)
+        from harness.evaluation.lmeval_tasks import load_lm  # imported here: lmeval_tasks imports this module
+
         lm = load_lm(model, batch_size, backend)
         log.info("ifeval: generating (max %d new tokens, batch %d)", max_new_tokens, batch_size)
         output = simple_evaluate(
@@ -130,14 +132,6 @@ def subset_indices(keys: list[int], limit: int | None, seed: int) -> list[int]:
         return list(range(len(keys)))
     chosen = set(random.Random(seed).sample(sorted(keys), limit))
     return [i for i, key in enumerate(keys) if key in chosen]
-
-
-def load_lm(model: ResolvedModel, batch_size: int, backend: str = "transformers"):
-    """lm-eval's model for the checkpoint under the study's generation backend (HF float32 by default);
-    one implementation for every lm-eval benchmark, in `lmeval_tasks.load_lm`."""
-    from harness.evaluation.lmeval_tasks import load_lm as load
-
-    return load(model, batch_size, backend)
 
 
 def _to_result(output: dict[str, Any], indices: list[int], keys: list[int]) -> BenchmarkResult:

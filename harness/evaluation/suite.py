@@ -21,6 +21,7 @@ log = logging.getLogger(__name__)
 # Only located and hashed here (lm-eval reads the file itself), so no row adapter is needed.
 IFEVAL = DataSource("ifeval", adapter=None, local_path=str(ifeval.DATA_FILE), hub_id=ifeval.HUB_ID)  # type: ignore[arg-type]
 IFEVAL_MAX_NEW_TOKENS = 512
+LM_EVAL_TASKS = ("mmlu_pro", "gpqa", "math_l5")  # run through harness.evaluation.lmeval_tasks
 
 
 def eval_inputs(eval_cfg: EvalConfig, domain: Domain, data_dir: Path | None, backend: str) -> dict:
@@ -34,7 +35,7 @@ def eval_inputs(eval_cfg: EvalConfig, domain: Domain, data_dir: Path | None, bac
               "domain_test_sha256": source_hash(domain.test, data_dir)}
     if "ifeval" in names:
         inputs["ifeval_sha256"] = source_hash(IFEVAL, data_dir)
-    for name in ("mmlu_pro", "gpqa", "math_l5"):
+    for name in LM_EVAL_TASKS:
         if name in names:
             inputs[f"{name}_data"] = _lm_eval_data_hash(name, eval_cfg, data_dir)
     for name, jailbreak in (("safety_raw", False), ("safety_jailbreak", True)):
@@ -73,7 +74,7 @@ def check_eval_data(eval_cfg: EvalConfig, domain: Domain, data_dir: Path | None)
         locate(IFEVAL, data_dir)
     if "domain" in eval_cfg.benchmarks:
         domain.test_rows(data_dir)
-    for name in ("mmlu_pro", "gpqa", "math_l5"):
+    for name in LM_EVAL_TASKS:
         if name in eval_cfg.benchmarks:
             _lm_eval_data_hash(name, eval_cfg, data_dir)
     if "gpqa" in eval_cfg.benchmarks and eval_cfg.gpqa_subset == "diamond" and data_dir is not None:
@@ -114,7 +115,7 @@ def evaluate_model(model: ResolvedModel, eval_cfg: EvalConfig, domain: Domain, d
 def _scoring_code(eval_cfg: EvalConfig) -> dict:
     """Versions of the scoring code in the evaluation cache key: results cached under one lm-eval
     release are not reused under another (its task YAMLs and scorers change between releases)."""
-    if not {"ifeval", "mmlu_pro", "gpqa", "math_l5"} & set(eval_cfg.benchmarks):
+    if not {"ifeval", *LM_EVAL_TASKS} & set(eval_cfg.benchmarks):
         return {}
     from importlib.metadata import version
 
@@ -135,7 +136,7 @@ def _run_benchmark(name, settings, model, eval_cfg, domain, data_dir, backend_na
         backend = make_backend(backend_name, model, batch_size=eval_cfg.batch_size)
         return evaluate_domain(backend, domain, data_dir=data_dir, limit=settings.limit,
                                subset_seed=eval_cfg.subset_seed, max_new_tokens=settings.max_new_tokens)
-    if name in ("mmlu_pro", "gpqa", "math_l5"):
+    if name in LM_EVAL_TASKS:
         from harness.evaluation.lmeval_tasks import evaluate_lm_eval_task, spec_for
 
         return evaluate_lm_eval_task(spec_for(name, eval_cfg.gpqa_subset), model, data_dir=data_dir,
