@@ -18,7 +18,6 @@ from __future__ import annotations
 import json
 import math
 
-import numpy as np
 import pandas as pd
 
 from harness.errors import ConfigError
@@ -125,18 +124,14 @@ def sweep_points(board: Leaderboard, study: str | None = None) -> pd.DataFrame:
 
 
 def pearson(x, y) -> float:
-    """Pearson correlation; NaN with fewer than three pairs or a constant side."""
-    x, y = np.asarray(x, dtype=float), np.asarray(y, dtype=float)
-    if len(x) < 3:
-        return math.nan
-    dx, dy = x - x.mean(), y - y.mean()
-    scale = math.sqrt(float((dx * dx).sum() * (dy * dy).sum()))
-    return float((dx * dy).sum() / scale) if scale > 0 else math.nan
+    """Pearson correlation (pandas); NaN with fewer than three pairs or a constant side."""
+    return float(pd.Series(x, dtype=float).corr(pd.Series(y, dtype=float), min_periods=3))
 
 
 def spearman(x, y) -> float:
-    """Spearman rank correlation: Pearson on ranks, ties sharing their average rank."""
-    return pearson(pd.Series(x, dtype=float).rank().to_numpy(), pd.Series(y, dtype=float).rank().to_numpy())
+    """Spearman rank correlation: Pearson on ranks, ties sharing their average rank (pandas' own
+    spearman goes through scipy, which warns on a constant measure instead of returning NaN quietly)."""
+    return pearson(pd.Series(x, dtype=float).rank(), pd.Series(y, dtype=float).rank())
 
 
 def shift_correlations(board: Leaderboard, study: str | None = None) -> pd.DataFrame:
