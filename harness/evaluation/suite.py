@@ -53,7 +53,9 @@ def eval_inputs(eval_cfg: EvalConfig, domain: Domain, data_dir: Path | None, bac
 
 
 # EvalConfig fields that only matter to some benchmarks.
-_SETTING_USERS = {"gpqa_subset": {"gpqa"}, "judge_model": {"alpaca_eval"}, "alpaca_reference": {"alpaca_eval"}}
+_SETTING_USERS = {"gpqa_subset": {"gpqa"}, "judge_model": {"alpaca_eval"}, "alpaca_reference": {"alpaca_eval"},
+                  "alpaca_annotator": {"alpaca_eval"}, "safety_keywords": {"safety_raw", "safety_jailbreak"},
+                  "safety_decoding": {"safety_raw", "safety_jailbreak"}}
 
 
 def _lm_eval_data_hash(name: str, eval_cfg: EvalConfig, data_dir: Path | None) -> str:
@@ -150,7 +152,8 @@ def _run_benchmark(name, settings, model, eval_cfg, domain, data_dir, backend_na
         backend = make_backend(backend_name, model, batch_size=eval_cfg.batch_size)
         return evaluate_safety(backend, data_dir=data_dir, jailbreak=name == "safety_jailbreak",
                                limit=settings.limit, subset_seed=eval_cfg.subset_seed,
-                               max_new_tokens=settings.max_new_tokens)
+                               max_new_tokens=settings.max_new_tokens, keywords=eval_cfg.safety_keywords,
+                               decoding=eval_cfg.safety_decoding)
     if name == "alpaca_eval":
         from harness.evaluation.alpaca_eval import evaluate_alpaca_eval
         from harness.generation import make_backend
