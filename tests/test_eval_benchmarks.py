@@ -77,9 +77,11 @@ def test_jailbreak_needs_the_suffix_file(tmp_path, data_dir):
 def test_gpqa_diamond_is_read_in_memory_and_never_written_out(tiny_model, data_dir, _session_cache):
     rows = lmeval_tasks.gpqa_diamond_in_memory(str(data_dir / lmeval_tasks.GPQA_ZIP))["train"]
     assert len(rows) == 198 and "Correct Answer" in rows.column_names
-    result = lmeval_tasks.evaluate_lm_eval_task(lmeval_tasks.gpqa_spec("diamond"), tiny_model, data_dir=data_dir,
-                                                limit=2, subset_seed=1, batch_size=2)
+    # the default (leaderboard) on the mirror: the one subset it holds, named in the settings
+    result = lmeval_tasks.evaluate_benchmark("gpqa", tiny_model, data_dir=data_dir, limit=2, subset_seed=1,
+                                             batch_size=2)
     assert result.primary_metric == "acc_norm" and result.scores[0].n == 2 and len(result.examples) == 2
+    assert result.settings["subsets"] == ["diamond"] and result.settings["task"] == "leaderboard_gpqa_diamond"
     assert {e.prediction for e in result.examples} <= {"(A)", "(B)", "(C)", "(D)"}
     # No question text anywhere in the cache (task YAMLs, datasets cache, generation cache).
     needles = [rows[i]["Question"][:60].encode() for i in range(0, 198, 20)]
@@ -94,7 +96,65 @@ def test_mmlu_pro_zero_shot_on_the_mirror(tiny_model, data_dir):
                                                 subset_seed=1, batch_size=2)
     assert result.scores[0].metric == "acc" and result.scores[0].n == 2
     assert result.settings["num_fewshot"] == 0 and result.settings["data_sha256"]
+    assert "no validation split" in result.settings["fewshot_note"]
     assert all(e.target in "ABCDEFGHIJ" and e.prediction in "ABCDEFGHIJ" for e in result.examples)
+
+
+def _lm_eval_yaml(relative: str) -> dict:
+    """One of lm-eval's own task YAMLs, its `!function` tags read as plain strings."""
+    import lm_eval.tasks
+    import yaml
+    from pathlib import Path
+
+    class Loader(yaml.SafeLoader):
+        pass
+
+    Loader.add_constructor("!function", lambda loader, node: loader.construct_scalar(node))
+    return yaml.load((Path(lm_eval.tasks.__file__).parent / relative).read_text(), Loader=Loader)
+
+
+def test_mmlu_pro_from_the_hub_keeps_the_leaderboards_five_validation_shots():
+    import yaml
+
+    builtin = _lm_eval_yaml(lmeval_tasks.MMLU_PRO.builtin)
+    assert (builtin["num_fewshot"], builtin["fewshot_split"]) == (5, "validation")
+    hub = yaml.safe_load(lmeval_tasks._task_yaml(lmeval_tasks.MMLU_PRO, None).read_text())
+    assert not {"num_fewshot", "fewshot_split", "fewshot_config"} & set(hub)  # nothing overrides the 5 shots
+    assert hub["include"].endswith(lmeval_tasks.MMLU_PRO.builtin)
+
+
+def test_ifeval_default_budget_is_the_open_llm_leaderboards():
+    import inspect
+
+    from harness.evaluation.ifeval import evaluate_ifeval
+    from harness.evaluation.suite import IFEVAL_MAX_NEW_TOKENS
+
+    leaderboard = _lm_eval_yaml("leaderboard/ifeval/ifeval.yaml")["generation_kwargs"]["max_gen_toks"]
+    assert leaderboard == IFEVAL_MAX_NEW_TOKENS == 1280
+    assert inspect.signature(evaluate_ifeval).parameters["max_new_tokens"].default == leaderboard
+
+
+def test_gpqa_leaderboard_score_pools_the_three_subsets_as_lm_evals_group_does(data_dir):
+    from harness.results import BenchmarkResult, ExampleResult, Score
+
+    group = _lm_eval_yaml("leaderboard/gpqa/_leaderboard_gpqa.yaml")
+    assert sorted(t.removeprefix("leaderboard_gpqa_") for t in group["task"]) == sorted(lmeval_tasks.GPQA_SUBSETS)
+    assert group["aggregate_metric_list"][0] == {"metric": "acc_norm", "aggregation": "mean", "weight_by_size": True}
+    assert lmeval_tasks.gpqa_subsets("leaderboard", None) == lmeval_tasks.GPQA_SUBSETS  # the Hub has all three
+    assert lmeval_tasks.gpqa_subsets("leaderboard", data_dir) == ("diamond",)  # the mirror only diamond
+    assert lmeval_tasks.gpqa_subsets("main", data_dir) == ("main",)
+
+    def part(values):
+        mean = sum(values) / len(values)
+        return BenchmarkResult("gpqa", "acc_norm", [Score("acc_norm", mean, None, len(values))],
+                               [ExampleResult(f"rec{i}", "acc_norm", v) for i, v in enumerate(values)],
+                               {"num_fewshot": 0, "task": "x"})
+    combined = lmeval_tasks.combine_subsets({"diamond": part([1, 0]), "extended": part([1, 1, 1, 0]),
+                                             "main": part([0, 0])})
+    assert combined.scores[0].value == pytest.approx(4 / 8) and combined.scores[0].n == 8  # weighted by size
+    assert combined.settings["subsets"] == ["diamond", "extended", "main"] and combined.settings["num_fewshot"] == 0
+    assert combined.settings["subset_scores"]["extended"] == {"acc_norm": 0.75, "n": 4}
+    assert [e.example_id for e in combined.examples][:3] == ["diamond/rec0", "diamond/rec1", "extended/rec0"]
 
 
 class _AnswerKeyLM:

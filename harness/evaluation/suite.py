@@ -20,7 +20,8 @@ log = logging.getLogger(__name__)
 
 # Only located and hashed here (lm-eval reads the file itself), so no row adapter is needed.
 IFEVAL = DataSource("ifeval", adapter=None, local_path=str(ifeval.DATA_FILE), hub_id=ifeval.HUB_ID)  # type: ignore[arg-type]
-IFEVAL_MAX_NEW_TOKENS = 512
+# The Open LLM Leaderboard's IFEval budget: lm-eval tasks/leaderboard/ifeval/ifeval.yaml, max_gen_toks: 1280.
+IFEVAL_MAX_NEW_TOKENS = 1280
 LM_EVAL_TASKS = ("mmlu_pro", "gpqa", "math_l5")  # run through harness.evaluation.lmeval_tasks
 
 
@@ -59,11 +60,13 @@ _SETTING_USERS = {"gpqa_subset": {"gpqa"}, "judge_model": {"alpaca_eval"}, "alpa
 
 
 def _lm_eval_data_hash(name: str, eval_cfg: EvalConfig, data_dir: Path | None) -> str:
-    from harness.evaluation.lmeval_tasks import data_file, spec_for
+    from harness.evaluation.lmeval_tasks import data_file, specs_for
 
-    spec = spec_for(name, eval_cfg.gpqa_subset)
-    path = data_file(spec, data_dir)
-    return hash_file(path) if path is not None else hash_json({"hub": spec.hub_id, "task": spec.task})
+    hashes = []
+    for spec in specs_for(name, eval_cfg.gpqa_subset, data_dir):
+        path = data_file(spec, data_dir)
+        hashes.append(hash_file(path) if path is not None else hash_json({"hub": spec.hub_id, "task": spec.task}))
+    return hashes[0] if len(hashes) == 1 else hash_json(hashes)
 
 
 def eval_config_hash(eval_cfg: EvalConfig, domain: Domain, data_dir: Path | None, backend: str) -> str:
@@ -79,10 +82,11 @@ def check_eval_data(eval_cfg: EvalConfig, domain: Domain, data_dir: Path | None)
     for name in LM_EVAL_TASKS:
         if name in eval_cfg.benchmarks:
             _lm_eval_data_hash(name, eval_cfg, data_dir)
-    if "gpqa" in eval_cfg.benchmarks and eval_cfg.gpqa_subset == "diamond" and data_dir is not None:
-        from harness.evaluation.lmeval_tasks import GPQA_ZIP, gpqa_diamond_in_memory
+    if "gpqa" in eval_cfg.benchmarks and data_dir is not None:
+        from harness.evaluation.lmeval_tasks import GPQA_ZIP, gpqa_diamond_in_memory, gpqa_subsets
 
-        gpqa_diamond_in_memory(str(Path(data_dir) / GPQA_ZIP))  # wrong password / broken zip fails here
+        if "diamond" in gpqa_subsets(eval_cfg.gpqa_subset, data_dir):
+            gpqa_diamond_in_memory(str(Path(data_dir) / GPQA_ZIP))  # wrong password / broken zip fails here
     if "safety_raw" in eval_cfg.benchmarks or "safety_jailbreak" in eval_cfg.benchmarks:
         from harness.evaluation.safety import check_safety_data
 
@@ -139,12 +143,12 @@ def _run_benchmark(name, settings, model, eval_cfg, domain, data_dir, backend_na
         return evaluate_domain(backend, domain, data_dir=data_dir, limit=settings.limit,
                                subset_seed=eval_cfg.subset_seed, max_new_tokens=settings.max_new_tokens)
     if name in LM_EVAL_TASKS:
-        from harness.evaluation.lmeval_tasks import evaluate_lm_eval_task, spec_for
+        from harness.evaluation.lmeval_tasks import evaluate_benchmark
 
-        return evaluate_lm_eval_task(spec_for(name, eval_cfg.gpqa_subset), model, data_dir=data_dir,
-                                     limit=settings.limit, subset_seed=eval_cfg.subset_seed,
-                                     max_new_tokens=settings.max_new_tokens, batch_size=eval_cfg.batch_size,
-                                     backend=backend_name)
+        return evaluate_benchmark(name, model, gpqa_subset=eval_cfg.gpqa_subset, data_dir=data_dir,
+                                  limit=settings.limit, subset_seed=eval_cfg.subset_seed,
+                                  max_new_tokens=settings.max_new_tokens, batch_size=eval_cfg.batch_size,
+                                  backend=backend_name)
     if name in ("safety_raw", "safety_jailbreak"):
         from harness.evaluation.safety import evaluate_safety
         from harness.generation import make_backend
