@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import math
+from http.server import BaseHTTPRequestHandler
 
 import pytest
 
@@ -297,49 +298,154 @@ def test_safety_generates_with_the_papers_decoding_and_records_it(tiny_model, da
         "greedy", "extended", None)
 
 
-def test_alpaca_eval_maps_verdicts_through_the_random_order(tiny_model, data_dir, tmp_path):
+def _model_answer_is_output_1(prompt: str) -> bool:
+    """Where the model's answer ("MODEL ANSWER") sits in the clf prompt: as output_1 (m) or output_2 (M)."""
+    return prompt.index("MODEL ANSWER") < prompt.index('"model_identifier": "M"')
+
+
+def test_alpaca_eval_judges_with_the_packages_clf_prompt_and_maps_verdicts_through_its_order(
+        tiny_model, data_dir, tmp_path):
     model = ScriptedBackend(tiny_model, lambda p: "MODEL ANSWER", tmp_path)
-
-    def prefer_model(prompt):  # a judge that always picks the output saying MODEL ANSWER
-        a = prompt.index("Output (a):")
-        b = prompt.index("Output (b):")
-        return "Output (a)" if a < prompt.index("MODEL ANSWER") < b else "Output (b)"
-
-    judge = ScriptedBackend(tiny_model, prefer_model, tmp_path)
+    judge = ScriptedBackend(tiny_model, lambda p: "m" if _model_answer_is_output_1(p) else "M", tmp_path)
     result = alpaca_eval.evaluate_alpaca_eval(model, judge, data_dir=data_dir, reference="text_davinci_003",
                                               limit=8, subset_seed=3)
     scores = {s.metric: s for s in result.scores}
     assert scores["win_rate"].value == 1.0 and scores["win_rate"].n == 8 and scores["unparseable"].value == 0
-    orders = {json.loads(e.target)["model_is"] for e in result.examples}
-    assert orders == {"a", "b"}  # order randomised per example
-    assert 0.5 < scores["lc_win_rate"].value <= 1.0
+    assert scores["lc_win_rate"].value == 1.0 and "every judgment is the same" in result.settings["lc_not_fitted"]
+    assert {json.loads(e.target)["model_shown_as"] for e in result.examples} == {"output_1", "output_2"}
+    # the package's prompt, split into system and user turns, under the judge's chat template
+    package = alpaca_eval.package_dir() / "evaluators_configs" / "alpaca_eval_clf_gpt4_turbo" / "alpaca_eval_clf.txt"
+    system = package.read_text().split("<|im_start|>system\n", 1)[1].split("<|im_end|>", 1)[0].strip()
+    assert all(system in p and "## Best Model Identifier" in p for p in judge.prompts)
+    assert {(s.max_new_tokens, s.greedy) for s in judge.samplings} == {(1, True)}
+    settings = result.settings
+    assert (settings["annotator"], settings["annotator_parser"]) == ("alpaca_eval_clf_gpt4_turbo", "logprob_parser")
+    assert settings["judge_sha"] == tiny_model.sha and settings["alpaca_eval_version"]
 
 
 def test_a_judge_that_never_answers_in_form_gives_a_count_not_a_crash(tiny_model, data_dir, tmp_path):
     model = ScriptedBackend(tiny_model, lambda p: "answer", tmp_path)
     judge = ScriptedBackend(tiny_model, lambda p: "Well, it depends on many things.", tmp_path)
     result = alpaca_eval.evaluate_alpaca_eval(model, judge, data_dir=data_dir, reference="gpt4_1106_preview",
-                                              limit=5, subset_seed=3)
+                                              limit=5, subset_seed=3, annotator="alpaca_eval_gpt4")
     scores = {s.metric: s for s in result.scores}
     assert result.settings["unparseable"] == 5 and scores["unparseable"].value == 1.0 and scores["unparseable"].n == 5
     assert math.isnan(scores["win_rate"].value) and scores["win_rate"].n == 0
     assert len(result.examples) == 5 and all(math.isnan(e.value) for e in result.examples)
+    assert judge.samplings[0].max_new_tokens == 100  # alpaca_eval_gpt4's own max_tokens
 
 
-def test_verdict_parsing_and_length_control():
-    assert alpaca_eval.parse_verdict("Output (b) is better") == "b"
-    assert alpaca_eval.parse_verdict("I prefer output a.") == "a"
-    assert alpaca_eval.parse_verdict("Tie.") == "tie"
-    assert alpaca_eval.parse_verdict("B") == "b"
-    assert alpaca_eval.parse_verdict("Both are fine") is None
-    # wins only when longer: the length-controlled rate falls below the raw one
-    prefs = [1.0] * 6 + [0.0] * 4
-    diffs = [300, 250, 400, 200, 350, 100, -50, -100, -20, 10]
-    lc, se = alpaca_eval.length_controlled(prefs, diffs)
-    assert lc < 0.6 and se is not None and se > 0
-    # no length effect: LC close to the raw win rate
-    lc_flat, _ = alpaca_eval.length_controlled([1, 0, 1, 0, 1, 0, 1, 1], [10, 10, -10, -10, 5, -5, 0, 0])
-    assert abs(lc_flat - 0.625) < 0.1
+def test_annotator_answers_are_read_as_the_package_reads_them():
+    clf, ranking = alpaca_eval.load_annotator("alpaca_eval_clf_gpt4_turbo"), alpaca_eval.load_annotator("alpaca_eval_gpt4")
+    assert (clf.parse("m"), clf.parse(" M\n")) == (1.0, 2.0) and math.isnan(clf.parse("Model M"))
+    assert ranking.parse("[{'model': 'model_1', 'rank': 2}, {'model': 'model_2', 'rank': 1}]") == 2.0
+    assert math.isnan(ranking.parse("model_1 is better")) and math.isnan(ranking.parse(""))
+    with pytest.raises(Exception, match="unknown annotator"):
+        alpaca_eval.load_annotator("my_prompt")
+
+
+def _length_biased_pairs(n=100, p_longer=0.8, p_shorter=0.2, share_longer=0.7):
+    """Judged pairs where the model wins p_longer of the pairs where its answer is longer, p_shorter where shorter."""
+    import pandas as pd
+
+    rows, longer_count = [], int(n * share_longer)
+    for i in range(n):
+        longer = i < longer_count
+        k = i if longer else i - longer_count
+        wins = (k % 10) < 10 * (p_longer if longer else p_shorter)
+        reference = 200 + (i * 37) % 100
+        answer = reference + (150 + (i * 13) % 100) * (1 if longer else -1)
+        rows.append({"output_1": "x" * reference, "output_2": "y" * answer, "preference": 2.0 if wins else 1.0,
+                     "index": i})
+    return pd.DataFrame(rows)
+
+
+def test_length_control_uses_the_packages_glm_and_names_the_dropped_terms():
+    pairs = _length_biased_pairs()  # raw win rate 0.62, all of it from length: 0.8 vs 0.2 either way
+    raw = (pairs.preference - 1).mean()
+    lc, notes = alpaca_eval.length_controlled(pairs)
+    assert raw == pytest.approx(0.62) and lc == pytest.approx(0.5, abs=0.02)
+    assert notes["lc_glm"] == "length_controlled_minimal" and notes["lc_cv_splits"] == 5
+    assert any(term.startswith("instruction_difficulty") for term in notes["lc_dropped_terms"])
+    from alpaca_eval.metrics.glm_winrate import GLM_INFO
+
+    assert notes["lc_formula"] == GLM_INFO["length_controlled_minimal"]["formula"]
+    assert "instruction_difficulty" in GLM_INFO["length_controlled_v1"]["formula"]  # what was dropped
+    # a real length-independent edge survives the correction
+    lc_edge, _ = alpaca_eval.length_controlled(_length_biased_pairs(p_longer=0.9, p_shorter=0.4))
+    assert 0.6 < lc_edge < 0.75
+    few, few_notes = alpaca_eval.length_controlled(_length_biased_pairs(n=6, p_shorter=0.0))
+    assert few_notes["lc_cv_splits"] == 0 and 0 <= few <= 1  # too few for 5 folds: the package's single fit
+
+
+class FakeJudgeEndpoint(BaseHTTPRequestHandler):
+    """An OpenAI-compatible chat endpoint judging like `_model_answer_is_output_1`."""
+
+    requests: list = []
+    model_answer = "MODEL ANSWER"  # what the model under test answers
+
+    def do_POST(self):
+        body = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
+        FakeJudgeEndpoint.requests.append(body)
+        user = body["messages"][-1]["content"]
+        text = "m" if _model_answer_is_output_1(user.replace(self.model_answer, "MODEL ANSWER")) else "M"
+        payload = json.dumps({"choices": [{"message": {"role": "assistant", "content": text}}]}).encode()
+        self.send_response(200)
+        self.send_header("Content-Type", "application/json")
+        self.send_header("Content-Length", str(len(payload)))
+        self.end_headers()
+        self.wfile.write(payload)
+
+    def log_message(self, *args):
+        pass
+
+
+def test_alpaca_eval_judge_on_an_openai_compatible_endpoint(tiny_model, data_dir, tmp_path, monkeypatch):
+    import threading
+    from http.server import HTTPServer
+
+    from alpaca_eval.utils import make_prompts, prompt_to_chatml
+
+    monkeypatch.setenv("FORGETBENCH_CACHE", str(tmp_path / "cache"))  # count real requests
+    model = ScriptedBackend(tiny_model, lambda p: "A fine answer.", tmp_path)
+    monkeypatch.setattr(FakeJudgeEndpoint, "model_answer", "A fine answer.")
+    FakeJudgeEndpoint.requests = []
+    server = HTTPServer(("127.0.0.1", 0), FakeJudgeEndpoint)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    try:
+        url = f"http://127.0.0.1:{server.server_port}/v1#judge-model"
+        judge = alpaca_eval.make_judge(url, model)
+        result = alpaca_eval.evaluate_alpaca_eval(model, judge, data_dir=data_dir, reference="text_davinci_003",
+                                                  limit=4, subset_seed=3)
+    finally:
+        server.shutdown()
+        server.server_close()  # the port now refuses connections
+    sent = FakeJudgeEndpoint.requests
+    assert len(sent) == 4 and {r["model"] for r in sent} == {"judge-model"}
+    assert {(r["max_tokens"], r["temperature"]) for r in sent} == {(1, 0.0)}
+    # exactly the package's template, filled by its make_prompts and split by its prompt_to_chatml
+    import pandas as pd
+
+    template = alpaca_eval.load_annotator("alpaca_eval_clf_gpt4_turbo").template
+    first = sent[0]["messages"]
+    user = first[-1]["content"]
+    instruction = user.split('"instruction": """', 1)[1].split('"""', 1)[0]
+    outputs = [part.split('"""', 1)[0] for part in user.split('"output": """')[1:]]
+    expected = prompt_to_chatml(make_prompts(pd.DataFrame([{"instruction": instruction, "output_1": outputs[0],
+                                                            "output_2": outputs[1]}]), template)[0][0])
+    assert first == expected and [m["role"] for m in first] == ["system", "user"]
+    scores = {s.metric: s.value for s in result.scores}
+    assert scores["win_rate"] == 1.0 and scores["unparseable"] == 0
+    assert result.settings["judge_endpoint"] == f"http://127.0.0.1:{server.server_port}/v1"
+    assert result.settings["judge_endpoint_model"] == "judge-model" and result.settings["judge_sha"] is None
+    # the evaluation hash takes the endpoint's identity (no model to resolve); a dead endpoint names the judge
+    from harness.evaluation.suite import eval_config_hash
+
+    hashes = {eval_config_hash(EvalConfig(benchmarks=["alpaca_eval"], judge_model=spec), get_domain("medmcqa"),
+                               data_dir, "transformers") for spec in (url, url + "-2")}
+    assert len(hashes) == 2
+    with pytest.raises(DataError, match=r"^alpaca_eval judge http://127.0.0.1:\d+/v1/chat/completions: request failed"):
+        alpaca_eval.make_judge(url, model).chat([[{"role": "user", "content": "x"}]], alpaca_eval.Sampling())
 
 
 def test_forgetbench_eval_records_all_eight_benchmarks(tiny_model, data_dir, tmp_path, capsys):

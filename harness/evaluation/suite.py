@@ -45,11 +45,11 @@ def eval_inputs(eval_cfg: EvalConfig, domain: Domain, data_dir: Path | None, bac
 
             inputs[f"{name}_data"] = check_safety_data(data_dir, jailbreak)
     if "alpaca_eval" in names:
-        from harness.evaluation.alpaca_eval import reference_file
-        from harness.models import resolve_model
+        from harness.evaluation.alpaca_eval import judge_identity, reference_file
 
         inputs["alpaca_eval_reference_sha256"] = hash_file(reference_file(data_dir, eval_cfg.alpaca_reference))
-        inputs["alpaca_eval_judge_sha"] = resolve_model(eval_cfg.judge_model).sha
+        judge = judge_identity(eval_cfg.judge_model)
+        inputs["alpaca_eval_judge_sha"] = judge["judge_sha"] or hash_json(judge)
     return inputs
 
 
@@ -119,13 +119,16 @@ def evaluate_model(model: ResolvedModel, eval_cfg: EvalConfig, domain: Domain, d
 
 
 def _scoring_code(eval_cfg: EvalConfig) -> dict:
-    """Versions of the scoring code in the evaluation cache key: results cached under one lm-eval
-    release are not reused under another (its task YAMLs and scorers change between releases)."""
-    if not {"ifeval", *LM_EVAL_TASKS} & set(eval_cfg.benchmarks):
-        return {}
+    """Versions of the scoring code in the evaluation cache key: results cached under one lm-eval (or
+    alpaca_eval) release are not reused under another (task YAMLs, prompts and scorers change)."""
     from importlib.metadata import version
 
-    return {"lm_eval": version("lm_eval")}
+    versions = {}
+    if {"ifeval", *LM_EVAL_TASKS} & set(eval_cfg.benchmarks):
+        versions["lm_eval"] = version("lm_eval")
+    if "alpaca_eval" in eval_cfg.benchmarks:  # its prompt files and win-rate code
+        versions["alpaca_eval"] = version("alpaca_eval")
+    return versions
 
 
 def _run_benchmark(name, settings, model, eval_cfg, domain, data_dir, backend_name) -> BenchmarkResult:
@@ -159,15 +162,12 @@ def _run_benchmark(name, settings, model, eval_cfg, domain, data_dir, backend_na
                                max_new_tokens=settings.max_new_tokens, keywords=eval_cfg.safety_keywords,
                                decoding=eval_cfg.safety_decoding)
     if name == "alpaca_eval":
-        from harness.evaluation.alpaca_eval import evaluate_alpaca_eval
+        from harness.evaluation.alpaca_eval import evaluate_alpaca_eval, make_judge
         from harness.generation import make_backend
-        from harness.models import resolve_model
 
         backend = make_backend(backend_name, model, batch_size=eval_cfg.batch_size)
-        judge_model = resolve_model(eval_cfg.judge_model)
-        judge = backend if judge_model.sha == model.sha else make_backend(backend_name, judge_model,
-                                                                          batch_size=eval_cfg.batch_size)
-        return evaluate_alpaca_eval(backend, judge, data_dir=data_dir, reference=eval_cfg.alpaca_reference,
-                                    limit=settings.limit, subset_seed=eval_cfg.subset_seed,
-                                    max_new_tokens=settings.max_new_tokens)
+        return evaluate_alpaca_eval(backend, make_judge(eval_cfg.judge_model, backend), data_dir=data_dir,
+                                    reference=eval_cfg.alpaca_reference, limit=settings.limit,
+                                    subset_seed=eval_cfg.subset_seed, max_new_tokens=settings.max_new_tokens,
+                                    annotator=eval_cfg.alpaca_annotator)
     raise AssertionError(f"benchmark {name!r} passed config validation but has no evaluator")
