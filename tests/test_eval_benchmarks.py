@@ -54,6 +54,19 @@ def test_settings_of_unused_benchmarks_do_not_change_the_eval_hash(data_dir):
         other_judge, domain, data_dir, "transformers")
 
 
+def test_a_benchmarks_default_budget_is_part_of_the_eval_hash(data_dir, monkeypatch):
+    """Cached results (and paired baselines) must not outlive a change of a default they depend on."""
+    from harness.evaluation import suite
+
+    domain = get_domain("medmcqa")
+    default = EvalConfig(benchmarks=["ifeval", "safety_raw"])
+    explicit = EvalConfig(benchmarks={"ifeval": {"max_new_tokens": 64}, "safety_raw": {"max_new_tokens": 64}})
+    before = [suite.eval_config_hash(c, domain, data_dir, "transformers") for c in (default, explicit)]
+    monkeypatch.setattr(suite, "IFEVAL_MAX_NEW_TOKENS", 512)
+    after = [suite.eval_config_hash(c, domain, data_dir, "transformers") for c in (default, explicit)]
+    assert before[0] != after[0] and before[1] == after[1]
+
+
 @pytest.mark.parametrize("name, missing", [
     ("mmlu_pro", "eval/mmlu_pro/test.jsonl"), ("gpqa", "eval/gpqa/gpqa_diamond.zip"),
     ("math_l5", "eval/math/test.jsonl"), ("safety_raw", "eval/advbench/harmful_behaviors.csv"),

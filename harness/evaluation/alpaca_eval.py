@@ -88,11 +88,12 @@ class Annotator:
 
             if not text:
                 return float("nan")
-            logging.getLogger().disabled, was = True, logging.getLogger().disabled  # it logs every miss as ERROR
+            root = logging.getLogger()
+            was_disabled, root.disabled = root.disabled, True  # it logs every unparseable answer as an ERROR
             try:
                 return float(ranking_parser(text)[0])
             finally:
-                logging.getLogger().disabled = was
+                root.disabled = was_disabled
         # logprob_parser's tokens (numerator "m" = output_1, denominators "m", "M"), read from the answer text
         return {"m": 1.0, "M": 2.0}.get(text, float("nan"))
 
@@ -259,11 +260,8 @@ def _win_rates(judged) -> tuple[float, float | None, float]:
 
     metrics = get_winrate(judged[["preference"]])
     se = metrics["standard_error"]
-    return (metrics["win_rate"] / 100, None if pd_isna(se) else se / 100, metrics["discrete_win_rate"] / 100)
-
-
-def pd_isna(value) -> bool:
-    return value is None or (isinstance(value, float) and math.isnan(value))
+    missing = se is None or math.isnan(se)  # one judgment: no standard error
+    return metrics["win_rate"] / 100, None if missing else se / 100, metrics["discrete_win_rate"] / 100
 
 
 def length_controlled(judged) -> tuple[float, dict[str, Any]]:

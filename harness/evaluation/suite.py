@@ -36,6 +36,10 @@ def eval_inputs(eval_cfg: EvalConfig, domain: Domain, data_dir: Path | None, bac
               "domain_test_sha256": source_hash(domain.test, data_dir)}
     if "ifeval" in names:
         inputs["ifeval_sha256"] = source_hash(IFEVAL, data_dir)
+    budgets = _default_budgets()
+    for name, settings in names.items():  # a benchmark's own default budget decides its scores too
+        if settings.max_new_tokens is None and name in budgets:
+            inputs[f"{name}_default_max_new_tokens"] = budgets[name]
     for name in LM_EVAL_TASKS:
         if name in names:
             inputs[f"{name}_data"] = _lm_eval_data_hash(name, eval_cfg, data_dir)
@@ -53,6 +57,15 @@ def eval_inputs(eval_cfg: EvalConfig, domain: Domain, data_dir: Path | None, bac
     return inputs
 
 
+def _default_budgets() -> dict[str, int]:
+    from harness.evaluation.alpaca_eval import DEFAULT_MAX_NEW_TOKENS as ALPACA
+    from harness.evaluation.lmeval_tasks import MATH_L5
+    from harness.evaluation.safety import DEFAULT_MAX_NEW_TOKENS as SAFETY
+
+    return {"ifeval": IFEVAL_MAX_NEW_TOKENS, "safety_raw": SAFETY, "safety_jailbreak": SAFETY, "alpaca_eval": ALPACA,
+            "math_l5": MATH_L5.default_max_new_tokens}
+
+
 # EvalConfig fields that only matter to some benchmarks.
 _SETTING_USERS = {"gpqa_subset": {"gpqa"}, "judge_model": {"alpaca_eval"}, "alpaca_reference": {"alpaca_eval"},
                   "alpaca_annotator": {"alpaca_eval"}, "safety_keywords": {"safety_raw", "safety_jailbreak"},
@@ -65,7 +78,9 @@ def _lm_eval_data_hash(name: str, eval_cfg: EvalConfig, data_dir: Path | None) -
     hashes = []
     for spec in specs_for(name, eval_cfg.gpqa_subset, data_dir):
         path = data_file(spec, data_dir)
-        hashes.append(hash_file(path) if path is not None else hash_json({"hub": spec.hub_id, "task": spec.task}))
+        hashes.append(hash_file(path) if path is not None else  # from the Hub: its id and the task's setup
+                      hash_json({"hub": spec.hub_id, "task": spec.task, "overrides": spec.overrides,
+                                 "fewshot": "task default"}))
     return hashes[0] if len(hashes) == 1 else hash_json(hashes)
 
 
