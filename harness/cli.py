@@ -68,8 +68,9 @@ def _parser() -> argparse.ArgumentParser:
                    help="seed model: evaluating it records a baseline (default: %(default)s)")
     p.add_argument("--judge", help="AlpacaEval judge: model spec or OpenAI-compatible endpoint http(s)://host/v1#model "
                                    "(default: smollm2-135m-instruct)")
-    p.add_argument("--alpaca-annotator", choices=("alpaca_eval_clf_gpt4_turbo", "alpaca_eval_gpt4"),
-                   help="alpaca_eval prompt/answer format of the judge (default: alpaca_eval_clf_gpt4_turbo)")
+    p.add_argument("--alpaca-annotator",
+                   choices=("weighted_alpaca_eval_gpt4_turbo", "alpaca_eval_clf_gpt4_turbo", "alpaca_eval_gpt4"),
+                   help="alpaca_eval annotator the judge follows (default: weighted_alpaca_eval_gpt4_turbo)")
     p.add_argument("--alpaca-reference", choices=("text_davinci_003", "gpt4_1106_preview"))
     p.add_argument("--gpqa-subset", choices=("leaderboard", "diamond", "main", "extended"),
                    help="default leaderboard: the three subsets combined, as many as the data source has")

@@ -117,9 +117,9 @@ class EvalConfig(_Strict):
                                    "many as the data source has (the mirror: diamond; the Hub: all three); or one")
     judge_model: str = Field("smollm2-135m-instruct", description="AlpacaEval judge: a model spec, or an "
                                                                   "OpenAI-compatible endpoint http(s)://host/v1#model")
-    alpaca_annotator: Literal["alpaca_eval_clf_gpt4_turbo", "alpaca_eval_gpt4"] = Field(
-        "alpaca_eval_clf_gpt4_turbo", description="alpaca_eval annotator whose prompt and answer format the judge "
-                                                  "uses (the package's own prompt files)")
+    alpaca_annotator: Literal["weighted_alpaca_eval_gpt4_turbo", "alpaca_eval_clf_gpt4_turbo", "alpaca_eval_gpt4"] = Field(
+        "weighted_alpaca_eval_gpt4_turbo", description="alpaca_eval annotator whose prompt and answer reading the "
+                                                       "judge uses (the package's own configs and prompt files)")
     alpaca_reference: Literal["text_davinci_003", "gpt4_1106_preview"] = Field(
         "text_davinci_003", description="AlpacaEval reference outputs the model is compared with")
     safety_keywords: Literal["sail-sg", "extended"] = Field(

@@ -316,12 +316,12 @@ def _model_answer_is_output_1(prompt: str) -> bool:
     return prompt.index("MODEL ANSWER") < prompt.index('"model_identifier": "M"')
 
 
-def test_alpaca_eval_judges_with_the_packages_clf_prompt_and_maps_verdicts_through_its_order(
+def test_a_generation_judge_gets_the_packages_clf_prompt_and_verdicts_map_through_its_order(
         tiny_model, data_dir, tmp_path):
     model = ScriptedBackend(tiny_model, lambda p: "MODEL ANSWER", tmp_path)
     judge = ScriptedBackend(tiny_model, lambda p: "m" if _model_answer_is_output_1(p) else "M", tmp_path)
     result = alpaca_eval.evaluate_alpaca_eval(model, judge, data_dir=data_dir, reference="text_davinci_003",
-                                              limit=8, subset_seed=3)
+                                              limit=8, subset_seed=3, annotator="alpaca_eval_clf_gpt4_turbo")
     scores = {s.metric: s for s in result.scores}
     assert scores["win_rate"].value == 1.0 and scores["win_rate"].n == 8 and scores["unparseable"].value == 0
     assert scores["lc_win_rate"].value == 1.0 and "every judgment is the same" in result.settings["lc_not_fitted"]
@@ -355,6 +355,50 @@ def test_annotator_answers_are_read_as_the_package_reads_them():
     assert math.isnan(ranking.parse("model_1 is better")) and math.isnan(ranking.parse(""))
     with pytest.raises(Exception, match="unknown annotator"):
         alpaca_eval.load_annotator("my_prompt")
+
+
+def test_log_probability_answers_are_read_by_the_packages_logprob_parser():
+    weighted = alpaca_eval.load_annotator("weighted_alpaca_eval_gpt4_turbo")
+    clf = alpaca_eval.load_annotator("alpaca_eval_clf_gpt4_turbo")
+    assert weighted.template == clf.template and weighted.top_logprobs == 5 and weighted.reads_logprobs
+    top = [{"token": "M", "logprob": math.log(0.6)}, {"token": "m", "logprob": math.log(0.2)},
+           {"token": "The", "logprob": math.log(0.1)}]
+    assert weighted.parse_logprobs(top) == pytest.approx(2 - 0.2 / 0.8)  # 2 - p(m) / (p(m) + p(M))
+    assert clf.parse_logprobs(top) == 2.0  # binarised: M is likelier
+    assert math.isnan(weighted.parse_logprobs([{"token": "The", "logprob": -0.1}]))
+    assert weighted.parse("m") == 1.0 and weighted.parse("M") == 2.0  # an endpoint's one generated token
+
+
+def test_a_local_judge_gives_its_first_token_log_probabilities_as_the_package_reads_them(tiny_model, data_dir,
+                                                                                           tmp_path):
+    import torch
+
+    from harness.evaluation.logprob_judge import LogprobJudge
+    from harness.models import load_model, load_tokenizer
+
+    judge = LogprobJudge(tiny_model, batch_size=2, cache=GenerationCache(tmp_path / "lp.sqlite"))
+    conversations = [[{"role": "user", "content": "Which is better?"}],
+                     [{"role": "system", "content": "Judge."}, {"role": "user", "content": "A much longer question, "
+                                                                                          "padded on the left."}]]
+    tops = judge.top_logprobs(conversations, k=5)
+    assert [len(t) for t in tops] == [5, 5] and judge.scored == 2
+    tokenizer, model = load_tokenizer(tiny_model), load_model(tiny_model)
+    for conversation, top in zip(conversations, tops):  # the same as one unpadded forward pass
+        ids = tokenizer(tokenizer.apply_chat_template(conversation, tokenize=False, add_generation_prompt=True),
+                        return_tensors="pt", add_special_tokens=False).input_ids
+        with torch.inference_mode():
+            expected = torch.log_softmax(model(ids).logits[0, -1].float(), dim=-1).topk(5)
+        assert [t["logprob"] for t in top] == pytest.approx(expected.values.tolist(), abs=1e-4)
+        assert [t["token"] for t in top] == [tokenizer.decode([int(i)]) for i in expected.indices]
+    assert judge.top_logprobs(conversations, k=5) == tops and judge.scored == 2  # cached
+
+    model_backend = ScriptedBackend(tiny_model, lambda p: "an answer", tmp_path)
+    result = alpaca_eval.evaluate_alpaca_eval(model_backend, judge, data_dir=data_dir, reference="text_davinci_003",
+                                              limit=3, subset_seed=3)
+    assert "log-probabilities" in result.settings["judge_reading"]
+    assert result.settings["annotator"] == "weighted_alpaca_eval_gpt4_turbo"
+    assert all(len(json.loads(json.loads(e.target)["judge"])) == 5 for e in result.examples)
+    assert all(math.isnan(e.value) or 0 <= e.value <= 1 for e in result.examples)
 
 
 def _length_biased_pairs(n=100, p_longer=0.8, p_shorter=0.2, share_longer=0.7):

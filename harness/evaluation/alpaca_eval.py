@@ -4,18 +4,19 @@ length-controlled (LC) win-rate code.
 
 - The model under test answers the instructions (seeded subset of the 805; greedy, chat template,
   harness generation backend, cached).
-- Annotator (`EvalConfig.alpaca_annotator`): the prompt file and answer format of one of the package's
+- Annotator (`EvalConfig.alpaca_annotator`): the prompt file and answer reading of one of the package's
   annotator configs (`alpaca_eval/evaluators_configs/<name>/configs.yaml`), read from the installed
   package, never copied:
-  * `alpaca_eval_clf_gpt4_turbo` (default): AlpacaEval 2.0's prompt (`alpaca_eval_clf.txt`, the one its
-    default annotator `weighted_alpaca_eval_gpt4_turbo` uses). The judge names the better output with one
-    token, `m` (output_1) or `M` (output_2). The package reads that token's log-probabilities; a
-    generation judge has none, so the judge decodes that one token greedily, which gives the binarised
-    decision of `alpaca_eval_clf_gpt4_turbo` (`is_binarize: true`) whenever the top token is `m` or `M`.
-    Chosen as default because a one-token answer is what a generation judge (and a small offline one)
-    can give reliably.
-  * `alpaca_eval_gpt4`: AlpacaEval 1.0's generation annotator (`alpaca_eval.txt`, a ranking written as a
-    Python list, its `max_tokens` and greedy decoding, the package's `ranking_parser`).
+  * `weighted_alpaca_eval_gpt4_turbo` (default; AlpacaEval 2.0's default annotator) and
+    `alpaca_eval_clf_gpt4_turbo` (its binarised sibling): the prompt `alpaca_eval_clf.txt`, where the
+    judge names the better output with one token, `m` (output_1) or `M` (output_2), and the package
+    reads that token's top-5 log-probabilities with its `logprob_parser` (weighted: preference =
+    2 - p(m)/(p(m)+p(M)); clf: the likelier one). A local judge gives exactly those log-probabilities
+    (`harness.evaluation.logprob_judge`), so every judgment is read as the package reads it. An endpoint
+    judge (the client returns text only) generates the one token greedily, read as the binarised
+    decision; the settings say which reading was used (`judge_reading`).
+  * `alpaca_eval_gpt4`: AlpacaEval 1.0's annotator (`alpaca_eval.txt`, a ranking written as a Python
+    list, its `max_tokens`, greedy, the package's `ranking_parser`).
   The filled prompt (`alpaca_eval.utils.make_prompts`) is split into chat messages with
   `alpaca_eval.utils.prompt_to_chatml`, as the package does for chat APIs.
 - Judge (`EvalConfig.judge_model`): a model spec (default the built-in SmolLM2, offline) or an
@@ -61,7 +62,7 @@ REFERENCES = {"text_davinci_003": Path("eval/alpaca_eval/reference_text_davinci_
               "gpt4_1106_preview": Path("eval/alpaca_eval/reference_gpt4_1106_preview.json")}
 HUB_ID = "tatsu-lab/alpaca_eval"
 DEFAULT_MAX_NEW_TOKENS = 256
-DEFAULT_ANNOTATOR = "alpaca_eval_clf_gpt4_turbo"
+DEFAULT_ANNOTATOR = "weighted_alpaca_eval_gpt4_turbo"
 SWITCH_COLUMN = "is_switched_outputs"  # the pairwise annotator's switch column; part of the order seed
 ORDER_SEED = 0  # the package's annotator seed default
 LC_GLM = "length_controlled_minimal"
@@ -72,16 +73,24 @@ LC_MIN_FOR_CV = 2 * LC_SPLITS
 
 @dataclass(frozen=True)
 class Annotator:
-    """One of the package's annotator configs, as a generation judge uses it."""
+    """One of the package's annotator configs, as a local or an endpoint judge uses it."""
 
     name: str
     template: str  # the prompt file's text
     template_file: str  # relative to alpaca_eval/evaluators_configs
     max_new_tokens: int
     parser: str  # the package's fn_completion_parser
+    parser_kwargs: dict  # its completion_parser_kwargs
+    top_logprobs: int | None  # what a log-probability annotator asks the API for
+
+    @property
+    def reads_logprobs(self) -> bool:
+        return self.parser == "logprob_parser"
 
     def parse(self, completion: str) -> float:
-        """The package's preference (1: output_1 shown first wins, 2: output_2) or NaN when unparseable."""
+        """The package's preference (1: output_1 as shown wins, 2: output_2) from generated text, NaN when
+        unparseable. A log-probability annotator's text is its one token: `m` (the parser's numerator,
+        output_1) or `M`, read as the binarised decision."""
         text = completion.strip()
         if self.parser == "ranking_parser":
             from alpaca_eval.completion_parsers import ranking_parser
@@ -94,11 +103,25 @@ class Annotator:
                 return float(ranking_parser(text)[0])
             finally:
                 root.disabled = was_disabled
-        # logprob_parser's tokens (numerator "m" = output_1, denominators "m", "M"), read from the answer text
-        return {"m": 1.0, "M": 2.0}.get(text, float("nan"))
+        numerator = self.parser_kwargs["numerator_token"]
+        others = [t for t in self.parser_kwargs["denominator_tokens"] if t != numerator]
+        return 1.0 if text == numerator else 2.0 if text in others else float("nan")
+
+    def parse_logprobs(self, top_logprobs: list[dict]) -> float:
+        """The package's own `logprob_parser` on one first token's top log-probabilities (NaN when none of
+        its tokens is among them, as there)."""
+        from alpaca_eval.completion_parsers import logprob_parser
+
+        root = logging.getLogger()
+        was_disabled, root.disabled = root.disabled, True  # it warns on every miss
+        try:
+            return float(logprob_parser({"logprobs": {"content": [{"top_logprobs": top_logprobs}]}},
+                                        **self.parser_kwargs)[0])
+        finally:
+            root.disabled = was_disabled
 
 
-ANNOTATORS = ("alpaca_eval_clf_gpt4_turbo", "alpaca_eval_gpt4")
+ANNOTATORS = ("weighted_alpaca_eval_gpt4_turbo", "alpaca_eval_clf_gpt4_turbo", "alpaca_eval_gpt4")
 
 
 def package_dir() -> Path:
@@ -115,9 +138,11 @@ def load_annotator(name: str) -> Annotator:
     configs = package_dir() / "evaluators_configs"
     config = yaml.safe_load((configs / name / "configs.yaml").read_text(encoding="utf-8"))[name]
     template_file = config["prompt_template"]
+    completions = config["completions_kwargs"]
     return Annotator(name=name, template=(configs / template_file).read_text(encoding="utf-8"),
-                     template_file=template_file, max_new_tokens=int(config["completions_kwargs"]["max_tokens"]),
-                     parser=config["fn_completion_parser"])
+                     template_file=template_file, max_new_tokens=int(completions["max_tokens"]),
+                     parser=config["fn_completion_parser"], parser_kwargs=config.get("completion_parser_kwargs", {}),
+                     top_logprobs=completions.get("top_logprobs"))
 
 
 def reference_file(data_dir: Path | None, reference: str) -> Path:
@@ -166,15 +191,20 @@ class EndpointJudge:
             raise DataError(f"alpaca_eval judge {self.client.url}: {str(exc).split(': ', 1)[-1]}") from None
 
 
-def make_judge(spec: str, model_backend: GenerationBackend):
-    """The judge for `spec`: an endpoint, the model's own backend when it is the same model, or a local
-    backend of the same kind as the model's."""
+def make_judge(spec: str, model_backend: GenerationBackend, annotator: str = DEFAULT_ANNOTATOR):
+    """The judge for `spec`: an endpoint (answers as text); for a local model and a log-probability
+    annotator, a `LogprobJudge` (its first-token log-probabilities, as the package's annotator reads
+    them); else the model's own backend when it is the same model, or a local backend of the same kind."""
     if is_endpoint(spec):
         return EndpointJudge(spec)
     from harness.generation import make_backend
     from harness.models import resolve_model
 
     judge_model = resolve_model(spec)
+    if load_annotator(annotator).reads_logprobs:
+        from harness.evaluation.logprob_judge import LogprobJudge
+
+        return LogprobJudge(judge_model, batch_size=model_backend.batch_size)
     if judge_model.sha == model_backend.model.sha:
         return model_backend
     return make_backend(model_backend.name, judge_model, batch_size=model_backend.batch_size)
@@ -184,6 +214,24 @@ def _judge_settings(judge) -> dict[str, Any]:
     if isinstance(judge, EndpointJudge):
         return {"judge_model": judge.spec, **judge_identity(judge.spec)}
     return {"judge_model": judge.model.spec, "judge_sha": judge.model.sha}
+
+
+def _judge(judge, annotator: Annotator, conversations: list) -> tuple[list[str], list[float], dict[str, Any]]:
+    """(what the judge answered, as text; the preference each answer shows; how it was read)."""
+    from harness.evaluation.logprob_judge import LogprobJudge
+
+    if isinstance(judge, LogprobJudge):
+        tops = judge.top_logprobs(conversations, k=annotator.top_logprobs)
+        return ([json.dumps(top) for top in tops], [annotator.parse_logprobs(top) for top in tops],
+                {"judge_reading": f"first-token top-{annotator.top_logprobs} log-probabilities, the package's "
+                                  f"logprob_parser {annotator.parser_kwargs}"})
+    sampling = Sampling(max_new_tokens=annotator.max_new_tokens)  # greedy
+    texts = judge.chat(conversations, sampling, desc="alpaca_eval judge")
+    reading = (f"generated text ({sampling.max_new_tokens} tokens, greedy), the package's {annotator.parser}"
+               if not annotator.reads_logprobs else
+               "one generated token (greedy) read as the binarised decision: this judge gives no log-probabilities")
+    return texts, [annotator.parse(t) for t in texts], {"judge_reading": reading,
+                                                        "judge_max_new_tokens": sampling.max_new_tokens}
 
 
 # ---------------------------------------------------------------- evaluation
@@ -211,13 +259,9 @@ def evaluate_alpaca_eval(backend: GenerationBackend, judge, *, data_dir: Path | 
     shown = pairs.copy()
     shown.loc[switched, ["output_1", "output_2"]] = pairs.loc[switched, ["output_2", "output_1"]].to_numpy()
     prompts, _ = make_prompts(shown[["instruction", "output_1", "output_2"]], chosen_annotator.template)
-    judge_sampling = Sampling(max_new_tokens=chosen_annotator.max_new_tokens)  # greedy
-    verdicts = judge.chat([prompt_to_chatml(p) for p in prompts], judge_sampling, desc="alpaca_eval judge")
-
-    preferences = []
-    for verdict, switch in zip(verdicts, switched):
-        shown_preference = chosen_annotator.parse(verdict)
-        preferences.append(3 - shown_preference if switch else shown_preference)  # the package's switch-back
+    verdicts, shown_preferences, reading = _judge(judge, chosen_annotator, [prompt_to_chatml(p) for p in prompts])
+    # the package's switch-back: 3 - x turns a preference for the shown output_1 into one for output_2
+    preferences = [3 - p if switch else p for p, switch in zip(shown_preferences, switched)]
     pairs["preference"] = preferences
     examples = [ExampleResult(example_id=f"alpaca_eval/{i}", metric="win", value=p - 1.0, prediction=answer,
                               target=json.dumps({"judge": verdict, "model_shown_as": "output_1" if s else "output_2"}))
@@ -238,8 +282,7 @@ def evaluate_alpaca_eval(backend: GenerationBackend, judge, *, data_dir: Path | 
                   "reference_sha256": hash_file(path), **_judge_settings(judge),
                   "annotator": chosen_annotator.name, "annotator_prompt_file": chosen_annotator.template_file,
                   "annotator_prompt_sha256": hash_json(chosen_annotator.template),
-                  "annotator_parser": chosen_annotator.parser, "judge_max_new_tokens": judge_sampling.max_new_tokens,
-                  "judge_decoding": "greedy", "order_seed": ORDER_SEED,
+                  "annotator_parser": chosen_annotator.parser, **reading, "order_seed": ORDER_SEED,
                   "alpaca_eval_version": _package_version(), "unparseable": total - n, "judged": total,
                   "instructions_sha256": hash_file(instructions) if instructions and instructions.is_file() else None,
                   **lc_notes},

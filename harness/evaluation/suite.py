@@ -181,7 +181,8 @@ def _run_benchmark(name, settings, model, eval_cfg, domain, data_dir, backend_na
         from harness.generation import make_backend
 
         backend = make_backend(backend_name, model, batch_size=eval_cfg.batch_size)
-        return evaluate_alpaca_eval(backend, make_judge(eval_cfg.judge_model, backend), data_dir=data_dir,
+        judge = make_judge(eval_cfg.judge_model, backend, eval_cfg.alpaca_annotator)
+        return evaluate_alpaca_eval(backend, judge, data_dir=data_dir,
                                     reference=eval_cfg.alpaca_reference, limit=settings.limit,
                                     subset_seed=eval_cfg.subset_seed, max_new_tokens=settings.max_new_tokens,
                                     annotator=eval_cfg.alpaca_annotator)
