@@ -164,6 +164,12 @@ def is_endpoint(spec: str) -> bool:
     return spec.startswith(("http://", "https://"))
 
 
+def judge_reading(spec: str, annotator: str) -> str:
+    """How the judge's answers are read: "logprobs" (a local judge under a log-probability annotator)
+    or "text" (generated text); part of the evaluation hash."""
+    return "logprobs" if not is_endpoint(spec) and load_annotator(annotator).reads_logprobs else "text"
+
+
 def judge_identity(spec: str) -> dict[str, Any]:
     """What identifies a judge in the evaluation hash and the settings: a model's content hash, or an
     endpoint's URL and model name."""
@@ -201,7 +207,7 @@ def make_judge(spec: str, model_backend: GenerationBackend, annotator: str = DEF
     from harness.models import resolve_model
 
     judge_model = resolve_model(spec)
-    if load_annotator(annotator).reads_logprobs:
+    if judge_reading(spec, annotator) == "logprobs":
         from harness.evaluation.logprob_judge import LogprobJudge
 
         return LogprobJudge(judge_model, batch_size=model_backend.batch_size)

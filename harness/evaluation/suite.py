@@ -49,11 +49,12 @@ def eval_inputs(eval_cfg: EvalConfig, domain: Domain, data_dir: Path | None, bac
 
             inputs[f"{name}_data"] = check_safety_data(data_dir, jailbreak)
     if "alpaca_eval" in names:
-        from harness.evaluation.alpaca_eval import judge_identity, reference_file
+        from harness.evaluation.alpaca_eval import judge_identity, judge_reading, reference_file
 
         inputs["alpaca_eval_reference_sha256"] = hash_file(reference_file(data_dir, eval_cfg.alpaca_reference))
         judge = judge_identity(eval_cfg.judge_model)
         inputs["alpaca_eval_judge_sha"] = judge["judge_sha"] or hash_json(judge)
+        inputs["alpaca_eval_judge_reading"] = judge_reading(eval_cfg.judge_model, eval_cfg.alpaca_annotator)
     return inputs
 
 
