@@ -66,9 +66,17 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--domain", default="medmcqa", help="domain of the `domain` benchmark (default: %(default)s)")
     p.add_argument("--base-model", default="smollm2-135m-instruct",
                    help="seed model: evaluating it records a baseline (default: %(default)s)")
-    p.add_argument("--judge", help="AlpacaEval judge model spec (default: smollm2-135m-instruct)")
+    p.add_argument("--judge", help="AlpacaEval judge: model spec or OpenAI-compatible endpoint http(s)://host/v1#model "
+                                   "(default: smollm2-135m-instruct)")
+    p.add_argument("--alpaca-annotator",
+                   choices=("weighted_alpaca_eval_gpt4_turbo", "alpaca_eval_clf_gpt4_turbo", "alpaca_eval_gpt4"),
+                   help="alpaca_eval annotator the judge follows (default: weighted_alpaca_eval_gpt4_turbo)")
     p.add_argument("--alpaca-reference", choices=("text_davinci_003", "gpt4_1106_preview"))
-    p.add_argument("--gpqa-subset", choices=("diamond", "main", "extended"))
+    p.add_argument("--gpqa-subset", choices=("leaderboard", "diamond", "main", "extended"),
+                   help="default leaderboard: the three subsets combined, as many as the data source has")
+    p.add_argument("--safety-keywords", choices=("sail-sg", "extended"), help="refusal keyword list (default: sail-sg)")
+    p.add_argument("--safety-decoding", choices=("paper", "greedy"),
+                   help="safety generation (default: paper = sampled, T 0.95, top_p 0.7, top_k 50)")
     p.add_argument("--batch-size", type=int, default=8)
     p.add_argument("--subset-seed", type=int, default=1234)
     p.add_argument("--study", default="eval", help="study name the run is recorded under (default: %(default)s)")
@@ -174,7 +182,9 @@ def cmd_eval(args) -> int:
     if args.limit is not None and args.limit < 1:
         raise ConfigError(f"--limit: must be at least 1, got {args.limit}")
     eval_cfg = build_eval_config(parse_suite(args.suite), args.limit, args.max_new_tokens, args.batch_size,
-                                 args.subset_seed, args.judge, args.alpaca_reference, args.gpqa_subset)
+                                 args.subset_seed, judge_model=args.judge, alpaca_annotator=args.alpaca_annotator,
+                                 alpaca_reference=args.alpaca_reference, gpqa_subset=args.gpqa_subset,
+                                 safety_keywords=args.safety_keywords, safety_decoding=args.safety_decoding)
     run_id, results = evaluate_and_record(args.model, eval_cfg, domain_name=args.domain,
                                           data_dir=resolve_data_dir(args.data_dir), leaderboard_path=args.leaderboard,
                                           base_model=args.base_model, study=args.study)

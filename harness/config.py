@@ -112,11 +112,21 @@ class EvalConfig(_Strict):
     )
     batch_size: int = Field(8, gt=0)
     subset_seed: int = Field(1234, description="seed of the example subset; fixed so runs are paired")
-    gpqa_subset: Literal["diamond", "main", "extended"] = Field(
-        "diamond", description="GPQA set: diamond from the mirror's zip, main/extended from the Hub")
-    judge_model: str = Field("smollm2-135m-instruct", description="model spec of the AlpacaEval judge")
+    gpqa_subset: Literal["leaderboard", "diamond", "main", "extended"] = Field(
+        "leaderboard", description="GPQA set: leaderboard = the Open LLM Leaderboard's three subsets combined, as "
+                                   "many as the data source has (the mirror: diamond; the Hub: all three); or one")
+    judge_model: str = Field("smollm2-135m-instruct", description="AlpacaEval judge: a model spec, or an "
+                                                                  "OpenAI-compatible endpoint http(s)://host/v1#model")
+    alpaca_annotator: Literal["weighted_alpaca_eval_gpt4_turbo", "alpaca_eval_clf_gpt4_turbo", "alpaca_eval_gpt4"] = Field(
+        "weighted_alpaca_eval_gpt4_turbo", description="alpaca_eval annotator whose prompt and answer reading the "
+                                                       "judge uses (the package's own configs and prompt files)")
     alpaca_reference: Literal["text_davinci_003", "gpt4_1106_preview"] = Field(
         "text_davinci_003", description="AlpacaEval reference outputs the model is compared with")
+    safety_keywords: Literal["sail-sg", "extended"] = Field(
+        "sail-sg", description="refusal keywords: sail-sg/sdft's 29 (the SDFT paper's) or forgetbench's extended list")
+    safety_decoding: Literal["paper", "greedy"] = Field(
+        "paper", description="safety generation: paper = sampled, temperature 0.95, top_p 0.7, top_k 50 "
+                             "(sail-sg/sdft); greedy")
 
     @field_validator("benchmarks", mode="before")
     @classmethod

@@ -107,7 +107,7 @@ def _scatter(points: pd.DataFrame) -> str:
              f'<line x1="{x(0):.1f}" x2="{x(0):.1f}" y1="{margin / 2}" y2="{height - margin}" stroke="#999"/>',
              f'<line x1="{margin}" x2="{width - margin}" y1="{y(0):.1f}" y2="{y(0):.1f}" stroke="#999"/>',
              f'<text x="{width / 2}" y="{height - 20}" font-size="12" text-anchor="middle">'
-             f'average delta on general benchmarks (negative = forgetting)</text>',
+             f'change of the leaderboard average, points (negative = forgetting)</text>',
              f'<text x="16" y="{height / 2}" font-size="12" text-anchor="middle" '
              f'transform="rotate(-90 16 {height / 2})">domain gain</text>']
     for j, p in enumerate(points.itertuples()):
@@ -132,7 +132,8 @@ def _correlation_html(correlations: pd.DataFrame) -> str:
         for r in correlations.itertuples())
     return (f'<table id="correlation-table"><thead><tr>{head}</tr></thead><tbody>{body}</tbody></table>'
             f'<p class="note">Across the fine-tuned runs of each study: correlation between each shift measure '
-            f'and {FORGETTING} (mean delta over the general benchmarks; negative = forgetting). A negative r for '
+            f'and {FORGETTING} (change of the Open LLM Leaderboard average against the seed model, in leaderboard '
+            f'points; negative = forgetting). A negative r for '
             f'param_l2 or train_nll, or a positive one for the output similarities, says the runs that moved '
             f'further from the seed model forgot more. Needs at least three runs.</p>')
 

@@ -1,9 +1,13 @@
 """The paper-style table: one row per recipe, one column per benchmark, mean ± std over seeds.
 
 Columns, in order: study, recipe, runs (how many seeds were averaged), then the general benchmarks
-(mmlu_pro, gpqa, ifeval, math_l5 — whichever are present), ``avg`` (their per-run mean; its header
-names them, e.g. ``avg(gpqa,ifeval)``), ``avg_delta`` (the same mean over the deltas to the baseline:
-negative means forgetting), safety_raw, safety_jailbreak, alpaca_eval, any other benchmark, ``domain``
+(mmlu_pro, gpqa, ifeval, math_l5 — whichever are present) as raw primary scores, then the same four
+as Open LLM Leaderboard v2 scores (``mmlu_pro_lb`` ...: see `leaderboard_score`, 0-100 points, as in
+seed 000's Table 1), ``avg`` (the per-run mean of the leaderboard scores, as Table 1 averages; its
+header names the benchmarks, e.g. ``avg(gpqa,ifeval)``), ``avg_delta`` (that average minus the
+baseline's, in leaderboard points: negative means forgetting), ``lb_notes`` (where a score departs
+from the leaderboard's setup: MMLU-Pro run 0-shot, and which GPQA subsets went in), safety_raw,
+safety_jailbreak, alpaca_eval, any other benchmark, ``domain``
 and ``domain_gain`` (the domain score's delta to the baseline), then the run's headline shift
 measures against the seed model where recorded (output_bleu4, output_rougeL, output_cosine, param_l2,
 param_rel, train_nll; see harness/diagnostics.py). Each value column ``X`` has an ``X_std`` partner
@@ -24,6 +28,14 @@ from harness.errors import ConfigError
 from leaderboard.store import BASELINE_RECIPE, Leaderboard
 
 AVERAGED = ("mmlu_pro", "gpqa", "ifeval", "math_l5")
+# Open LLM Leaderboard v2 normalisation (seed 000 Table 1): the metrics that make each benchmark's score
+# (IFEval: the mean of prompt- and instruction-level strict accuracy) and its random baseline
+# (1 / number of choices for multiple choice, 0 for generative tasks).
+LEADERBOARD_METRICS = {"mmlu_pro": ("acc",), "gpqa": ("acc_norm",),
+                       "ifeval": ("prompt_level_strict_acc", "inst_level_strict_acc"), "math_l5": ("exact_match",)}
+RANDOM_BASELINE = {"mmlu_pro": 1 / 10, "gpqa": 1 / 4, "ifeval": 0.0, "math_l5": 0.0}
+LB_SUFFIX = "_lb"
+NOTES = "lb_notes"
 SIDE = ("safety_raw", "safety_jailbreak", "alpaca_eval")
 DOMAIN = "domain"
 SHIFT = ("output_bleu4", "output_rougeL", "output_cosine", "param_l2", "param_rel", "train_nll")
@@ -43,6 +55,54 @@ def _primary(board: Leaderboard, study: str | None) -> pd.DataFrame:
             """,
             [study, study],
         ).df()
+
+
+def normalise(raw: float, random_baseline: float) -> float:
+    """Open LLM Leaderboard v2: (raw - random) / (1 - random) x 100, clipped at 0 (raw in [0, 1])."""
+    return max(0.0, (raw - random_baseline) / (1.0 - random_baseline) * 100.0)
+
+
+def leaderboard_score(benchmark: str, metrics: dict[str, float]) -> float:
+    """One benchmark's leaderboard score from its raw metrics (NaN when one it needs is missing)."""
+    needed = LEADERBOARD_METRICS[benchmark]
+    if any(m not in metrics or pd.isna(metrics[m]) for m in needed):
+        return float("nan")
+    return normalise(sum(metrics[m] for m in needed) / len(needed), RANDOM_BASELINE[benchmark])
+
+
+def _leaderboard_scores(board: Leaderboard, study: str | None) -> tuple[pd.DataFrame, dict[str, str]]:
+    """Per finished run: the leaderboard score of each averaged benchmark (a run_id x benchmark frame),
+    and each run's notes on departures from the leaderboard setup."""
+    wanted = [(b, m) for b, metrics in LEADERBOARD_METRICS.items() for m in metrics]
+    with board.connect() as con:
+        rows = con.execute(
+            f"""
+            SELECT r.run_id, s.benchmark, s.metric, s.value, s.settings
+            FROM runs r JOIN scores s ON s.run_id = r.run_id
+            WHERE r.status = 'finished' AND (? IS NULL OR r.study = ?)
+              AND (s.benchmark, s.metric) IN ({", ".join("(?, ?)" for _ in wanted)})
+            """,
+            [study, study, *[x for pair in wanted for x in pair]],
+        ).df()
+    scores: dict[str, dict[str, float]] = {}
+    notes: dict[str, list[str]] = {}
+    for (run_id, benchmark), group in rows.groupby(["run_id", "benchmark"], sort=False):
+        scores.setdefault(run_id, {})[benchmark] = leaderboard_score(benchmark, dict(zip(group.metric, group.value)))
+        note = _departure(benchmark, json.loads(group.settings.iloc[0] or "{}"))
+        if note:
+            notes.setdefault(run_id, []).append(note)
+    frame = pd.DataFrame.from_dict(scores, orient="index")
+    return frame, {run_id: "; ".join(sorted(n)) for run_id, n in notes.items()}
+
+
+def _departure(benchmark: str, settings: dict) -> str | None:
+    """How a score's setup departs from the leaderboard's, as recorded in its settings (None if it does not)."""
+    if benchmark == "mmlu_pro" and settings.get("num_fewshot") == 0:
+        return f"mmlu_pro: 0-shot ({settings.get('fewshot_note') or 'leaderboard: 5-shot'})"
+    if benchmark == "gpqa":
+        subsets = settings.get("subsets") or ([settings["task"].rsplit("_", 1)[-1]] if settings.get("task") else [])
+        return f"gpqa: {'+'.join(subsets) or 'unknown subsets'}"
+    return None
 
 
 def benchmark_order(names) -> list[str]:
@@ -76,15 +136,32 @@ def per_run(board: Leaderboard, study: str | None = None, benchmarks: list[str] 
     averaged = [b for b in AVERAGED if b in columns]
     if averaged:
         label = avg_label(averaged)
-        wide[label] = values[averaged].mean(axis=1, skipna=False)
-        wide["avg_delta"] = deltas[averaged].mean(axis=1, skipna=False)
+        lb, notes = _leaderboard_scores(board, None)  # all studies: a baseline may be recorded by another
+        lb = lb.reindex(columns=averaged)
+        run_ids = wide.index.get_level_values("run_id")
+        for name in averaged:
+            wide[name + LB_SUFFIX] = lb[name].reindex(run_ids).to_numpy()
+        lb_columns = [name + LB_SUFFIX for name in averaged]
+        wide[label] = wide[lb_columns].mean(axis=1, skipna=False)
+        baseline_of = _baseline_runs(board, study)
+        run_average = dict(zip(run_ids, wide[label]))
+        baseline_average = lb.mean(axis=1, skipna=False)
+        wide["avg_delta"] = [run_average[r] - baseline_average.get(baseline_of[r], float("nan"))
+                             if baseline_of.get(r) is not None else float("nan") for r in run_ids]
+        wide[NOTES] = [notes.get(r, "") for r in run_ids]
         first_side = len(averaged)
-        ordered = columns[:first_side] + [label, "avg_delta"] + columns[first_side:]
+        ordered = columns[:first_side] + lb_columns + [label, "avg_delta", NOTES] + columns[first_side:]
         wide = wide[ordered]
     if DOMAIN in columns:
         wide["domain_gain"] = deltas[DOMAIN]
     wide.columns.name = None
     return _with_shift(board, study, wide.reset_index())
+
+
+def _baseline_runs(board: Leaderboard, study: str | None) -> dict[str, str | None]:
+    """run_id -> the baseline run its deltas are taken against (the leaderboard's own pairing)."""
+    deltas = board.deltas(study)
+    return dict(zip(deltas.run_id, deltas.baseline_run_id))
 
 
 def _with_shift(board: Leaderboard, study: str | None, runs: pd.DataFrame) -> pd.DataFrame:
@@ -157,7 +234,7 @@ def paper_table(board: Leaderboard, study: str | None = None, benchmarks: list[s
     runs = per_run(board, study, benchmarks)
     if runs.empty:
         return pd.DataFrame(columns=["study", "recipe", "runs"])
-    value_columns = [c for c in runs.columns if c not in ("run_id", "study", "recipe", "seed")]
+    value_columns = [c for c in runs.columns if c not in ("run_id", "study", "recipe", "seed", NOTES)]
     grouped = runs.groupby(["study", "recipe"], sort=False)
     means = grouped[value_columns].mean()
     stds = grouped[value_columns].std(ddof=1)
@@ -165,6 +242,8 @@ def paper_table(board: Leaderboard, study: str | None = None, benchmarks: list[s
     for column in value_columns:
         out[column] = means[column]
         out[f"{column}_std"] = stds[column]
+        if column == "avg_delta" and NOTES in runs.columns:  # notes stay beside the average they qualify
+            out[NOTES] = grouped[NOTES].agg(lambda notes: " | ".join(dict.fromkeys(n for n in notes if n)))
     out = out.reset_index()
     out["_order"] = out.recipe != BASELINE_RECIPE
     return out.sort_values(["study", "_order", "recipe"]).drop(columns="_order").reset_index(drop=True)

@@ -175,7 +175,9 @@ def record(board, run_id, recipe, ifeval, shift, study="why"):
                     started_at="2025-01-01T00:00:00+00:00", finished_at="2025-01-01T00:00:01+00:00",
                     extra={"domain": "medmcqa", "shift": [{"measure": k, "part": "all", "value": v, "n": 16}
                                                           for k, v in shift.items()]})
-    board.record(run, [BenchmarkResult("ifeval", "acc", [Score("acc", ifeval, None, 10)], [])])
+    board.record(run, [BenchmarkResult("ifeval", "prompt_level_strict_acc",
+                                       [Score("prompt_level_strict_acc", ifeval, None, 10),
+                                        Score("inst_level_strict_acc", ifeval, None, 10)], [])])
 
 
 def test_shift_measures_land_beside_the_scores_and_correlate_with_forgetting(tmp_path):
@@ -193,7 +195,7 @@ def test_shift_measures_land_beside_the_scores_and_correlate_with_forgetting(tmp
 
     corr = shift_correlations(board, "why").set_index("measure")
     assert corr.loc["param_l2", "n"] == 4
-    forgetting = [-0.05, -0.1, -0.3, -0.25]
+    forgetting = [-5.0, -10.0, -30.0, -25.0]  # leaderboard points (IFEval x 100)
     assert corr.loc["param_l2", "pearson"] == pytest.approx(pearson([1, 2, 3, 4], forgetting))
     assert corr.loc["param_l2", "pearson"] < -0.8 and corr.loc["param_l2", "spearman"] == pytest.approx(-0.8)
     assert corr.loc["output_cosine", "spearman"] == pytest.approx(spearman([0.9, 0.8, 0.85, 0.6], forgetting))

@@ -37,12 +37,13 @@ def run(run_id, recipe, seed=0, study="demo"):
 
 def results(ifeval: list[float], domain: list[float], prediction: str = "") -> list[BenchmarkResult]:
     """Per-example values given; the aggregate score is their mean (as the harness records it)."""
-    def bench(name, metric, values):
+    def bench(name, metric, values, second="other"):
+        second_value = float(np.mean(values)) if second != "other" else 0.0
         return BenchmarkResult(
             benchmark=name, primary_metric=metric,
-            scores=[Score(metric, float(np.mean(values)), None, len(values)), Score("other", 0.0, None, 1)],
+            scores=[Score(metric, float(np.mean(values)), None, len(values)), Score(second, second_value, None, 1)],
             examples=[ExampleResult(f"{name}-{i}", metric, v, prediction=prediction) for i, v in enumerate(values)])
-    return [bench("ifeval", "prompt_level_strict_acc", ifeval), bench("domain", "acc", domain)]
+    return [bench("ifeval", "prompt_level_strict_acc", ifeval, "inst_level_strict_acc"), bench("domain", "acc", domain)]
 
 
 N = 40
@@ -94,8 +95,9 @@ def test_paper_table_has_one_row_per_recipe_with_mean_and_std_over_seeds(demo_bo
     row = table.set_index("recipe").loc["none"]
     assert row.runs == 2
     assert row.ifeval == pytest.approx(0.5125) and row.ifeval_std == pytest.approx(np.std([0.5, 0.525], ddof=1))
-    assert row["avg(ifeval)"] == pytest.approx(0.5125)
-    assert row.avg_delta == pytest.approx(0.5125 - 0.75)
+    assert row.ifeval_lb == pytest.approx(51.25)  # leaderboard points: 100 x mean(prompt, inst strict acc)
+    assert row["avg(ifeval)"] == pytest.approx(51.25)
+    assert row.avg_delta == pytest.approx(51.25 - 75.0)
     assert row.domain_gain == pytest.approx(0.75 - 0.25) and row.domain_gain_std == pytest.approx(0)
     assert list(table.columns[:5]) == ["study", "recipe", "runs", "ifeval", "ifeval_std"]
     only = paper_table(demo_board, "demo", ["domain"])
@@ -115,6 +117,38 @@ def test_leaderboard_command_prints_the_paper_table_in_every_format(demo_board, 
     assert main(["leaderboard", "--leaderboard", path, "--format", "csv", "--view", "deltas"]) == 0
     assert main(["leaderboard", "--leaderboard", path, "--benchmarks", "mmlu"]) == 2
     assert "--benchmarks: no scores for mmlu" in capsys.readouterr().err
+
+
+def _leaderboard_run(board, run_id, recipe, raw, settings=None):
+    metric = {"mmlu_pro": "acc", "gpqa": "acc_norm", "math_l5": "exact_match"}
+    results = [BenchmarkResult(b, metric[b], [Score(metric[b], raw[b], None, 10)], [], settings.get(b, {}) if settings
+                               else {}) for b in metric]
+    results.append(BenchmarkResult("ifeval", "prompt_level_strict_acc",
+                                   [Score("prompt_level_strict_acc", raw["ifeval"][0], None, 10),
+                                    Score("inst_level_strict_acc", raw["ifeval"][1], None, 10)], []))
+    board.record(run(run_id, recipe, study="t1"), results)
+
+
+def test_paper_average_reproduces_seed_000_table_1_from_leaderboard_normalised_scores(tmp_path):
+    """Seed 000 Table 1: MMLU-Pro 46.74, GPQA 4.92, IFEval 80.99, MATH-L5 23.34 -> average 39.00. The
+    raw scores below are those leaderboard scores undone: MMLU-Pro raw = 0.1 + 0.9 x 46.74 %, GPQA raw =
+    0.25 + 0.75 x 4.92 %, IFEval prompt/inst strict accuracies whose mean is 80.99 %, MATH raw = 23.34 %."""
+    board = Leaderboard(tmp_path / "t1.duckdb")
+    table_1 = {"mmlu_pro": 0.1 + 0.9 * 0.4674, "gpqa": 0.25 + 0.75 * 0.0492, "ifeval": (0.7900, 0.8298),
+               "math_l5": 0.2334}
+    _leaderboard_run(board, "base", "baseline", table_1, {"mmlu_pro": {"num_fewshot": 0, "fewshot_note": "no "
+                     "validation split"}, "gpqa": {"subsets": ["diamond"]}})
+    # below chance on GPQA: the leaderboard clips at 0 rather than going negative
+    _leaderboard_run(board, "ft", "none", {**table_1, "gpqa": 0.20, "math_l5": 0.2})
+    table = paper_table(board, "t1").set_index("recipe")
+    base, ft = table.loc["baseline"], table.loc["none"]
+    label = "avg(mmlu_pro,gpqa,ifeval,math_l5)"
+    assert [round(base[f"{b}_lb"], 2) for b in ("mmlu_pro", "gpqa", "ifeval", "math_l5")] == [46.74, 4.92, 80.99, 23.34]
+    assert round(base[label], 2) == 39.00
+    assert base.mmlu_pro == pytest.approx(table_1["mmlu_pro"])  # the raw score stays beside it
+    assert ft.gpqa_lb == 0.0 and ft[label] == pytest.approx((46.74 + 0 + 80.99 + 20.0) / 4)
+    assert ft.avg_delta == pytest.approx(ft[label] - base[label])
+    assert base.lb_notes == "gpqa: diamond; mmlu_pro: 0-shot (no validation split)"
 
 
 # -- 3. compare ------------------------------------------------------------------------------------

@@ -9,7 +9,8 @@ How it runs:
   model sees the same prompts (paired runs). They reach lm-eval through its documented `samples=`
   argument ({task: [doc indices]}), so the data file stays the unmodified mirror file.
 - Model: lm-eval's HF backend (`HFLM`) in float32 (CPU, or CUDA when present), greedy (the task's own settings), the
-  model's chat template applied, `max_gen_toks` set to `max_new_tokens`.
+  model's chat template applied, `max_gen_toks` set to `max_new_tokens` (default 1280, the Open LLM
+  Leaderboard's budget in lm-eval's `leaderboard/ifeval/ifeval.yaml`).
 """
 from __future__ import annotations
 
@@ -38,7 +39,7 @@ _FILTER = "none"  # lm-eval's name for the task's only (identity) filter
 
 
 def evaluate_ifeval(model: ResolvedModel, *, data_dir: Path | None, limit: int | None, subset_seed: int,
-                    max_new_tokens: int = 512, batch_size: int = 8, backend: str = "transformers") -> BenchmarkResult:
+                    max_new_tokens: int = 1280, batch_size: int = 8, backend: str = "transformers") -> BenchmarkResult:
     """Generate IFEval responses with `model` and score them with lm-eval's IFEval scoring."""
     data_file = _data_file(data_dir)
     ensure_punkt_tab()  # before lm-eval imports its IFEval utilities (they try to download it)

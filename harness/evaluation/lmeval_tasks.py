@@ -12,11 +12,15 @@ Same pattern as `harness.evaluation.ifeval`:
   the task apart from `max_gen_toks`, which is configurable and recorded.
 
 Per benchmark:
-- mmlu_pro: `leaderboard_mmlu_pro` (10-way log-likelihood, `acc`) run 0-shot: the mirror holds only the
-  test split (the task's 5 shots come from the Hub's validation split), and 0-shot is used for the Hub
-  too so the two sources give the same numbers.
+- mmlu_pro: `leaderboard_mmlu_pro` (10-way log-likelihood, `acc`). From the Hub it runs as the
+  leaderboard does: 5-shot, the shots the first five of the validation split. The mirror holds only the
+  test split, so there it runs 0-shot, and the result settings say so (`num_fewshot: 0`, `fewshot_note`);
+  the paper view carries the note.
 - gpqa: `leaderboard_gpqa_{diamond,main,extended}` (4-way log-likelihood over shuffled choices,
-  `acc_norm`, 0-shot as on the leaderboard). Diamond from the mirror's password zip: the task YAML names
+  `acc_norm`, 0-shot as on the leaderboard). `gpqa_subset: leaderboard` (the default) combines the
+  subsets as lm-eval's `leaderboard_gpqa` group does (acc_norm averaged weighted by size, i.e. over all
+  their documents together) — all three from the Hub, only diamond from the mirror (it has no
+  main/extended); `settings.subsets` names those that went in. Diamond from the mirror's password zip: the task YAML names
   `custom_dataset: !function gpqa_memory.load`, a two-line shim next to it that calls
   `harness.evaluation.lmeval_tasks.gpqa_diamond_in_memory`, which decrypts the CSV with `zipfile` into a
   `datasets.Dataset.from_list` held in memory. Nothing of the questions is written to disk (in-memory
@@ -31,6 +35,7 @@ import csv
 import hashlib
 import io
 import logging
+import math
 import time
 import zipfile
 from dataclasses import dataclass, field
@@ -67,6 +72,7 @@ class TaskSpec:
     key: Callable[[dict], str] = lambda doc: str(doc)
     generative: bool = False
     default_max_new_tokens: int | None = None
+    local_note: str | None = None  # how the mirror's run departs from the leaderboard's, for the settings
 
 
 def _problem_key(doc: dict) -> str:
@@ -75,9 +81,12 @@ def _problem_key(doc: dict) -> str:
 
 MMLU_PRO = TaskSpec(
     "mmlu_pro", "leaderboard_mmlu_pro", "leaderboard/mmlu_pro/mmlu_pro.yaml", ("acc",), "TIGER-Lab/MMLU-Pro",
-    MMLU_PRO_FILE, overrides={"num_fewshot": 0, "fewshot_split": None, "fewshot_config": None},
-    local_overrides={"dataset_path": "json", "dataset_name": None},
+    MMLU_PRO_FILE,
+    # the leaderboard's 5 shots come from the validation split, which the mirror does not have
+    local_overrides={"dataset_path": "json", "dataset_name": None, "num_fewshot": 0, "fewshot_split": None,
+                     "fewshot_config": None},
     key=lambda doc: str(doc["question_id"]),
+    local_note="the data source has no validation split to draw the leaderboard's 5 shots from",
 )
 MATH_L5 = TaskSpec(
     "math_l5", "leaderboard_math_l5_hard", "leaderboard/math/_template_yaml", ("exact_match",),
@@ -96,8 +105,22 @@ def gpqa_spec(subset: str) -> TaskSpec:
     )
 
 
-def spec_for(benchmark: str, gpqa_subset: str = "diamond") -> TaskSpec:
-    return {"mmlu_pro": MMLU_PRO, "math_l5": MATH_L5}.get(benchmark) or gpqa_spec(gpqa_subset)
+GPQA_SUBSETS = ("diamond", "extended", "main")  # lm-eval's leaderboard_gpqa group
+GPQA_MIRROR_SUBSETS = ("diamond",)  # what the data mirror holds (eval/gpqa/gpqa_diamond.zip)
+
+
+def gpqa_subsets(choice: str, data_dir: Path | None) -> tuple[str, ...]:
+    """The GPQA subsets a `gpqa_subset` choice evaluates: `leaderboard` is all three the data source has."""
+    if choice != "leaderboard":
+        return (choice,)
+    return GPQA_MIRROR_SUBSETS if data_dir is not None else GPQA_SUBSETS
+
+
+def specs_for(benchmark: str, gpqa_subset: str = "leaderboard", data_dir: Path | None = None) -> list[TaskSpec]:
+    """The lm-eval tasks one benchmark runs (several only for the combined GPQA subsets)."""
+    if benchmark == "gpqa":
+        return [gpqa_spec(subset) for subset in gpqa_subsets(gpqa_subset, data_dir)]
+    return [{"mmlu_pro": MMLU_PRO, "math_l5": MATH_L5}[benchmark]]
 
 
 def data_file(spec: TaskSpec, data_dir: Path | None) -> Path | None:
@@ -215,6 +238,7 @@ def evaluate_lm_eval_task(spec: TaskSpec, model: ResolvedModel, *, data_dir: Pat
         num_fewshot=config.num_fewshot or 0, output_type=config.output_type, chat_template=True,
         generation_kwargs=dict(config.generation_kwargs or {}) if spec.generative else None,
         max_new_tokens=gen_tokens, data_source=str(path) if path else f"hub:{spec.hub_id}",
+        fewshot_note=spec.local_note if path else None,
         data_sha256=hash_file(path) if path else None, docs_sha256=hash_json(keys),
         lm_eval_version=lm_eval_version, seconds=round(time.monotonic() - started, 1),
     )
@@ -222,6 +246,56 @@ def evaluate_lm_eval_task(spec: TaskSpec, model: ResolvedModel, *, data_dir: Pat
     log.info("%s: %s = %.3f over %d in %.0f s", spec.benchmark, primary.metric, primary.value, primary.n,
              time.monotonic() - started)
     return result
+
+
+def evaluate_benchmark(benchmark: str, model: ResolvedModel, *, gpqa_subset: str = "leaderboard",
+                       data_dir: Path | None, batch_size: int = 8, backend: str = "transformers", lm: Any = None,
+                       **options: Any) -> BenchmarkResult:
+    """One benchmark: its task, or for GPQA its subsets (one model load) combined by `combine_subsets`."""
+    specs = specs_for(benchmark, gpqa_subset, data_dir)
+    if len(specs) == 1:
+        result = evaluate_lm_eval_task(specs[0], model, data_dir=data_dir, batch_size=batch_size, backend=backend,
+                                       lm=lm, **options)
+        if benchmark == "gpqa":
+            result.settings["subsets"] = list(gpqa_subsets(gpqa_subset, data_dir))
+            result.settings["gpqa_subset"] = gpqa_subset
+        return result
+    for spec in specs:
+        data_file(spec, data_dir)  # a missing file fails before the model loads
+    lm = lm if lm is not None else load_lm(model, batch_size, backend)
+    parts = {spec.task.rsplit("_", 1)[-1]: evaluate_lm_eval_task(spec, model, data_dir=data_dir, batch_size=batch_size,
+                                                                  backend=backend, lm=lm, **options)
+             for spec in specs}
+    result = combine_subsets(parts)
+    result.settings["gpqa_subset"] = gpqa_subset
+    return result
+
+
+def combine_subsets(parts: dict[str, BenchmarkResult]) -> BenchmarkResult:
+    """GPQA's leaderboard score from its subsets' results, as lm-eval's `leaderboard_gpqa` group aggregates
+    (`weight_by_size: true`): the primary metric averaged over all documents of all subsets (a question in
+    two subsets counts twice, as there). Example ids get their subset as prefix; per-subset scores and
+    settings are kept in the settings."""
+    first = next(iter(parts.values()))
+    metric = first.primary_metric
+    examples = [ExampleResult(f"{subset}/{e.example_id}", e.metric, e.value, e.prediction, e.target)
+                for subset, result in parts.items() for e in result.examples]
+    scores = []
+    for name in (s.metric for s in first.scores):
+        subset_scores = [next(s for s in r.scores if s.metric == name) for r in parts.values()]
+        n = sum(s.n for s in subset_scores)
+        value = sum(s.value * s.n for s in subset_scores) / n if n else float("nan")
+        values = [e.value for e in examples if e.metric == name]
+        stderr = (math.sqrt(sum((v - value) ** 2 for v in values) / (len(values) - 1) / len(values))
+                  if len(values) > 1 else None)
+        scores.append(Score(name, value, stderr, n))
+    shared = {k: v for k, v in first.settings.items() if all(r.settings.get(k) == v for r in parts.values())}
+    settings = {**shared, "task": "leaderboard_gpqa", "subsets": list(parts),
+                "subset_scores": {subset: {s.metric: s.value for s in r.scores} | {"n": r.scores[0].n}
+                                  for subset, r in parts.items()},
+                "subset_settings": {subset: r.settings for subset, r in parts.items()}}
+    return BenchmarkResult(benchmark=first.benchmark, primary_metric=metric, scores=scores, examples=examples,
+                           settings=settings)
 
 
 def _task_yaml(spec: TaskSpec, path: Path | None) -> Path:

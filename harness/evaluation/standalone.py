@@ -32,10 +32,9 @@ def parse_suite(names: str | None) -> list[str]:
 
 
 def build_eval_config(suite: list[str], limit: int | None, max_new_tokens: int | None, batch_size: int,
-                      subset_seed: int, judge_model: str | None, alpaca_reference: str | None,
-                      gpqa_subset: str | None) -> EvalConfig:
-    extra = {k: v for k, v in {"judge_model": judge_model, "alpaca_reference": alpaca_reference,
-                               "gpqa_subset": gpqa_subset}.items() if v}
+                      subset_seed: int, **options: str | None) -> EvalConfig:
+    """`options`: EvalConfig fields given on the command line (None: the field's default)."""
+    extra = {k: v for k, v in options.items() if v}
     try:
         return EvalConfig(benchmarks={n: BenchmarkConfig(limit=limit, max_new_tokens=max_new_tokens) for n in suite},
                           batch_size=batch_size, subset_seed=subset_seed, **extra)

@@ -20,7 +20,8 @@ log = logging.getLogger(__name__)
 
 # Only located and hashed here (lm-eval reads the file itself), so no row adapter is needed.
 IFEVAL = DataSource("ifeval", adapter=None, local_path=str(ifeval.DATA_FILE), hub_id=ifeval.HUB_ID)  # type: ignore[arg-type]
-IFEVAL_MAX_NEW_TOKENS = 512
+# The Open LLM Leaderboard's IFEval budget: lm-eval tasks/leaderboard/ifeval/ifeval.yaml, max_gen_toks: 1280.
+IFEVAL_MAX_NEW_TOKENS = 1280
 LM_EVAL_TASKS = ("mmlu_pro", "gpqa", "math_l5")  # run through harness.evaluation.lmeval_tasks
 
 
@@ -35,6 +36,10 @@ def eval_inputs(eval_cfg: EvalConfig, domain: Domain, data_dir: Path | None, bac
               "domain_test_sha256": source_hash(domain.test, data_dir)}
     if "ifeval" in names:
         inputs["ifeval_sha256"] = source_hash(IFEVAL, data_dir)
+    budgets = _default_budgets()
+    for name, settings in names.items():  # a benchmark's own default budget decides its scores too
+        if settings.max_new_tokens is None and name in budgets:
+            inputs[f"{name}_default_max_new_tokens"] = budgets[name]
     for name in LM_EVAL_TASKS:
         if name in names:
             inputs[f"{name}_data"] = _lm_eval_data_hash(name, eval_cfg, data_dir)
@@ -44,24 +49,40 @@ def eval_inputs(eval_cfg: EvalConfig, domain: Domain, data_dir: Path | None, bac
 
             inputs[f"{name}_data"] = check_safety_data(data_dir, jailbreak)
     if "alpaca_eval" in names:
-        from harness.evaluation.alpaca_eval import reference_file
-        from harness.models import resolve_model
+        from harness.evaluation.alpaca_eval import judge_identity, judge_reading, reference_file
 
         inputs["alpaca_eval_reference_sha256"] = hash_file(reference_file(data_dir, eval_cfg.alpaca_reference))
-        inputs["alpaca_eval_judge_sha"] = resolve_model(eval_cfg.judge_model).sha
+        judge = judge_identity(eval_cfg.judge_model)
+        inputs["alpaca_eval_judge_sha"] = judge["judge_sha"] or hash_json(judge)
+        inputs["alpaca_eval_judge_reading"] = judge_reading(eval_cfg.judge_model, eval_cfg.alpaca_annotator)
     return inputs
 
 
+def _default_budgets() -> dict[str, int]:
+    from harness.evaluation.alpaca_eval import DEFAULT_MAX_NEW_TOKENS as ALPACA
+    from harness.evaluation.lmeval_tasks import MATH_L5
+    from harness.evaluation.safety import DEFAULT_MAX_NEW_TOKENS as SAFETY
+
+    return {"ifeval": IFEVAL_MAX_NEW_TOKENS, "safety_raw": SAFETY, "safety_jailbreak": SAFETY, "alpaca_eval": ALPACA,
+            "math_l5": MATH_L5.default_max_new_tokens}
+
+
 # EvalConfig fields that only matter to some benchmarks.
-_SETTING_USERS = {"gpqa_subset": {"gpqa"}, "judge_model": {"alpaca_eval"}, "alpaca_reference": {"alpaca_eval"}}
+_SETTING_USERS = {"gpqa_subset": {"gpqa"}, "judge_model": {"alpaca_eval"}, "alpaca_reference": {"alpaca_eval"},
+                  "alpaca_annotator": {"alpaca_eval"}, "safety_keywords": {"safety_raw", "safety_jailbreak"},
+                  "safety_decoding": {"safety_raw", "safety_jailbreak"}}
 
 
 def _lm_eval_data_hash(name: str, eval_cfg: EvalConfig, data_dir: Path | None) -> str:
-    from harness.evaluation.lmeval_tasks import data_file, spec_for
+    from harness.evaluation.lmeval_tasks import data_file, specs_for
 
-    spec = spec_for(name, eval_cfg.gpqa_subset)
-    path = data_file(spec, data_dir)
-    return hash_file(path) if path is not None else hash_json({"hub": spec.hub_id, "task": spec.task})
+    hashes = []
+    for spec in specs_for(name, eval_cfg.gpqa_subset, data_dir):
+        path = data_file(spec, data_dir)
+        hashes.append(hash_file(path) if path is not None else  # from the Hub: its id and the task's setup
+                      hash_json({"hub": spec.hub_id, "task": spec.task, "overrides": spec.overrides,
+                                 "fewshot": "task default"}))
+    return hashes[0] if len(hashes) == 1 else hash_json(hashes)
 
 
 def eval_config_hash(eval_cfg: EvalConfig, domain: Domain, data_dir: Path | None, backend: str) -> str:
@@ -77,10 +98,11 @@ def check_eval_data(eval_cfg: EvalConfig, domain: Domain, data_dir: Path | None)
     for name in LM_EVAL_TASKS:
         if name in eval_cfg.benchmarks:
             _lm_eval_data_hash(name, eval_cfg, data_dir)
-    if "gpqa" in eval_cfg.benchmarks and eval_cfg.gpqa_subset == "diamond" and data_dir is not None:
-        from harness.evaluation.lmeval_tasks import GPQA_ZIP, gpqa_diamond_in_memory
+    if "gpqa" in eval_cfg.benchmarks and data_dir is not None:
+        from harness.evaluation.lmeval_tasks import GPQA_ZIP, gpqa_diamond_in_memory, gpqa_subsets
 
-        gpqa_diamond_in_memory(str(Path(data_dir) / GPQA_ZIP))  # wrong password / broken zip fails here
+        if "diamond" in gpqa_subsets(eval_cfg.gpqa_subset, data_dir):
+            gpqa_diamond_in_memory(str(Path(data_dir) / GPQA_ZIP))  # wrong password / broken zip fails here
     if "safety_raw" in eval_cfg.benchmarks or "safety_jailbreak" in eval_cfg.benchmarks:
         from harness.evaluation.safety import check_safety_data
 
@@ -113,13 +135,16 @@ def evaluate_model(model: ResolvedModel, eval_cfg: EvalConfig, domain: Domain, d
 
 
 def _scoring_code(eval_cfg: EvalConfig) -> dict:
-    """Versions of the scoring code in the evaluation cache key: results cached under one lm-eval
-    release are not reused under another (its task YAMLs and scorers change between releases)."""
-    if not {"ifeval", *LM_EVAL_TASKS} & set(eval_cfg.benchmarks):
-        return {}
+    """Versions of the scoring code in the evaluation cache key: results cached under one lm-eval (or
+    alpaca_eval) release are not reused under another (task YAMLs, prompts and scorers change)."""
     from importlib.metadata import version
 
-    return {"lm_eval": version("lm_eval")}
+    versions = {}
+    if {"ifeval", *LM_EVAL_TASKS} & set(eval_cfg.benchmarks):
+        versions["lm_eval"] = version("lm_eval")
+    if "alpaca_eval" in eval_cfg.benchmarks:  # its prompt files and win-rate code
+        versions["alpaca_eval"] = version("alpaca_eval")
+    return versions
 
 
 def _run_benchmark(name, settings, model, eval_cfg, domain, data_dir, backend_name) -> BenchmarkResult:
@@ -137,12 +162,12 @@ def _run_benchmark(name, settings, model, eval_cfg, domain, data_dir, backend_na
         return evaluate_domain(backend, domain, data_dir=data_dir, limit=settings.limit,
                                subset_seed=eval_cfg.subset_seed, max_new_tokens=settings.max_new_tokens)
     if name in LM_EVAL_TASKS:
-        from harness.evaluation.lmeval_tasks import evaluate_lm_eval_task, spec_for
+        from harness.evaluation.lmeval_tasks import evaluate_benchmark
 
-        return evaluate_lm_eval_task(spec_for(name, eval_cfg.gpqa_subset), model, data_dir=data_dir,
-                                     limit=settings.limit, subset_seed=eval_cfg.subset_seed,
-                                     max_new_tokens=settings.max_new_tokens, batch_size=eval_cfg.batch_size,
-                                     backend=backend_name)
+        return evaluate_benchmark(name, model, gpqa_subset=eval_cfg.gpqa_subset, data_dir=data_dir,
+                                  limit=settings.limit, subset_seed=eval_cfg.subset_seed,
+                                  max_new_tokens=settings.max_new_tokens, batch_size=eval_cfg.batch_size,
+                                  backend=backend_name)
     if name in ("safety_raw", "safety_jailbreak"):
         from harness.evaluation.safety import evaluate_safety
         from harness.generation import make_backend
@@ -150,17 +175,16 @@ def _run_benchmark(name, settings, model, eval_cfg, domain, data_dir, backend_na
         backend = make_backend(backend_name, model, batch_size=eval_cfg.batch_size)
         return evaluate_safety(backend, data_dir=data_dir, jailbreak=name == "safety_jailbreak",
                                limit=settings.limit, subset_seed=eval_cfg.subset_seed,
-                               max_new_tokens=settings.max_new_tokens)
+                               max_new_tokens=settings.max_new_tokens, keywords=eval_cfg.safety_keywords,
+                               decoding=eval_cfg.safety_decoding)
     if name == "alpaca_eval":
-        from harness.evaluation.alpaca_eval import evaluate_alpaca_eval
+        from harness.evaluation.alpaca_eval import evaluate_alpaca_eval, make_judge
         from harness.generation import make_backend
-        from harness.models import resolve_model
 
         backend = make_backend(backend_name, model, batch_size=eval_cfg.batch_size)
-        judge_model = resolve_model(eval_cfg.judge_model)
-        judge = backend if judge_model.sha == model.sha else make_backend(backend_name, judge_model,
-                                                                          batch_size=eval_cfg.batch_size)
-        return evaluate_alpaca_eval(backend, judge, data_dir=data_dir, reference=eval_cfg.alpaca_reference,
-                                    limit=settings.limit, subset_seed=eval_cfg.subset_seed,
-                                    max_new_tokens=settings.max_new_tokens)
+        judge = make_judge(eval_cfg.judge_model, backend, eval_cfg.alpaca_annotator)
+        return evaluate_alpaca_eval(backend, judge, data_dir=data_dir,
+                                    reference=eval_cfg.alpaca_reference, limit=settings.limit,
+                                    subset_seed=eval_cfg.subset_seed, max_new_tokens=settings.max_new_tokens,
+                                    annotator=eval_cfg.alpaca_annotator)
     raise AssertionError(f"benchmark {name!r} passed config validation but has no evaluator")
