@@ -67,3 +67,33 @@ def tiny_model(tmp_path_factory, _session_cache):
     model.save_pretrained(out)
     tokenizer.save_pretrained(out)
     return resolve_model(str(out))
+
+
+@pytest.fixture
+def scripted_backend(tmp_path):
+    """A factory of generation backends that answer by a function of the prompt, through the real
+    GenerationBackend path (chat template, cache, occurrence indices) with a model's real tokenizer.
+    `reply(prompt, sampling, occurrence)` gives each output; every request is kept in `.requests`."""
+    from harness.generation import GenerationBackend, GenerationCache
+    from harness.models import load_tokenizer
+
+    class Scripted(GenerationBackend):
+        name = "scripted"
+
+        def __init__(self, model, reply):
+            super().__init__(model, batch_size=4, cache=GenerationCache(tmp_path / f"scripted-{id(self)}.sqlite"))
+            self.reply, self.requests = reply, []
+            self._tokenizer = load_tokenizer(model, padding_side="left")
+
+        @property
+        def tokenizer(self):
+            return self._tokenizer
+
+        def _generate_batch(self, prompts, sampling):
+            raise AssertionError("the base class passes occurrence indices through _generate_requests")
+
+        def _generate_requests(self, prompts, sampling, occurrences):
+            self.requests += [(p, sampling, k) for p, k in zip(prompts, occurrences)]
+            return [self.reply(p, sampling, k) for p, k in zip(prompts, occurrences)]
+
+    return Scripted
