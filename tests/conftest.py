@@ -97,3 +97,23 @@ def scripted_backend(tmp_path):
             return [self.reply(p, sampling, k) for p, k in zip(prompts, occurrences)]
 
     return Scripted
+
+
+@pytest.fixture
+def seed_model_reply():
+    """A scripted seed model for `scripted_backend`: fresh instructions under the pre-query template
+    (no two alike), plain answers, Table 3 judgments ("Score: 4"), and SDFT rewrites that sail-sg's
+    filter rejects (so rewritten rows keep their original bytes)."""
+    from harness.hashing import hash_json
+
+    def reply(prompt, sampling, occurrence):
+        if "Evaluate the quality of the AI’s response" in prompt:
+            return "Clear and complete.\nScore: 4"
+        if "### Reference Answer:" in prompt:
+            return "Here is my response, following the reference answer."
+        if prompt.rstrip().endswith("<|im_start|>user"):  # the pre-query template: draw an instruction
+            digest = hash_json([prompt, sampling.seed, occurrence])
+            return "Explain " + " ".join(digest[i:i + 4] for i in range(0, 32, 4)) + " in simple words."
+        return "A short answer."
+
+    return reply

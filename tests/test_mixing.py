@@ -83,21 +83,6 @@ def test_a_recipe_returning_the_wrong_size_is_an_error_naming_it(tiny_model, dat
 
 # -- paired design: every recipe of a seed trains on the same domain rows ---------------------------
 
-def _varied_reply(prompt, sampling, occurrence):
-    """Scripted seed model: fresh instructions (no two alike), plain answers, Table 3 judgments, and
-    SDFT rewrites that sail-sg's filter rejects (so rewritten rows keep their original bytes)."""
-    from harness.hashing import hash_json
-
-    if "Evaluate the quality of the AI’s response" in prompt:
-        return "Clear and complete.\nScore: 4"
-    if "### Reference Answer:" in prompt:
-        return "Here is my response, following the reference answer."
-    if prompt.rstrip().endswith("<|im_start|>user"):  # the pre-query template: draw an instruction
-        digest = hash_json([prompt, sampling.seed, occurrence])
-        return "Explain " + " ".join(digest[i:i + 4] for i in range(0, 32, 4)) + " in simple words."
-    return "A short answer."
-
-
 def _lines(mix, role="domain"):
     """The mix file's lines (its exact bytes) of one part."""
     return {line for line in mix.path.read_text(encoding="utf-8").splitlines() if json.loads(line)["role_in_mix"] == role}
@@ -115,11 +100,11 @@ BUILT_IN = ["none", "public:alpaca", "public:dolly", "sdft-rewrite",
 
 
 def test_every_built_in_recipe_of_a_seed_trains_on_the_same_domain_rows(tiny_model, data_dir, tmp_path, monkeypatch,
-                                                                        scripted_backend):
+                                                                        scripted_backend, seed_model_reply):
     from harness.mixing import domain_order, split_sizes
 
     monkeypatch.setenv("FORGETBENCH_CACHE", str(tmp_path / "cache"))
-    backend = scripted_backend(tiny_model, _varied_reply)
+    backend = scripted_backend(tiny_model, seed_model_reply)
     config = MixConfig(size=8, domain_share=0.25)
     domain = get_domain("medmcqa")
     mixes = {RecipeEntry.model_validate(e).label: build_mix(RecipeEntry.model_validate(e), 3, config, domain, data_dir,
