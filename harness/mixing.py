@@ -97,6 +97,8 @@ def build_mix(entry: RecipeEntry, seed: int, mix: MixConfig, domain: Domain, dat
     meta = {
         "key": key, "recipe": entry.name, "label": entry.label, "params": recipe.params.model_dump(mode="json"),
         "seed": seed, "size": mix.size, "domain_share": mix.domain_share, "domain": domain.name,
+        # the same for every recipe of this seed and mix settings: the pairing, checkable from mix.json
+        "sampling_rule": SAMPLING_RULE, "domain_rows_sha256": hash_json([row["id"] for row in chosen]),
         "stats": _statistics(rows, seed_model), "provenance": output.provenance,
         "profile": _profile(rows, seed_model),
     }

@@ -114,6 +114,7 @@ def test_every_built_in_recipe_of_a_seed_trains_on_the_same_domain_rows(tiny_mod
     order = domain_order(3, len(train))
     ids = lambda lines: {json.loads(line)["id"] for line in lines}  # noqa: E731
 
+    assert len({mix.meta["domain_rows_sha256"] for mix in mixes.values()}) == 1  # the pairing, recorded
     shared = _lines(mixes["public:alpaca"])
     assert ids(shared) == {train[i]["id"] for i in order[:n_domain]}
     for label, mix in mixes.items():
