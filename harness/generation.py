@@ -43,10 +43,19 @@ class Sampling:
     top_p: float = 1.0
     seed: int = 0
     stop: tuple[str, ...] = field(default_factory=tuple)
+    top_k: int = 0  # 0: no top-k cut-off
 
     @property
     def greedy(self) -> bool:
         return self.temperature == 0.0
+
+    def key(self) -> dict:
+        """The settings as they enter cache keys. `top_k` appears only when set, so the keys of
+        generations made before it existed (all without a top-k cut-off) stay valid."""
+        settings = asdict(self)
+        if not self.top_k:
+            del settings["top_k"]
+        return settings
 
 
 class GenerationCache:
@@ -102,16 +111,19 @@ class GenerationBackend(ABC):
     @abstractmethod
     def _generate_batch(self, prompts: list[str], sampling: Sampling) -> list[str]: ...
 
-    def chat(self, conversations: Sequence[Sequence[dict]], sampling: Sampling, desc: str = "generating") -> list[str]:
-        """Answer each conversation as the assistant's next turn."""
+    def chat(self, conversations: Sequence[Sequence[dict]], sampling: Sampling, desc: str = "generating",
+             assistant_prefix: str = "") -> list[str]:
+        """Answer each conversation as the assistant's next turn. `assistant_prefix` pre-fills the start
+        of that turn (the answer returned is what follows it)."""
         prompts = [
-            self.tokenizer.apply_chat_template(list(c), tokenize=False, add_generation_prompt=True)
+            self.tokenizer.apply_chat_template(list(c), tokenize=False, add_generation_prompt=True) + assistant_prefix
             for c in conversations
         ]
         return self.generate(prompts, sampling, desc)
 
     def generate(self, prompts: Sequence[str], sampling: Sampling, desc: str = "generating") -> list[str]:
         keys = cache_keys([self.name, self.model.sha], prompts, sampling)
+        occurrences = occurrence_indices(prompts)
         outputs = self.cache.get_many(keys)
         missing = [i for i, key in enumerate(keys) if key not in outputs]
         if missing:
@@ -120,7 +132,7 @@ class GenerationBackend(ABC):
             missing.sort(key=lambda i: -len(prompts[i]))
             for start in range(0, len(missing), self.batch_size):
                 batch = missing[start:start + self.batch_size]
-                texts = self._generate_batch([prompts[i] for i in batch], sampling)
+                texts = self._generate_requests([prompts[i] for i in batch], sampling, [occurrences[i] for i in batch])
                 fresh = {keys[i]: _cut_at_stop(text, sampling.stop) for i, text in zip(batch, texts)}
                 self.cache.put_many(fresh)  # saved batch by batch: an interrupted run keeps its work
                 outputs.update(fresh)
@@ -129,16 +141,27 @@ class GenerationBackend(ABC):
                 pause_point("generation")
         return [outputs[key] for key in keys]
 
+    def _generate_requests(self, prompts: list[str], sampling: Sampling, occurrences: list[int]) -> list[str]:
+        """One batch, knowing each prompt's occurrence index in its request (a backend that seeds every
+        request itself uses it); by default just `_generate_batch`."""
+        return self._generate_batch(prompts, sampling)
+
+
+def occurrence_indices(texts: Sequence[str]) -> list[int]:
+    """For each text, how many times the same text came before it in this request (0, 1, 2, ...)."""
+    seen: Counter[str] = Counter()
+    indices = []
+    for text in texts:
+        indices.append(seen[text])
+        seen[text] += 1
+    return indices
+
 
 def cache_keys(identity: list, texts: Sequence[str], sampling: Sampling) -> list[str]:
     """One generation-cache key per text under a generator's identity; the k-th repeat of the same
     text in one request gets its own key (occurrence index k), so repeated sampling stays distinct."""
-    occurrences: Counter[str] = Counter()
-    keys = []
-    for text in texts:
-        keys.append(hash_json([*identity, text, asdict(sampling), occurrences[text]]))
-        occurrences[text] += 1
-    return keys
+    settings = sampling.key()
+    return [hash_json([*identity, text, settings, k]) for text, k in zip(texts, occurrence_indices(texts))]
 
 
 def _cut_at_stop(text: str, stop: Sequence[str]) -> str:
@@ -186,7 +209,7 @@ class TransformersBackend(GenerationBackend):
         if sampling.greedy:
             options.update(do_sample=False, temperature=None, top_p=None, top_k=None)
         else:
-            options.update(do_sample=True, temperature=sampling.temperature, top_p=sampling.top_p, top_k=0)
+            options.update(do_sample=True, temperature=sampling.temperature, top_p=sampling.top_p, top_k=sampling.top_k)
             # seeded per batch content, so the same request reproduces the same samples
             torch.manual_seed(int(hash_json([sampling.seed, prompts])[:8], 16))
         if sampling.stop:
@@ -275,14 +298,33 @@ class VLLMBackend(GenerationBackend):
         return self._llm.get_tokenizer()
 
     def _generate_batch(self, prompts: list[str], sampling: Sampling) -> list[str]:
+        return self._generate_requests(prompts, sampling, occurrence_indices(prompts))
+
+    def _generate_requests(self, prompts: list[str], sampling: Sampling, occurrences: list[int]) -> list[str]:
         from vllm import SamplingParams
 
-        params = SamplingParams(
-            max_tokens=sampling.max_new_tokens, temperature=sampling.temperature,
-            top_p=sampling.top_p, seed=sampling.seed, stop=list(sampling.stop) or None,
-        )
+        params = [SamplingParams(**kwargs) for kwargs in vllm_sampling_kwargs(sampling, occurrences)]
         results = self._llm.generate(prompts, params, use_tqdm=False, lora_request=self._lora_request)
         return [result.outputs[0].text for result in results]
+
+
+def request_seed(seed: int, occurrence: int) -> int:
+    """The sampler seed of one request: derived from (sampling seed, occurrence index), so the k-th
+    repeat of a prompt samples differently from the first, reproducibly (a 31-bit integer)."""
+    return int(hash_json([seed, occurrence])[:8], 16) & 0x7FFFFFFF
+
+
+def vllm_sampling_kwargs(sampling: Sampling, occurrences: Sequence[int]) -> list[dict]:
+    """Keyword arguments of vLLM's `SamplingParams`, one dict per request. Sampled requests each get
+    their own seed (`request_seed`): with one shared seed, repeats of a prompt in one batch would come
+    back identical. Greedy requests need no seed. top_k -1 is vLLM's "no cut-off"."""
+    out = []
+    for occurrence in occurrences:
+        kwargs = {"max_tokens": sampling.max_new_tokens, "temperature": sampling.temperature,
+                  "top_p": sampling.top_p, "top_k": sampling.top_k or -1, "stop": list(sampling.stop) or None,
+                  "seed": None if sampling.greedy else request_seed(sampling.seed, occurrence)}
+        out.append(kwargs)
+    return out
 
 
 BACKENDS = ("transformers", *VLLM_BACKENDS)

@@ -1,5 +1,13 @@
 """Build a recipe's training mix: exact total size, fixed domain share, seeded, written once.
 
+Paired design: the domain rows of a mix depend only on the seed, the mix settings and the domain
+data, never on the recipe. One seeded order of the domain training rows (`domain_order`) serves every
+recipe: its first rows are the mix's domain share, and the rows after them (`RecipeContext.domain_pool`,
+in that order) are what `none` and `sdft-rewrite` take next to fill their rehearsal share. A recipe's
+own randomness comes from its own stream (`recipe_rng`: seed, recipe name and parameters), and the
+final shuffle only reorders rows; so every recipe of one seed trains on the same domain rows, byte
+for byte, and adding or removing a recipe changes no other recipe's mix.
+
 The mix is stored under a key made from everything that determines it (recipe, parameters, seed,
 sizes, domain data, seed model, the recipe's own data); a rebuild with the same key reads the file
 instead of calling the recipe again. `mix.jsonl` holds the rows, `mix.json` the hash, statistics,
@@ -28,7 +36,7 @@ from harness.hashing import hash_file, hash_json, short
 from harness.models import ResolvedModel
 from harness.paths import atomic_dir, atomic_write_text, cache_dir
 from harness.profile import is_current, profile_rows
-from harness.recipe import RecipeContext, get_recipe, resolve_params
+from harness.recipe import RecipeContext, get_recipe, recipe_rng, resolve_params
 
 log = logging.getLogger(__name__)
 
@@ -46,6 +54,15 @@ def split_sizes(mix: MixConfig) -> tuple[int, int]:
     return n_domain, mix.size - n_domain
 
 
+# Bumped when the way rows are drawn changes, so no mix stored under the old rule is reused.
+SAMPLING_RULE = "paired-v1"
+
+
+def domain_order(seed: int, n_rows: int) -> list[int]:
+    """The seeded order of the domain training rows, shared by every recipe of this seed."""
+    return random.Random(f"{seed}:domain-order").sample(range(n_rows), n_rows)
+
+
 def build_mix(entry: RecipeEntry, seed: int, mix: MixConfig, domain: Domain, data_dir: Path | None,
               seed_model: ResolvedModel, backend: Callable) -> Mix:
     recipe_cls = get_recipe(entry.name)
@@ -55,30 +72,33 @@ def build_mix(entry: RecipeEntry, seed: int, mix: MixConfig, domain: Domain, dat
         "recipe": entry.name, "params": recipe.params.model_dump(mode="json"), "seed": seed,
         "size": mix.size, "domain_share": mix.domain_share, "domain": domain.name,
         "domain_sha256": source_hash(domain.train, data_dir), "seed_model": seed_model.sha,
-        "recipe_inputs": recipe.fingerprint(data_dir),
+        "recipe_inputs": recipe.fingerprint(data_dir), "sampling_rule": SAMPLING_RULE,
     })
     target = cache_dir() / "mixes" / short(key, 24)
     if (target / "mix.json").is_file():
         log.info("mix %s for %s (seed %d): reusing %s", short(key, 12), entry.label, seed, target)
         return _read(target, seed_model)
 
-    rng = random.Random(f"{seed}:{entry.label}")
     domain_train = domain.train_rows(data_dir)
     if len(domain_train) < n_domain:
         raise DataError(f"domain {domain.name!r} has {len(domain_train)} training rows; the mix needs {n_domain}")
-    order = rng.sample(range(len(domain_train)), len(domain_train))
+    order = domain_order(seed, len(domain_train))
     chosen = [domain_train[i] for i in order[:n_domain]]
     pool = [domain_train[i] for i in order[n_domain:]]
+    params = recipe.params.model_dump(mode="json")
     ctx = RecipeContext(seed_model=seed_model, domain_rows=chosen, domain_pool=pool, rehearsal_size=n_rehearsal,
-                        rng=rng, data_dir=data_dir, backend=functools.cache(backend),
-                        log=logging.getLogger(f"forgetbench.recipe.{entry.name}"))
+                        rng=recipe_rng(seed, entry.name, params), data_dir=data_dir, backend=functools.cache(backend),
+                        log=logging.getLogger(f"forgetbench.recipe.{entry.name}"), seed=seed)
     log.info("mix for %s (seed %d): %d domain + %d rehearsal rows", entry.label, seed, n_domain, n_rehearsal)
     output = recipe.build(ctx)
     rows = _checked_rows(entry.label, output.domain, output.rehearsal, mix.size, n_rehearsal)
-    rng.shuffle(rows)
+    # the shuffle reorders rows only: which domain rows a mix holds is already fixed above
+    random.Random(hash_json({"shuffle": key})).shuffle(rows)
     meta = {
         "key": key, "recipe": entry.name, "label": entry.label, "params": recipe.params.model_dump(mode="json"),
         "seed": seed, "size": mix.size, "domain_share": mix.domain_share, "domain": domain.name,
+        # the same for every recipe of this seed and mix settings: the pairing, checkable from mix.json
+        "sampling_rule": SAMPLING_RULE, "domain_rows_sha256": hash_json([row["id"] for row in chosen]),
         "stats": _statistics(rows, seed_model), "provenance": output.provenance,
         "profile": _profile(rows, seed_model),
     }

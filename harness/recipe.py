@@ -23,6 +23,7 @@ from typing import TYPE_CHECKING, Any, ClassVar
 from pydantic import BaseModel, ConfigDict, ValidationError
 
 from harness.errors import ConfigError
+from harness.hashing import hash_json
 
 if TYPE_CHECKING:
     from harness.data import Conversation
@@ -43,13 +44,14 @@ class RecipeContext:
     """What a recipe gets to work with."""
 
     seed_model: ResolvedModel
-    domain_rows: list[Conversation]  # the domain share of the mix, already sampled
-    domain_pool: list[Conversation]  # the remaining domain training rows, unused by the mix
+    domain_rows: list[Conversation]  # the domain share of the mix: the same rows for every recipe of a seed
+    domain_pool: list[Conversation]  # the remaining domain training rows, in the seed's order: take from the front
     rehearsal_size: int  # how many rehearsal rows the recipe must return
-    rng: random.Random  # seeded: use it for every random choice
+    rng: random.Random  # the recipe's own seeded stream (seed, name, params): use it for every random choice
     data_dir: Path | None  # local mirror, or None to load from the Hugging Face Hub
     backend: Callable[[], GenerationBackend]  # the seed model's generation backend, made on first call
     log: logging.Logger = field(default_factory=lambda: logging.getLogger("forgetbench.recipe"))
+    seed: int = 0  # the mix's seed (what `rng` and the domain rows derive from)
 
 
 @dataclass
@@ -75,10 +77,21 @@ class Recipe:
     def build(self, ctx: RecipeContext) -> RecipeOutput:
         raise NotImplementedError
 
+    @classmethod
+    def show_notes(cls) -> list[str]:
+        """Extra lines for `recipes show` (e.g. what the defaults amount to). Default: none."""
+        return []
+
     def fingerprint(self, data_dir: Path | None) -> dict[str, Any]:
         """Identity of any data the recipe reads beyond its parameters (e.g. a file's hash), so a
         changed input never reuses a stale mix. Default: nothing."""
         return {}
+
+
+def recipe_rng(seed: int, name: str, params: dict[str, Any]) -> random.Random:
+    """A recipe's own random stream: the seed, the recipe's name and its resolved parameters (never
+    its position in a study's recipe list, so adding a recipe changes no other recipe's draws)."""
+    return random.Random(hash_json({"seed": seed, "recipe": name, "params": params}))
 
 
 @functools.cache
@@ -140,6 +153,9 @@ def describe(name: str) -> str:
             kind = _type_name(info.annotation)
             default = "required" if info.is_required() else f"default {info.get_default(call_default_factory=True)!r}"
             lines.append(f"  {field_name} ({kind}, {default})" + (f": {info.description}" if info.description else ""))
+    notes = cls.show_notes()
+    if notes:
+        lines += ["", *notes]
     return "\n".join(lines)
 
 

@@ -162,15 +162,22 @@ class _RunContext:
         started = now()
         mix: Mix | None = None
         model = self.base
-        entry = planned.entry()
-        if entry is not None:
-            mix = build_mix(entry, planned.seed, self.study.mix, self.domain, self.data_dir, self.base,
-                            backend=self._seed_backend)
+        mix = self.mix(planned)
+        if mix is not None:
             model = self._finetune(mix, planned.seed)
         results = evaluate_model(model, self.study.eval, self.domain, self.data_dir, self.study.generation_backend)
         gc.collect()
         shift = self._diagnose(model, mix)
         return self._record(planned, model, mix, started, shift), results
+
+    def mix(self, planned: PlannedRun) -> Mix | None:
+        """The run's training mix (None for the baseline): a function of the recipe entry, the seed,
+        the mix settings, the domain data and the seed model only, never of the study's other recipes."""
+        entry = planned.entry()
+        if entry is None:
+            return None
+        return build_mix(entry, planned.seed, self.study.mix, self.domain, self.data_dir, self.base,
+                         backend=self._seed_backend)
 
     def _diagnose(self, model: ResolvedModel, mix: Mix | None) -> list[dict]:
         """The run's shift measures against the seed model (cached), or [] with diagnostics off."""

@@ -4,6 +4,7 @@ Only argparse and pathlib are imported at module level, so building the parser s
 from __future__ import annotations
 
 import argparse
+import sys
 from pathlib import Path
 
 from harness.errors import ConfigError
@@ -38,6 +39,9 @@ def add_commands(commands, default_leaderboard: Path) -> None:
     p.add_argument("--resamples", type=int, default=10_000, help="bootstrap resamples (default: %(default)s)")
     p.add_argument("--alpha", type=float, default=0.05, help="significance level, Holm-corrected (default: %(default)s)")
     p.add_argument("--seed", type=int, default=0, help="bootstrap RNG seed (default: %(default)s)")
+    p.add_argument("--allow-mismatch", action="store_true",
+                   help="pair runs even where their evaluation settings differ (limits, max_new_tokens, subsets, "
+                        "data hashes, ...); the output then names the differing settings")
     common(p)
     p.set_defaults(command=cmd_compare)
 
@@ -110,8 +114,14 @@ def cmd_compare(args) -> int:
         raise ConfigError(f"--alpha: {args.alpha} must be between 0 and 1")
     board = _board(args.leaderboard)
     frame = compare(board, args.run_a, args.run_b, study=args.study, benchmarks=args.benchmarks,
-                    resamples=args.resamples, seed=args.seed, alpha=args.alpha)
-    print(render(frame, _fmt(args.format)), end="")
+                    resamples=args.resamples, seed=args.seed, alpha=args.alpha, allow_mismatch=args.allow_mismatch)
+    fmt = _fmt(args.format)
+    print(render(frame, fmt), end="")
+    mismatches = frame.attrs.get("mismatches")
+    if mismatches:
+        note = "--allow-mismatch: paired despite differing evaluation settings: " + "; ".join(mismatches)
+        # tables get the note as their last line; csv/json stay machine-readable (the column says it)
+        print(note, file=sys.stdout if fmt in ("table", "markdown") else sys.stderr)
     return 0
 
 

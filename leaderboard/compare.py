@@ -6,8 +6,16 @@ its 95 % confidence interval is the percentile interval of a paired bootstrap (r
 pairs), and the two-sided p-value is the share of bootstrap means of the centred differences (the
 null hypothesis of no difference) at least as far from 0 as the observed mean, counted as
 (k + 1) / (resamples + 1). ``significant`` uses Holm's correction over the benchmarks compared.
+
+Only runs evaluated the same way are paired: every evaluation setting recorded beside a compared
+benchmark's scores (limit, subset seed, max_new_tokens, subsets, data hashes, judge, ...) and the
+runs' generation backend must agree across all runs of both sides, else ``compare`` refuses, naming
+the first differing setting. ``allow_mismatch=True`` pairs them anyway and adds a
+``mismatched_settings`` column naming, per benchmark, the settings that differ.
 """
 from __future__ import annotations
+
+import json
 
 import numpy as np
 import pandas as pd
@@ -18,6 +26,10 @@ from leaderboard.store import Leaderboard
 COLUMNS = ["benchmark", "metric", "n", "a_mean", "b_mean", "diff", "ci_low", "ci_high",
            "p_value", "p_holm", "significant"]
 _CHUNK_CELLS = 4_000_000  # resample indices drawn per batch (memory bound: ~32 MB)
+# Entries of a benchmark's recorded settings that describe an outcome or a cost of the evaluation,
+# not how it was measured: they may differ between runs evaluated identically.
+OUTCOME_KEYS = frozenset({"wall_seconds", "seconds", "unparseable", "judged"})
+RUN_SETTINGS = ("generation_backend",)  # evaluation settings recorded per run (runs.extra), not per benchmark
 
 
 def resolve(con, name: str, study: str | None, option: str) -> list[str]:
@@ -60,6 +72,43 @@ def paired_values(con, a: list[str], b: list[str]) -> pd.DataFrame:
     return pairs.sort_values(["benchmark", "metric", "example_id"], ignore_index=True)
 
 
+def evaluation_settings(con, run_ids: list[str], benchmarks) -> dict[str, dict[str, dict]]:
+    """run_id -> benchmark -> the evaluation settings its scores were recorded with (outcome entries
+    left out), each benchmark also holding the run-level ones (``run.generation_backend``)."""
+    out: dict[str, dict[str, dict]] = {}
+    for run_id in run_ids:
+        extra = json.loads(con.execute("SELECT extra FROM runs WHERE run_id = ?", [run_id]).fetchone()[0] or "{}")
+        run_level = {f"run.{key}": extra.get(key) for key in RUN_SETTINGS}
+        rows = con.execute("SELECT benchmark, any_value(settings) FROM scores WHERE run_id = ? GROUP BY benchmark",
+                           [run_id]).fetchall()
+        out[run_id] = {benchmark: {**run_level, **{k: v for k, v in json.loads(text or "{}").items() if k not in OUTCOME_KEYS}}
+                       for benchmark, text in rows if benchmark in benchmarks}
+    return out
+
+
+def settings_mismatches(settings: dict[str, dict[str, dict]]) -> list[tuple[str, str, str]]:
+    """(benchmark, setting, description) for every setting that differs between the runs, each
+    described against the first run that has the benchmark: `512 (run a) vs 1280 (run b)`."""
+    found: dict[tuple[str, str], str] = {}
+    reference: dict[str, tuple[str, dict]] = {}
+    for run_id, per_benchmark in settings.items():
+        for benchmark, values in sorted(per_benchmark.items()):
+            if benchmark not in reference:
+                reference[benchmark] = (run_id, values)
+                continue
+            first_run, first = reference[benchmark]
+            for key in sorted(set(first) | set(values)):
+                if first.get(key) != values.get(key) and (benchmark, key) not in found:
+                    found[benchmark, key] = (f"{_short(first.get(key))} ({first_run}) vs "
+                                             f"{_short(values.get(key))} ({run_id})")
+    return [(benchmark, key, text) for (benchmark, key), text in sorted(found.items())]
+
+
+def _short(value, width: int = 60) -> str:
+    text = json.dumps(value, sort_keys=True, ensure_ascii=False)
+    return text if len(text) <= width else text[:width - 3] + "..."
+
+
 def paired_bootstrap(diffs: np.ndarray, *, resamples: int = 10_000, seed: int = 0,
                      confidence: float = 0.95) -> tuple[float, float, float]:
     """(ci_low, ci_high, p_value) of the mean of paired differences ``diffs``."""
@@ -94,7 +143,7 @@ def holm(p_values: list[float]) -> list[float]:
 
 def compare(board: Leaderboard, run_a: str, run_b: str, *, study: str | None = None,
             benchmarks: list[str] | None = None, resamples: int = 10_000, seed: int = 0,
-            alpha: float = 0.05) -> pd.DataFrame:
+            alpha: float = 0.05, allow_mismatch: bool = False) -> pd.DataFrame:
     """One row per benchmark: see the module docstring. ``diff`` is B − A."""
     if resamples < 100:
         raise ConfigError(f"--resamples: {resamples} is too few; use at least 100")
@@ -102,8 +151,14 @@ def compare(board: Leaderboard, run_a: str, run_b: str, *, study: str | None = N
         a = resolve(con, run_a, study, "RUN_A")
         b = resolve(con, run_b, study, "RUN_B")
         pairs = paired_values(con, a, b)
-    if benchmarks:
-        pairs = pairs[pairs.benchmark.isin(benchmarks)]
+        if benchmarks:
+            pairs = pairs[pairs.benchmark.isin(benchmarks)]
+        mismatches = settings_mismatches(evaluation_settings(con, a + b, set(pairs.benchmark)))
+    if mismatches and not allow_mismatch:
+        benchmark, key, text = mismatches[0]
+        more = f" (and {len(mismatches) - 1} more)" if len(mismatches) > 1 else ""
+        raise ConfigError(f"RUN_A/RUN_B: evaluated with different settings, {benchmark} {key}: {text}{more}; "
+                          f"pass --allow-mismatch to pair them anyway")
     rows = []
     for (benchmark, metric), group in pairs.groupby(["benchmark", "metric"], sort=True):
         diffs = group.b.to_numpy() - group.a.to_numpy()
@@ -116,4 +171,12 @@ def compare(board: Leaderboard, run_a: str, run_b: str, *, study: str | None = N
     out = pd.DataFrame(rows)
     out["p_holm"] = holm(list(out.p_value))
     out["significant"] = out.p_holm < alpha
+    if mismatches:
+        differing = {}
+        for benchmark, key, _ in mismatches:
+            differing.setdefault(benchmark, []).append(key)
+        out["mismatched_settings"] = [", ".join(differing.get(b, [])) for b in out.benchmark]
+        out = out[[*COLUMNS, "mismatched_settings"]]
+        out.attrs["mismatches"] = [f"{benchmark} {key}: {text}" for benchmark, key, text in mismatches]
+        return out
     return out[COLUMNS]

@@ -161,6 +161,8 @@ class EndpointBackend:
                 "temperature": sampling.temperature, "top_p": sampling.top_p, "seed": sampling.seed}
         if sampling.stop:
             body["stop"] = list(sampling.stop)
+        if sampling.top_k:
+            body["top_k"] = sampling.top_k  # not in OpenAI's API; vLLM-style servers accept it
         request = urllib.request.Request(self.url, data=json.dumps(body).encode(), method="POST",
                                          headers={"Content-Type": "application/json"})
         try:
@@ -175,9 +177,17 @@ class Member:
     spec: str
     backend: Any
     sampler_seed: int
+    identity: str = ""  # which model generates: members with equal identities are the same model
 
     def chat(self, conversations, sampling: Sampling, desc: str = "") -> list[str]:
         return self.backend.chat(conversations, sampling, desc)
+
+
+def member_model(spec: str) -> str:
+    """The model part of a member spec: `seed@2` -> `seed`, `SPEC@N` -> `SPEC`, a URL as is."""
+    if spec.startswith(("http://", "https://")):
+        return spec
+    return spec.rpartition("@")[0] if "@" in spec else spec
 
 
 def resolve_members(specs: Sequence[str], ctx, base_seed: int) -> list[Member]:
@@ -186,27 +196,71 @@ def resolve_members(specs: Sequence[str], ctx, base_seed: int) -> list[Member]:
     members = []
     for index, spec in enumerate(specs):
         if spec.startswith(("http://", "https://")):
-            members.append(Member(spec, EndpointBackend(spec), base_seed + index))
+            members.append(Member(spec, EndpointBackend(spec), base_seed + index, identity=f"endpoint:{spec}"))
             continue
         name, _, offset = spec.rpartition("@") if "@" in spec else (spec, "", "0")
         if not offset.isdigit():
             raise ConfigError(f"committee member {spec!r}: the part after @ must be a sampler seed (an integer)")
         seed = base_seed + 1000 * index + int(offset)
         if name == "seed":
-            members.append(Member(spec, ctx.backend(), seed))
+            backend = ctx.backend()
+            members.append(Member(spec, backend, seed, identity=f"{backend.name}:{ctx.seed_model.sha}"))
         else:
             from harness.generation import make_backend
             from harness.models import resolve_model
 
             seed_backend = ctx.backend()
-            backend = make_backend(seed_backend.name, resolve_model(name), batch_size=seed_backend.batch_size)
-            members.append(Member(spec, backend, seed))
+            model = resolve_model(name)
+            backend = make_backend(seed_backend.name, model, batch_size=seed_backend.batch_size)
+            members.append(Member(spec, backend, seed, identity=f"{backend.name}:{model.sha}"))
     return members
+
+
+def distinct_groups(keys: Sequence[Any]) -> list[list[int]]:
+    """Indices grouped by equal key, in order of first appearance: [[0, 2], [1]] for keys a, b, a."""
+    groups: dict[Any, list[int]] = {}
+    for index, key in enumerate(keys):
+        groups.setdefault(key, []).append(index)
+    return list(groups.values())
+
+
+def judge_groups(identities: Sequence[str], judge_decoding: str) -> list[list[int]]:
+    """Members that are one judge: the same model judging greedily gives the same judgment every time
+    (one cache key), so such members count once; sampled judging gives every member its own seed,
+    so every member is its own judge."""
+    if judge_decoding == "sampled":
+        return [[i] for i in range(len(identities))]
+    return distinct_groups(identities)
+
+
+def static_effective_counts(specs: Sequence[str], judge_decoding: str) -> dict[str, int]:
+    """Effective numbers of distinct generators and judges of a committee, from its specs alone (no
+    model loaded; two specs naming different paths to the same weights are only found out at build
+    time, from the model hashes). Every member samples its answers with its own seed, so each is a
+    distinct generator."""
+    models = [member_model(spec) for spec in specs]
+    return {"members": len(specs), "generators": len(specs), "judges": len(judge_groups(models, judge_decoding))}
 
 
 # ---------------------------------------------------------------- judging
 
-JUDGE_PROMPT = """Please act as an impartial judge and evaluate the quality of the response an AI assistant gave to the user instruction below. Consider how helpful, relevant, accurate, detailed and clearly written the response is.
+# Seed 000, Table 3, word for word (the paper prints it as one paragraph, the generated instruction and
+# the output after it; here each scale point and the closing sentence start a line). Typographic
+# apostrophes as printed.
+JUDGE_PROMPT = """Below is a user instruction and an AI response. Evaluate the quality of the AI’s response based on how well it fulfills the user’s request. Assign a score based on the following 5-point scale:
+1: The response is incomplete, off-topic, or contains irrelevant, vague, or missing information. It may repeat the user’s question, include personal opinions, or be written from a non-AI perspective (e.g., blog-like). It may also have promotional or irrelevant content.
+2: The response addresses some of the user’s request but lacks detail or direct relevance. It provides only a general approach instead of a specific solution.
+3: The response is helpful but lacks an AI perspective. It covers the user’s request but appears taken from a personal blog, webpage, or similar source. It may include personal opinions, experiences, or mentions of external content.
+4: The response is clear, complete, and written from an AI’s perspective. It directly addresses the user’s request, but there may be minor room for improvement, such as clarity or conciseness.
+5: The response is excellent, written from an AI’s perspective, with a clear focus on the user’s request. It is thorough, well-organized, and shows expert knowledge without irrelevant content. The response is logical, easy to follow, and engaging.
+Provide a brief justification for your score and then write "Score: <rating>" in the last line.
+
+{instruction}
+
+{response}"""
+
+# The harness's own earlier judge prompt (option `judge_prompt: harness`).
+HARNESS_JUDGE_PROMPT = """Please act as an impartial judge and evaluate the quality of the response an AI assistant gave to the user instruction below. Consider how helpful, relevant, accurate, detailed and clearly written the response is.
 
 Rate the response on a 5-point scale:
 1 - very poor: irrelevant, wrong or harmful
@@ -222,6 +276,8 @@ Rate the response on a 5-point scale:
 {response}
 
 Provide a brief justification for your score and then write "Score: <rating>" in the last line."""
+
+JUDGE_PROMPTS = {"table3": JUDGE_PROMPT, "harness": HARNESS_JUDGE_PROMPT}
 
 _NUMBER = r"(\d+(?:\.\d+)?)"
 _PATTERNS = [

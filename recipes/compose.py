@@ -8,7 +8,9 @@
 
 The domain recipe is built with no rehearsal rows to fill, and only its domain rows are used; the
 rehearsal recipe is built as usual and only its rehearsal rows are used. Both see the same domain
-share, pool and seeded RNG (domain first), so the result is deterministic.
+share and pool; each draws from its own random stream (harness.recipe.recipe_rng of its own name and
+parameters), so `compose` with `rehearsal: public:alpaca` has exactly the rehearsal rows of
+`public:alpaca` at the same seed.
 """
 from __future__ import annotations
 
@@ -17,7 +19,7 @@ import dataclasses
 from pydantic import Field, field_validator
 
 from harness.config import RecipeEntry
-from harness.recipe import Recipe, RecipeContext, RecipeOutput, RecipeParams, get_recipe, resolve_params
+from harness.recipe import Recipe, RecipeContext, RecipeOutput, RecipeParams, get_recipe, recipe_rng, resolve_params
 
 
 class Compose(Recipe):
@@ -42,13 +44,18 @@ class Compose(Recipe):
         cls = get_recipe(entry.name)
         return cls(resolve_params(cls, entry.params))
 
+    @staticmethod
+    def _rng(ctx: RecipeContext, entry: RecipeEntry, recipe: Recipe):
+        """The part's own stream, the one it would get as a recipe of its own."""
+        return recipe_rng(ctx.seed, entry.name, recipe.params.model_dump(mode="json"))
+
     def fingerprint(self, data_dir):
         return {part: self._recipe(getattr(self.params, part)).fingerprint(data_dir) for part in ("domain", "rehearsal")}
 
     def build(self, ctx: RecipeContext) -> RecipeOutput:
         domain_recipe, rehearsal_recipe = self._recipe(self.params.domain), self._recipe(self.params.rehearsal)
-        domain_out = domain_recipe.build(dataclasses.replace(ctx, rehearsal_size=0))
-        rehearsal_out = rehearsal_recipe.build(ctx)
+        domain_out = domain_recipe.build(dataclasses.replace(ctx, rehearsal_size=0, rng=self._rng(ctx, self.params.domain, domain_recipe)))
+        rehearsal_out = rehearsal_recipe.build(dataclasses.replace(ctx, rng=self._rng(ctx, self.params.rehearsal, rehearsal_recipe)))
 
         def part(entry, recipe, out):
             return {"recipe": entry.name, "params": recipe.params.model_dump(mode="json"), "provenance": out.provenance}

@@ -9,7 +9,8 @@ class NoRehearsal(Recipe):
     """Vanilla fine-tuning on domain data only: the forgetting every other recipe is measured against.
 
     The mix keeps the study's total size, so every recipe gets the same number of training steps:
-    the rows other recipes spend on rehearsal are filled with further domain rows.
+    the rows other recipes spend on rehearsal are filled with further domain rows, the next ones in
+    the seed's domain order (so its first domain rows are exactly every other recipe's domain rows).
     """
 
     def build(self, ctx: RecipeContext) -> RecipeOutput:
@@ -18,5 +19,5 @@ class NoRehearsal(Recipe):
                 f"recipe none: needs {ctx.rehearsal_size} more domain rows but only "
                 f"{len(ctx.domain_pool)} remain; lower mix.size"
             )
-        extra = ctx.rng.sample(ctx.domain_pool, ctx.rehearsal_size)
+        extra = ctx.domain_pool[:ctx.rehearsal_size]
         return RecipeOutput(domain=ctx.domain_rows + extra, rehearsal=[], provenance={"extra_domain_rows": len(extra)})

@@ -8,13 +8,15 @@ every member with the Table 3 prompt. Every generation goes through the cached, 
 """
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, Literal
 
 from pydantic import Field, model_validator
 
 from harness.generation import Sampling
+from harness.hashing import hash_json
 from harness.recipe import Recipe, RecipeContext, RecipeOutput, RecipeParams
-from recipes._reconstruct import JUDGE_PROMPT, InstructionSampler, Member, parse_score, resolve_members, select, take
+from recipes._reconstruct import (JUDGE_PROMPTS, InstructionSampler, Member, distinct_groups, judge_groups, parse_score,
+                                  resolve_members, select, static_effective_counts, take)
 
 
 class _CommonParams(RecipeParams):
@@ -27,6 +29,13 @@ class _CommonParams(RecipeParams):
     max_instruction_words: int = Field(300, gt=0, description="instructions longer than this are dropped")
     near_duplicate_jaccard: float = Field(0.7, gt=0.0, le=1.0, description="word-3-gram Jaccard similarity at which an instruction counts as a near duplicate")
     max_draws_factor: float = Field(4.0, ge=1.0, description="at most this many instruction draws per rehearsal row before giving up")
+    judge_prompt: Literal["table3", "harness"] = Field(
+        "table3", description="judge prompt: seed 000's Table 3 word for word, or the harness's own earlier prompt")
+    judge_decoding: Literal["greedy", "sampled"] = Field(
+        "greedy", description="greedy: members that are the same model are one judge (counted once); "
+                              "sampled: every member judges by sampling with its own seed")
+    judge_temperature: float = Field(0.7, gt=0.0, description="sampling temperature of judgments when judge_decoding is sampled")
+    judge_top_p: float = Field(0.9, gt=0.0, le=1.0, description="nucleus-sampling top_p of judgments when judge_decoding is sampled")
 
 
 class _Reconstructed(Recipe):
@@ -42,6 +51,7 @@ class _Reconstructed(Recipe):
         p = self.params
         seed = ctx.rng.randrange(2**31)
         members = self.members(ctx, seed)
+        judges = self._distinct_judges(members, ctx) if self.judged() else []
         sampler = InstructionSampler(ctx.backend(), seed, p.instruction_max_new_tokens, p.max_instruction_words,
                                      near_duplicate=p.near_duplicate_jaccard,
                                      max_draws=max(1, round(p.max_draws_factor * ctx.rehearsal_size)))
@@ -53,7 +63,7 @@ class _Reconstructed(Recipe):
         while len(rows) < ctx.rehearsal_size:
             instructions = take(stream, ctx.rehearsal_size - len(rows))
             candidates = self._candidates(members, instructions)
-            scores = self._judge(members, instructions, candidates, judgments) if self.judged() else None
+            scores = self._judge(judges, instructions, candidates, judgments) if self.judged() else None
             for i, instruction in enumerate(instructions):
                 options = candidates[i]
                 row_scores = scores[i] if scores else [[None]] * len(options)
@@ -72,14 +82,36 @@ class _Reconstructed(Recipe):
                         {"member": options[j][0], "sample": j % p.responses_per_instruction,
                          "scores": row_scores[j], "mean": means[usable.index(j)] if j in usable else None}
                         for j in range(len(options))]})
+        generators = distinct_groups([(m.identity, hash_json(self._sampling(m).key())) for m in members])
         provenance = {
             "seed_model": ctx.seed_model.sha, "members": [m.spec for m in members],
+            "effective": {"members": len(members), "generators": len(generators), "judges": len(judges)},
             "instruction_sampling": {"prefix": sampler.prefix, "stop": sampler.end, "temperature": 1.0, "top_p": 1.0},
             "instruction_cleaning": dict(sampler.stats), "instructions_without_answer": no_answer,
         }
         if self.judged():
-            provenance.update(judgments=judgments, candidate_scores=records)
+            provenance.update(judges=[[m.spec for m in group] for group in self._judge_groups(members)],
+                              judge_prompt=p.judge_prompt, judge_decoding=p.judge_decoding,
+                              judgments=judgments, candidate_scores=records)
         return RecipeOutput(domain=ctx.domain_rows, rehearsal=rows, provenance=provenance)
+
+    def _judge_groups(self, members: list[Member]) -> list[list[Member]]:
+        groups = judge_groups([m.identity for m in members], self.params.judge_decoding)
+        return [[members[i] for i in group] for group in groups]
+
+    def _distinct_judges(self, members: list[Member], ctx: RecipeContext) -> list[Member]:
+        """One member per distinct judge; members that would repeat one judgment are named in a warning."""
+        groups = self._judge_groups(members)
+        for group in groups:
+            if len(group) > 1:
+                ctx.log.warning("committee members %s are the same model judging with the same greedy decoding: "
+                                "one judge, counted once (judge_decoding: sampled gives each its own seed)",
+                                ", ".join(m.spec for m in group))
+        return [group[0] for group in groups]
+
+    def fingerprint(self, data_dir):
+        """The judge prompt texts: an edited prompt never reuses a stored mix."""
+        return {"judge_prompts_sha256": hash_json(JUDGE_PROMPTS)} if self.judged() else {}
 
     def _sampling(self, member: Member) -> Sampling:
         p = self.params
@@ -99,14 +131,22 @@ class _Reconstructed(Recipe):
                 out[k // L].append((member.spec, answer))
         return out
 
-    def _judge(self, members, instructions, candidates, judgments) -> list[list[list[float | None]]]:
-        """scores[instruction][candidate][judge]; unparseable judgments are None and counted."""
-        prompts = [[{"role": "user", "content": JUDGE_PROMPT.format(instruction=inst, response=text.strip())}]
+    def _judge_sampling(self, judge: Member) -> Sampling:
+        p = self.params
+        if p.judge_decoding == "greedy":
+            return Sampling(max_new_tokens=p.judge_max_new_tokens)
+        return Sampling(max_new_tokens=p.judge_max_new_tokens, temperature=p.judge_temperature, top_p=p.judge_top_p,
+                        seed=judge.sampler_seed)
+
+    def _judge(self, judges, instructions, candidates, judgments) -> list[list[list[float | None]]]:
+        """scores[instruction][candidate][judge], one column per distinct judge; unparseable judgments
+        are None and counted."""
+        template = JUDGE_PROMPTS[self.params.judge_prompt]
+        prompts = [[{"role": "user", "content": template.format(instruction=inst, response=text.strip())}]
                    for inst, options in zip(instructions, candidates) for _, text in options]
-        greedy = Sampling(max_new_tokens=self.params.judge_max_new_tokens)
-        per_judge = [[parse_score(t) for t in judge.chat(prompts, greedy, desc=f"judging by {judge.spec}")]
-                     for judge in members]
-        judgments["total"] += len(prompts) * len(members)
+        per_judge = [[parse_score(t) for t in judge.chat(prompts, self._judge_sampling(judge), desc=f"judging by {judge.spec}")]
+                     for judge in judges]
+        judgments["total"] += len(prompts) * len(judges)
         judgments["unparseable"] += sum(s is None for column in per_judge for s in column)
         flat = [list(row) for row in zip(*per_judge)]
         out, k = [], 0
@@ -155,6 +195,10 @@ class ReconstructedCommittee(_Reconstructed):
     scale, "Score: <rating>" on the last line); scores are parsed robustly, unparseable judgments are
     counted and left out of the mean; the candidate with the highest mean over judges wins, ties to
     the earliest member and sample. All candidate scores are kept in the mix's provenance.
+    Judges are distinct: members that resolve to the same model judging greedily give one judgment
+    and count as one judge (a warning names them); with `judge_decoding: sampled` every member
+    judges by sampling with its own seed. The mix's provenance records the effective numbers of
+    distinct generators and judges (`effective`) and which members formed each judge (`judges`).
     Members: `seed` (the seed model), `seed@N` (the seed model with sampler seed N), any model spec
     (`SPEC` or `SPEC@N`), or an OpenAI-compatible endpoint `http(s)://HOST/v1#MODEL`.
     """
@@ -169,3 +213,14 @@ class ReconstructedCommittee(_Reconstructed):
 
     def members(self, ctx, seed):
         return resolve_members(self.params.members, ctx, seed)
+
+    @classmethod
+    def show_notes(cls) -> list[str]:
+        lines = []
+        for decoding in ("greedy", "sampled"):
+            params = cls.Params(judge_decoding=decoding)
+            counts = static_effective_counts(params.members, decoding)
+            lines.append(f"Default committee ({', '.join(params.members)}) with judge_decoding {decoding}: "
+                         f"{counts['generators']} distinct generators, {counts['judges']} distinct "
+                         f"judge{'s' if counts['judges'] != 1 else ''}.")
+        return lines

@@ -67,3 +67,53 @@ def tiny_model(tmp_path_factory, _session_cache):
     model.save_pretrained(out)
     tokenizer.save_pretrained(out)
     return resolve_model(str(out))
+
+
+@pytest.fixture
+def scripted_backend(tmp_path):
+    """A factory of generation backends that answer by a function of the prompt, through the real
+    GenerationBackend path (chat template, cache, occurrence indices) with a model's real tokenizer.
+    `reply(prompt, sampling, occurrence)` gives each output; every request is kept in `.requests`."""
+    from harness.generation import GenerationBackend, GenerationCache
+    from harness.models import load_tokenizer
+
+    class Scripted(GenerationBackend):
+        name = "scripted"
+
+        def __init__(self, model, reply):
+            super().__init__(model, batch_size=4, cache=GenerationCache(tmp_path / f"scripted-{id(self)}.sqlite"))
+            self.reply, self.requests = reply, []
+            self._tokenizer = load_tokenizer(model, padding_side="left")
+
+        @property
+        def tokenizer(self):
+            return self._tokenizer
+
+        def _generate_batch(self, prompts, sampling):
+            raise AssertionError("the base class passes occurrence indices through _generate_requests")
+
+        def _generate_requests(self, prompts, sampling, occurrences):
+            self.requests += [(p, sampling, k) for p, k in zip(prompts, occurrences)]
+            return [self.reply(p, sampling, k) for p, k in zip(prompts, occurrences)]
+
+    return Scripted
+
+
+@pytest.fixture
+def seed_model_reply():
+    """A scripted seed model for `scripted_backend`: fresh instructions under the pre-query template
+    (no two alike), plain answers, Table 3 judgments ("Score: 4"), and SDFT rewrites that sail-sg's
+    filter rejects (so rewritten rows keep their original bytes)."""
+    from harness.hashing import hash_json
+
+    def reply(prompt, sampling, occurrence):
+        if "Evaluate the quality of the AI’s response" in prompt:
+            return "Clear and complete.\nScore: 4"
+        if "### Reference Answer:" in prompt:
+            return "Here is my response, following the reference answer."
+        if prompt.rstrip().endswith("<|im_start|>user"):  # the pre-query template: draw an instruction
+            digest = hash_json([prompt, sampling.seed, occurrence])
+            return "Explain " + " ".join(digest[i:i + 4] for i in range(0, 32, 4)) + " in simple words."
+        return "A short answer."
+
+    return reply

@@ -67,3 +67,56 @@ def test_vllm_backend_explains_the_extra_when_missing(tiny_model):
         pass
     with pytest.raises(ConfigError, match=r"forgetbench\[vllm\]"):
         make_backend("vllm", tiny_model)
+
+
+def test_top_k_is_applied_and_enters_the_cache_key_only_when_set(backend):
+    from harness.generation import cache_keys
+    from harness.hashing import hash_json
+
+    plain = Sampling(max_new_tokens=6, temperature=1.0, seed=3)
+    # keys of samplings without a top-k cut-off are the keys written before top_k existed
+    old_settings = {"max_new_tokens": 6, "temperature": 1.0, "top_p": 1.0, "seed": 3, "stop": []}
+    assert cache_keys(["b", "m"], ["x", "x"], plain) == [hash_json(["b", "m", "x", old_settings, k]) for k in (0, 1)]
+    assert cache_keys(["b", "m"], ["x"], Sampling(max_new_tokens=6, temperature=1.0, seed=3, top_k=50)) != \
+        cache_keys(["b", "m"], ["x"], plain)
+    # top-1 sampling is greedy decoding: the cut-off reaches the model
+    greedy = backend.chat(PROMPTS, Sampling(max_new_tokens=6))
+    assert backend.chat(PROMPTS, Sampling(max_new_tokens=6, temperature=1.0, seed=3, top_k=1)) == greedy
+
+
+def test_vllm_requests_each_get_their_own_seed_from_sampling_seed_and_occurrence():
+    from harness.generation import request_seed, vllm_sampling_kwargs
+
+    sampling = Sampling(max_new_tokens=7, temperature=0.9, top_p=0.8, top_k=50, seed=11, stop=("</s>",))
+    kwargs = vllm_sampling_kwargs(sampling, [0, 1, 2, 0])
+    assert [k["seed"] for k in kwargs] == [request_seed(11, 0), request_seed(11, 1), request_seed(11, 2), request_seed(11, 0)]
+    assert len({k["seed"] for k in kwargs}) == 3  # repeats of one prompt never share a seed
+    assert kwargs[0] == {"max_tokens": 7, "temperature": 0.9, "top_p": 0.8, "top_k": 50, "stop": ["</s>"],
+                         "seed": request_seed(11, 0)}
+    assert request_seed(12, 0) != request_seed(11, 0) and 0 <= request_seed(11, 0) < 2**31
+    greedy = vllm_sampling_kwargs(Sampling(max_new_tokens=4), [0, 1])
+    assert [k["seed"] for k in greedy] == [None, None] and greedy[0]["top_k"] == -1 and greedy[0]["stop"] is None
+
+
+def test_vllm_backend_sends_per_request_seeds_across_batches(tiny_model, tmp_path, monkeypatch):
+    """The real VLLMBackend request path with stand-ins for vLLM's SamplingParams and LLM: a prompt
+    repeated in one request, split over batches, still gets one seed per occurrence."""
+    import sys
+    import types
+
+    from harness.generation import GenerationBackend, VLLMBackend, request_seed
+
+    monkeypatch.setitem(sys.modules, "vllm", types.SimpleNamespace(SamplingParams=lambda **kwargs: kwargs))
+    sent = []
+
+    class StandInLLM:
+        def generate(self, prompts, params, use_tqdm=False, lora_request=None):
+            sent.extend(zip(prompts, params))
+            return [types.SimpleNamespace(outputs=[types.SimpleNamespace(text=f"{p}/{s['seed']}")]) for p, s in zip(prompts, params)]
+
+    backend = VLLMBackend.__new__(VLLMBackend)
+    GenerationBackend.__init__(backend, tiny_model, batch_size=2, cache=GenerationCache(tmp_path / "v.sqlite"))
+    backend.name, backend._llm, backend._lora_request = "vllm", StandInLLM(), None
+    outputs = backend.generate(["a", "a", "bb", "a"], Sampling(max_new_tokens=4, temperature=1.0, seed=5))
+    assert len(sent) == 4 and sorted(s["seed"] for p, s in sent if p == "a") == sorted(request_seed(5, k) for k in range(3))
+    assert len(set(outputs)) == 4

@@ -188,6 +188,49 @@ def test_compare_pairs_examples_and_flags_only_the_real_difference(demo_board, c
     assert "RUN_B: 'nobody' is neither a run_id nor a recipe" in capsys.readouterr().err
 
 
+def _with_settings(board, run_id, ifeval_settings, backend="transformers"):
+    """Record a run whose IFEval scores carry these evaluation settings (domain's stay fixed)."""
+    record = run(run_id, "r-" + run_id)
+    record.extra = {"generation_backend": backend}
+    out = results([1.0] * 20 + [0.0] * 20, [1.0] * 10 + [0.0] * 30)
+    out[0].settings = {"limit": 40, "subset_seed": 1234, "data_sha256": "abc", **ifeval_settings}
+    out[1].settings = {"limit": 40, "max_new_tokens": 32}
+    board.record(record, out)
+
+
+def test_compare_refuses_runs_evaluated_with_different_settings_naming_the_setting(tmp_path, capsys):
+    board = Leaderboard(tmp_path / "lb.duckdb")
+    _with_settings(board, "a", {"max_new_tokens": 512, "wall_seconds": 30.0})
+    _with_settings(board, "same", {"max_new_tokens": 512, "wall_seconds": 95.5})  # only the cost differs
+    _with_settings(board, "long", {"max_new_tokens": 1280, "wall_seconds": 30.0})
+    _with_settings(board, "vllm", {"max_new_tokens": 512}, backend="vllm")
+    assert len(compare(board, "a", "same", resamples=200)) == 2
+    with pytest.raises(ForgetbenchError, match=r"ifeval max_new_tokens: 512 \(a\) vs 1280 \(long\); pass --allow-mismatch"):
+        compare(board, "a", "long", resamples=200)
+    with pytest.raises(ForgetbenchError, match=r"run.generation_backend: \"transformers\" \(a\) vs \"vllm\" \(vllm\) \(and 1 more\)"):
+        compare(board, "a", "vllm", resamples=200)
+    assert compare(board, "a", "long", resamples=200, benchmarks=["domain"]).benchmark.tolist() == ["domain"]  # not compared: not checked
+    assert main(["compare", "a", "long", "--leaderboard", str(board.path)]) == 2
+    err = capsys.readouterr().err.strip()
+    assert err.startswith("forgetbench: error: RUN_A/RUN_B: evaluated with different settings, ifeval max_new_tokens") and "\n" not in err
+
+
+def test_compare_with_allow_mismatch_pairs_and_says_what_differs(tmp_path, capsys):
+    board = Leaderboard(tmp_path / "lb.duckdb")
+    _with_settings(board, "a", {"max_new_tokens": 512})
+    _with_settings(board, "long", {"max_new_tokens": 1280})
+    out = compare(board, "a", "long", resamples=200, allow_mismatch=True).set_index("benchmark")
+    assert out.loc["ifeval"].mismatched_settings == "max_new_tokens" and out.loc["domain"].mismatched_settings == ""
+    assert main(["compare", "a", "long", "--leaderboard", str(board.path), "--allow-mismatch"]) == 0
+    printed = capsys.readouterr().out
+    assert "mismatched_settings" in printed
+    assert printed.rstrip().splitlines()[-1] == ("--allow-mismatch: paired despite differing evaluation settings: "
+                                                 "ifeval max_new_tokens: 512 (a) vs 1280 (long)")
+    assert main(["compare", "a", "long", "--leaderboard", str(board.path), "--allow-mismatch", "--format", "csv"]) == 0
+    captured = capsys.readouterr()
+    assert captured.out.splitlines()[0].endswith(",significant,mismatched_settings") and "--allow-mismatch" in captured.err
+
+
 # -- query and export ------------------------------------------------------------------------------
 
 @pytest.mark.parametrize("sql", [

@@ -79,3 +79,57 @@ def test_a_recipe_returning_the_wrong_size_is_an_error_naming_it(tiny_model, dat
     monkeypatch.setattr(recipe, "registry", lambda: {"wrong": WrongSize})
     with pytest.raises(ForgetbenchError, match=r"recipe wrong: returned 6 \+ 23 rows; the mix size is 30"):
         build("wrong", tiny_model, data_dir)
+
+
+# -- paired design: every recipe of a seed trains on the same domain rows ---------------------------
+
+def _lines(mix, role="domain"):
+    """The mix file's lines (its exact bytes) of one part."""
+    return {line for line in mix.path.read_text(encoding="utf-8").splitlines() if json.loads(line)["role_in_mix"] == role}
+
+
+def _question(line):
+    return next(m["content"] for m in reversed(json.loads(line)["messages"]) if m["role"] == "user").strip()
+
+
+SMALL_GEN = {"instruction_max_new_tokens": 16, "answer_max_new_tokens": 16, "judge_max_new_tokens": 16}
+BUILT_IN = ["none", "public:alpaca", "public:dolly", "sdft-rewrite",
+            {"name": "reconstructed-single", "params": SMALL_GEN},
+            {"name": "reconstructed-committee", "params": {**SMALL_GEN, "responses_per_instruction": 1}},
+            {"name": "compose", "params": {"domain": "sdft-rewrite", "rehearsal": "public:lima"}}]
+
+
+def test_every_built_in_recipe_of_a_seed_trains_on_the_same_domain_rows(tiny_model, data_dir, tmp_path, monkeypatch,
+                                                                        scripted_backend, seed_model_reply):
+    from harness.mixing import domain_order, split_sizes
+
+    monkeypatch.setenv("FORGETBENCH_CACHE", str(tmp_path / "cache"))
+    backend = scripted_backend(tiny_model, seed_model_reply)
+    config = MixConfig(size=8, domain_share=0.25)
+    domain = get_domain("medmcqa")
+    mixes = {RecipeEntry.model_validate(e).label: build_mix(RecipeEntry.model_validate(e), 3, config, domain, data_dir,
+                                                            tiny_model, backend=lambda: backend) for e in BUILT_IN}
+    n_domain, n_rehearsal = split_sizes(config)
+    train = domain.train_rows(data_dir)
+    order = domain_order(3, len(train))
+    ids = lambda lines: {json.loads(line)["id"] for line in lines}  # noqa: E731
+
+    assert len({mix.meta["domain_rows_sha256"] for mix in mixes.values()}) == 1  # the pairing, recorded
+    shared = _lines(mixes["public:alpaca"])
+    assert ids(shared) == {train[i]["id"] for i in order[:n_domain]}
+    for label, mix in mixes.items():
+        lines = _lines(mix)
+        if label in ("none", "sdft-rewrite"):  # no rehearsal: the same rows, then the next ones of the same order
+            assert lines == _lines(mixes["none"]) and shared <= lines, label
+            assert ids(lines) == {train[i]["id"] for i in order[:n_domain + n_rehearsal]}, label
+        else:
+            assert lines == shared, label  # byte for byte
+    # sdft-rewrite offered exactly those rows for rewriting (alone: none's rows; under compose: the shared ones)
+    rewritten = [p for p, _, _ in backend.requests if "### Reference Answer:" in p]
+    assert {p.split("### Instruction:\n")[1].split("\n\n### Reference Answer:")[0] for p in rewritten} == \
+        {_question(line) for line in _lines(mixes["none"])}
+    # compose's rewrites of the shared rows were the same requests (same rows, same stream): served from the cache
+    assert len(rewritten) == n_domain + n_rehearsal
+    # compose's rehearsal part draws from public:lima's own stream: the same rows as public:lima alone
+    lima = build_mix(RecipeEntry.model_validate("public:lima"), 3, config, domain, data_dir, tiny_model, backend=lambda: backend)
+    assert _lines(lima, "rehearsal") == _lines(mixes["compose:sdft-rewrite,public:lima"], "rehearsal")

@@ -87,7 +87,7 @@ class FakeEndpoint(BaseHTTPRequestHandler):
         body = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
         FakeEndpoint.requests.append(body)
         prompt = body["messages"][-1]["content"]
-        text = "Concise and correct.\nScore: 5" if "impartial judge" in prompt else "An endpoint answer."
+        text = "Concise and correct.\nScore: 5" if "Evaluate the quality of the AI’s response" in prompt else "An endpoint answer."
         payload = json.dumps({"choices": [{"message": {"role": "assistant", "content": text}}]}).encode()
         self.send_response(200)
         self.send_header("Content-Type", "application/json")
@@ -116,6 +116,7 @@ def test_committee_with_an_endpoint_member(tiny_model, data_dir, tmp_path, monke
         assert all(c["scores"][1] == 5.0 for r in records for c in r["candidates"])  # the endpoint judge
         judgments = mix.meta["provenance"]["judgments"]
         assert judgments["total"] == 16 and judgments["unparseable"] >= 0
+        assert mix.meta["provenance"]["effective"] == {"members": 2, "generators": 2, "judges": 2}  # two different models
         chosen = {r["row"]: r["candidates"][r["chosen"]]["member"] for r in records}
         answers = [r["messages"][-1]["content"] for r in rows(mix) if r["role_in_mix"] == "rehearsal"]
         assert len(answers) == 2 and set(chosen.values()) <= {"seed", url}
@@ -142,8 +143,10 @@ def test_real_smollm2_mix_exact_identical_and_cached(entry, real_model, data_dir
     if "self_judge" in entry["params"] or entry["name"].endswith("committee"):
         L = entry["params"]["responses_per_instruction"]
         assert len(prov["candidate_scores"]) == 2
-        assert prov["judgments"]["total"] == 2 * len(prov["members"]) * L * len(prov["members"])
-        assert all(len(c["scores"]) == len(prov["members"]) for r in prov["candidate_scores"] for c in r["candidates"])
+        # seed and seed@1 are one model judging greedily: one judge, its judgment counted once
+        assert prov["effective"] == {"members": len(prov["members"]), "generators": len(prov["members"]), "judges": 1}
+        assert prov["judgments"]["total"] == 2 * len(prov["members"]) * L
+        assert all(len(c["scores"]) == 1 for r in prov["candidate_scores"] for c in r["candidates"])
         # every candidate is recorded (K x L per instruction) with its mean, and the chosen one has the best mean
         for record in prov["candidate_scores"]:
             assert len(record["candidates"]) == len(prov["members"]) * L
@@ -159,3 +162,52 @@ def test_real_smollm2_mix_exact_identical_and_cached(entry, real_model, data_dir
     again = build(entry, real_model, data_dir, backends, size=4)
     assert again.path.read_bytes() == content
     assert sum(b.generated for b in backends) == 0
+
+
+TABLE_3_MARK = "Evaluate the quality of the AI’s response"
+
+
+def test_default_committee_judges_once_per_distinct_judge_and_says_so(tiny_model, data_dir, tmp_path, monkeypatch,
+                                                                      scripted_backend, seed_model_reply, caplog):
+    monkeypatch.setenv("FORGETBENCH_CACHE", str(tmp_path / "cache"))
+    backend = scripted_backend(tiny_model, seed_model_reply)
+    entry = {"name": "reconstructed-committee", "params": {**SMALL, "responses_per_instruction": 2}}
+    with caplog.at_level("WARNING"):
+        mix = build_mix(RecipeEntry.model_validate(entry), 0, MixConfig(size=4, domain_share=0.5), get_domain("medmcqa"),
+                        data_dir, tiny_model, backend=lambda: backend)
+    prov = mix.meta["provenance"]
+    # the default members seed, seed@1, seed@2: three generators (own sampler seeds), one greedy judge
+    assert prov["members"] == ["seed", "seed@1", "seed@2"] and prov["judge_prompt"] == "table3"
+    assert prov["effective"] == {"members": 3, "generators": 3, "judges": 1}
+    assert prov["judges"] == [["seed", "seed@1", "seed@2"]]
+    assert "committee members seed, seed@1, seed@2 are the same model" in caplog.text
+    judged = [(p, s) for p, s, _ in backend.requests if TABLE_3_MARK in p]
+    assert len(judged) == 2 * 3 * 2 and all(s.greedy for _, s in judged)  # each candidate judged once
+    assert prov["judgments"]["total"] == 12
+    assert all(c["scores"] == [4.0] for r in prov["candidate_scores"] for c in r["candidates"])
+    answers = {s.seed for p, s, _ in backend.requests if TABLE_3_MARK not in p and p.rstrip().endswith("assistant")}
+    assert len(answers) == 3  # one sampler seed per generator
+
+
+def test_sampled_judging_makes_every_member_its_own_judge(tiny_model, data_dir, tmp_path, monkeypatch,
+                                                          scripted_backend, seed_model_reply):
+    monkeypatch.setenv("FORGETBENCH_CACHE", str(tmp_path / "cache"))
+    backend = scripted_backend(tiny_model, seed_model_reply)
+    entry = {"name": "reconstructed-committee", "params": {**SMALL, "responses_per_instruction": 1, "judge_decoding": "sampled"}}
+    mix = build_mix(RecipeEntry.model_validate(entry), 0, MixConfig(size=4, domain_share=0.5), get_domain("medmcqa"),
+                    data_dir, tiny_model, backend=lambda: backend)
+    prov = mix.meta["provenance"]
+    assert prov["effective"] == {"members": 3, "generators": 3, "judges": 3}
+    judged = [s for p, s, _ in backend.requests if TABLE_3_MARK in p]
+    assert len(judged) == 2 * 3 * 3 and not any(s.greedy for s in judged) and len({s.seed for s in judged}) == 3
+    assert all(len(c["scores"]) == 3 for r in prov["candidate_scores"] for c in r["candidates"])
+
+
+def test_recipes_show_states_the_default_committees_effective_counts(capsys):
+    from harness.cli import main
+
+    assert main(["recipes", "show", "reconstructed-committee"]) == 0
+    out = capsys.readouterr().out
+    assert "Default committee (seed, seed@1, seed@2) with judge_decoding greedy: 3 distinct generators, 1 distinct judge." in out
+    assert "with judge_decoding sampled: 3 distinct generators, 3 distinct judges." in out
+    assert "judge_prompt (one of table3, harness, default 'table3')" in out

@@ -15,18 +15,30 @@ from harness.generation import make_backend
 from harness.mixing import build_mix
 from harness.recipe import resolve_params
 from recipes.compose import Compose
-from recipes.sdft import MATH, SdftRewrite
+from recipes.sdft import SDFT_MATH_PREFIX, SDFT_MATH_SYSTEM, SdftRewrite, distill_prompt, mentions_reference
+
+# sail-sg/sdft at bfb6c25, word for word: main.py's templates `alpaca_distill_using` (system text, the
+# template's "\n\n" separator, the user slot) and `gsm8k_distill` (system, user slot, assistant prefill).
+ALPACA_DISTILL_USING_SYSTEM = ("Below are an instruction that describes a task along with a reference answer. "
+                               "Using the reference answer as a guide, write your own response.")
+ALPACA_DISTILL_USING_USER = "### Instruction:\n{{content}}\n\n### Reference Answer:\n{{resp}}\n\n### Response:\n"
+GSM8K_DISTILL_SYSTEM = ("You are an expert in math. Below are a math question and its reference answer. "
+                        "Refer to the reference answer and write a response that appropriately answers the question.")
+GSM8K_DISTILL_USER = "{{content}}\n\n{{resp}}"
+GSM8K_DISTILL_PREFILL = "Great! Let's think step by step. "
 
 
 class Scripted:
-    """A backend whose answers are chosen by a function of the prompt."""
+    """A backend whose answers are chosen by a function of the last user turn; records every request."""
 
     generated = 0
 
     def __init__(self, answer):
-        self.answer, self.prompts = answer, []
+        self.answer, self.prompts, self.conversations, self.calls = answer, [], [], []
 
-    def chat(self, conversations, sampling, desc=""):
+    def chat(self, conversations, sampling, desc="", assistant_prefix=""):
+        self.calls.append((sampling, assistant_prefix))
+        self.conversations += [list(c) for c in conversations]
         self.prompts += [c[-1]["content"] for c in conversations]
         return [self.answer(c[-1]["content"]) for c in conversations]
 
@@ -43,7 +55,7 @@ def rows(mix):
 def test_sdft_keeps_matching_rewrites_and_falls_back_otherwise(tiny_model, data_dir, tmp_path, monkeypatch):
     monkeypatch.setenv("FORGETBENCH_CACHE", str(tmp_path))  # a scripted backend: never reuse a stored mix
     def answer(prompt):
-        reference = prompt.split("### Reference Answer:\n")[1].split("\n\n### Response:")[0]
+        reference = prompt.split("\n\n", 1)[1]  # gsm8k_distill's user turn: question, blank line, reference
         final = reference.rsplit("The answer is ", 1)[1].rstrip(".")
         kind = len(prompt) % 3
         if kind == 0:
@@ -56,12 +68,54 @@ def test_sdft_keeps_matching_rewrites_and_falls_back_otherwise(tiny_model, data_
     mix = build("sdft-rewrite", tiny_model, data_dir, lambda: backend, size=12, share=0.25)
     got = rows(mix)
     assert len(got) == 12 and {r["role_in_mix"] for r in got} == {"domain"}  # alone: a no-rehearsal recipe
-    assert len(backend.prompts) == 12 and all(p.startswith(MATH.split("{")[0]) for p in backend.prompts)  # GSM8K uses the math variant
+    # GSM8K uses sail-sg's math template: system turn, question + reference, the answer pre-filled
+    assert len(backend.prompts) == 12 and all(c[0] == {"role": "system", "content": SDFT_MATH_SYSTEM} for c in backend.conversations)
+    assert [prefix for _, prefix in backend.calls] == [SDFT_MATH_PREFIX]
     counts = mix.meta["provenance"]["counts"]
     assert counts["kept"] + counts["fallback"] == 12
     assert counts["kept"] == sum("Let me work it out." in r["messages"][-1]["content"] for r in got)
     assert counts.get("fallback_mentions_reference", 0) + counts.get("fallback_answer_mismatch", 0) == counts["fallback"]
     assert not any("reference" in r["messages"][-1]["content"] or "123456789" in r["messages"][-1]["content"] for r in got)
+
+
+def test_sdft_templates_are_sail_sg_word_for_word():
+    general = distill_prompt("sail-sg", "general", " Name a colour. ", " Blue. ")
+    assert general.assistant_prefix == "" and general.messages == [{"role": "user", "content": (
+        ALPACA_DISTILL_USING_SYSTEM + "\n\n" + ALPACA_DISTILL_USING_USER.replace("{{content}}", "Name a colour.")
+        .replace("{{resp}}", "Blue."))}]  # sail-sg strips both slots
+    math = distill_prompt("sail-sg", "math", "What is 2+2?", "2+2=4.\nThe answer is 4.")
+    assert math.messages == [{"role": "system", "content": GSM8K_DISTILL_SYSTEM}, {"role": "user", "content": (
+        GSM8K_DISTILL_USER.replace("{{content}}", "What is 2+2?").replace("{{resp}}", "2+2=4.\nThe answer is 4."))}]
+    assert math.assistant_prefix == GSM8K_DISTILL_PREFILL
+    # the harness's own earlier wording stays available by name
+    assert distill_prompt("harness", "math", "q", "r").messages[0]["content"].startswith("Below is a math problem")
+
+
+@pytest.mark.parametrize("text, rejected", [
+    ("Using the Reference Answer, the total is 4.", True), ("Your response was good; mine: 4.", True),
+    ("MY RESPONSE: 4", True), ("Here is your own response: 4", True), ("Now it's your turn to add them: 4", True),
+    ("Your turn! 2 and 2 make 4.", True), ("The total is 4. Your turn is next.", False),
+    ("2 and 2 make 4.", False), ("As the reference states, 4.", False),
+])
+def test_sdft_reference_filter_is_sail_sg_verify(text, rejected):
+    """eval/gen_distilled_data.py `verify`: the five phrases in any case, or a text starting with "Your turn"."""
+    assert mentions_reference(text, "sail-sg") is rejected
+
+
+def test_sdft_rewrites_sample_with_the_paper_decoding_recorded(tiny_model, data_dir, tmp_path, monkeypatch):
+    monkeypatch.setenv("FORGETBENCH_CACHE", str(tmp_path))
+    backend = Scripted(lambda prompt: "Blue is the answer.")
+    mix = build("sdft-rewrite", tiny_model, data_dir, lambda: backend, domain="medmcqa", size=4, share=0.5)
+    (sampling, prefix), = backend.calls
+    assert (sampling.temperature, sampling.top_p, sampling.top_k, sampling.max_new_tokens) == (0.95, 0.7, 50, 512)
+    assert prefix == "" and backend.prompts[0].startswith(ALPACA_DISTILL_USING_SYSTEM + "\n\n### Instruction:\n")
+    prov = mix.meta["provenance"]
+    assert prov["decoding"] == {"sampling": True, "temperature": 0.95, "top_p": 0.7, "top_k": 50, "max_new_tokens": 512,
+                                "seed": sampling.seed}
+    assert (prov["wording"], prov["reference_filter"], prov["template"]) == ("sail-sg", "sail-sg", "general")
+    greedy = build({"name": "sdft-rewrite", "params": {"temperature": 0, "wording": "harness"}}, tiny_model, data_dir,
+                   lambda: backend, domain="medmcqa", size=4, share=0.5)
+    assert backend.calls[-1][0].greedy and greedy.meta["provenance"]["decoding"] == {"sampling": False, "max_new_tokens": 512}
 
 
 def test_sdft_extractor_is_pluggable_and_validated():
