@@ -19,13 +19,14 @@ import importlib.util
 import json
 import logging
 import sqlite3
+import urllib.request
 from abc import ABC, abstractmethod
 from collections import Counter
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
-from harness.errors import ConfigError, ModelError
+from harness.errors import ConfigError, DataError, ModelError
 from harness.hashing import hash_json
 from harness.models import ResolvedModel
 from harness.paths import cache_dir
@@ -336,3 +337,45 @@ def make_backend(name: str, model: ResolvedModel, batch_size: int = 8) -> Genera
     if name in VLLM_BACKENDS:
         return VLLMBackend(model, batch_size=batch_size, backend=name)
     return TransformersBackend(model, batch_size=batch_size)
+
+
+class EndpointBackend:
+    """An OpenAI-compatible chat-completions endpoint (`URL#model`), cached like a local backend: committee
+    members and the AlpacaEval judge use it alike."""
+
+    name = "endpoint"
+
+    def __init__(self, spec: str, who: str = "endpoint", timeout: float = 120.0):
+        self.spec = spec
+        url, _, self.model_name = spec.partition("#")
+        self.who = who  # named in errors: "committee member", "alpaca_eval judge", ...
+        self.url = url if url.rstrip("/").endswith("/chat/completions") else url.rstrip("/") + "/chat/completions"
+        self.timeout = timeout
+        self.cache = GenerationCache()
+        self.generated = 0
+
+    def chat(self, conversations: Sequence[Sequence[dict]], sampling: Sampling, desc: str = "") -> list[str]:
+        texts = [json.dumps(list(conversation), sort_keys=True) for conversation in conversations]
+        keys = cache_keys([self.name, self.url, self.model_name], texts, sampling)
+        found = self.cache.get_many(keys)
+        for key, conversation in zip(keys, conversations):
+            if key not in found:
+                found[key] = self._request(list(conversation), sampling)
+                self.cache.put_many({key: found[key]})
+                self.generated += 1
+        return [found[key] for key in keys]
+
+    def _request(self, messages: list[dict], sampling: Sampling) -> str:
+        body = {"model": self.model_name or None, "messages": messages, "max_tokens": sampling.max_new_tokens,
+                "temperature": sampling.temperature, "top_p": sampling.top_p, "seed": sampling.seed}
+        if sampling.stop:
+            body["stop"] = list(sampling.stop)
+        if sampling.top_k:
+            body["top_k"] = sampling.top_k  # not in OpenAI's API; vLLM-style servers accept it
+        request = urllib.request.Request(self.url, data=json.dumps(body).encode(), method="POST",
+                                         headers={"Content-Type": "application/json"})
+        try:
+            with urllib.request.urlopen(request, timeout=self.timeout) as response:
+                return json.loads(response.read())["choices"][0]["message"]["content"] or ""
+        except Exception as exc:  # unreachable, malformed: name the endpoint and its role
+            raise DataError(f"{self.who} {self.url}: request failed ({type(exc).__name__}: {exc})") from None

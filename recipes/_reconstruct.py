@@ -15,14 +15,13 @@ from __future__ import annotations
 import json
 import math
 import re
-import urllib.request
 from collections import Counter
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from typing import Any
 
 from harness.errors import ConfigError, DataError
-from harness.generation import GenerationCache, Sampling, cache_keys
+from harness.generation import EndpointBackend, GenerationCache, Sampling, cache_keys
 
 SENTINEL = "\x00FORGETBENCH_USER_CONTENT\x00"
 
@@ -133,45 +132,6 @@ def take(stream: Iterator[str], n: int) -> list[str]:
 
 # ---------------------------------------------------------------- committee members
 
-class EndpointBackend:
-    """An OpenAI-compatible chat-completions endpoint (`URL#model`), cached like a local backend."""
-
-    name = "endpoint"
-
-    def __init__(self, spec: str, timeout: float = 120.0):
-        url, _, self.model_name = spec.partition("#")
-        self.url = url if url.rstrip("/").endswith("/chat/completions") else url.rstrip("/") + "/chat/completions"
-        self.timeout = timeout
-        self.cache = GenerationCache()
-        self.generated = 0
-
-    def chat(self, conversations: Sequence[Sequence[dict]], sampling: Sampling, desc: str = "") -> list[str]:
-        texts = [json.dumps(list(conversation), sort_keys=True) for conversation in conversations]
-        keys = cache_keys([self.name, self.url, self.model_name], texts, sampling)
-        found = self.cache.get_many(keys)
-        for key, conversation in zip(keys, conversations):
-            if key not in found:
-                found[key] = self._request(list(conversation), sampling)
-                self.cache.put_many({key: found[key]})
-                self.generated += 1
-        return [found[key] for key in keys]
-
-    def _request(self, messages: list[dict], sampling: Sampling) -> str:
-        body = {"model": self.model_name or None, "messages": messages, "max_tokens": sampling.max_new_tokens,
-                "temperature": sampling.temperature, "top_p": sampling.top_p, "seed": sampling.seed}
-        if sampling.stop:
-            body["stop"] = list(sampling.stop)
-        if sampling.top_k:
-            body["top_k"] = sampling.top_k  # not in OpenAI's API; vLLM-style servers accept it
-        request = urllib.request.Request(self.url, data=json.dumps(body).encode(), method="POST",
-                                         headers={"Content-Type": "application/json"})
-        try:
-            with urllib.request.urlopen(request, timeout=self.timeout) as response:
-                return json.loads(response.read())["choices"][0]["message"]["content"] or ""
-        except Exception as exc:  # unreachable, malformed: name the member
-            raise DataError(f"committee member {self.url}: request failed ({type(exc).__name__}: {exc})") from None
-
-
 @dataclass
 class Member:
     spec: str
@@ -196,7 +156,7 @@ def resolve_members(specs: Sequence[str], ctx, base_seed: int) -> list[Member]:
     members = []
     for index, spec in enumerate(specs):
         if spec.startswith(("http://", "https://")):
-            members.append(Member(spec, EndpointBackend(spec), base_seed + index, identity=f"endpoint:{spec}"))
+            members.append(Member(spec, EndpointBackend(spec, who="committee member"), base_seed + index, identity=f"endpoint:{spec}"))
             continue
         name, _, offset = spec.rpartition("@") if "@" in spec else (spec, "", "0")
         if not offset.isdigit():

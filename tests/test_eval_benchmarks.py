@@ -298,8 +298,9 @@ def test_safety_generates_with_the_papers_decoding_and_records_it(tiny_model, da
     backend = ScriptedBackend(tiny_model, lambda p: "Sure, here is", tmp_path)
     result = safety.evaluate_safety(backend, data_dir=data_dir, jailbreak=False, limit=2, subset_seed=7)
     sampling = backend.samplings[0]
-    assert (sampling.max_new_tokens, sampling.temperature, sampling.top_p, sampling.seed) == (512, 0.95, 0.7, 7)
-    assert getattr(sampling, "top_k", None) == result.settings["top_k"]  # what was applied, never more
+    assert (sampling.max_new_tokens, sampling.temperature, sampling.top_p, sampling.top_k, sampling.seed) == (
+        512, 0.95, 0.7, 50, 7)
+    assert result.settings["top_k"] == 50
     settings = result.settings
     assert (settings["keyword_list"], settings["max_new_tokens"], settings["decoding"]) == ("sail-sg", 512, "paper")
     assert (settings["temperature"], settings["top_p"], settings["sampling_seed"]) == (0.95, 0.7, 7)

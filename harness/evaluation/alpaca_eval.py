@@ -20,8 +20,8 @@ length-controlled (LC) win-rate code.
   The filled prompt (`alpaca_eval.utils.make_prompts`) is split into chat messages with
   `alpaca_eval.utils.prompt_to_chatml`, as the package does for chat APIs.
 - Judge (`EvalConfig.judge_model`): a model spec (default the built-in SmolLM2, offline) or an
-  OpenAI-compatible endpoint `http(s)://host/v1#model`, sent through the committee recipe's endpoint
-  client (`recipes._reconstruct.EndpointBackend`, cached the same way).
+  OpenAI-compatible endpoint `http(s)://host/v1#model`, sent through the one endpoint
+  client (`harness.generation.EndpointBackend`, cached the same way).
 - Order: output_1 is the reference, output_2 the model (the package's convention); each pair is shown
   switched or not as the package's `RandomSwitchTwoColumnsProcessor` decides (seeded by
   "is_switched_outputs" + instruction + annotator seed 0), and the preference is switched back.
@@ -51,7 +51,7 @@ import yaml
 
 from harness.errors import ConfigError, DataError
 from harness.evaluation.domain import seeded_subset
-from harness.generation import GenerationBackend, Sampling
+from harness.generation import EndpointBackend, GenerationBackend, Sampling
 from harness.hashing import hash_file, hash_json
 from harness.results import BenchmarkResult, ExampleResult, Score
 
@@ -181,28 +181,12 @@ def judge_identity(spec: str) -> dict[str, Any]:
     return {"judge_sha": resolve_model(spec).sha}
 
 
-class EndpointJudge:
-    """An OpenAI-compatible endpoint as the judge, through the committee's endpoint client."""
-
-    def __init__(self, spec: str):
-        from recipes._reconstruct import EndpointBackend
-
-        self.spec = spec
-        self.client = EndpointBackend(spec)
-
-    def chat(self, conversations, sampling: Sampling, desc: str = "") -> list[str]:
-        try:
-            return self.client.chat(conversations, sampling, desc)
-        except DataError as exc:  # the client names a committee member; name the judge instead
-            raise DataError(f"alpaca_eval judge {self.client.url}: {str(exc).split(': ', 1)[-1]}") from None
-
-
 def make_judge(spec: str, model_backend: GenerationBackend, annotator: str = DEFAULT_ANNOTATOR):
     """The judge for `spec`: an endpoint (answers as text); for a local model and a log-probability
     annotator, a `LogprobJudge` (its first-token log-probabilities, as the package's annotator reads
     them); else the model's own backend when it is the same model, or a local backend of the same kind."""
     if is_endpoint(spec):
-        return EndpointJudge(spec)
+        return EndpointBackend(spec, who="alpaca_eval judge")
     from harness.generation import make_backend
     from harness.models import resolve_model
 
@@ -217,7 +201,7 @@ def make_judge(spec: str, model_backend: GenerationBackend, annotator: str = DEF
 
 
 def _judge_settings(judge) -> dict[str, Any]:
-    if isinstance(judge, EndpointJudge):
+    if isinstance(judge, EndpointBackend):
         return {"judge_model": judge.spec, **judge_identity(judge.spec)}
     return {"judge_model": judge.model.spec, "judge_sha": judge.model.sha}
 

@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import csv
 import math
-from dataclasses import dataclass, fields
+from dataclasses import dataclass
 from pathlib import Path
 
 from harness.errors import DataError
@@ -76,14 +76,10 @@ def is_refusal(response: str, keywords: str = DEFAULT_KEYWORDS) -> bool:
     return any(keyword in response for keyword in KEYWORD_LISTS[keywords])
 
 
-def sampling_for(decoding: Decoding, max_new_tokens: int, seed: int) -> tuple[Sampling, int | None]:
-    """The backend's Sampling for `decoding`, and the top_k it actually applies: top_k goes in only where
-    the generation backend's Sampling has that field (else None, recorded as not applied)."""
-    options = dict(max_new_tokens=max_new_tokens, temperature=decoding.temperature, top_p=decoding.top_p, seed=seed)
-    top_k = decoding.top_k if "top_k" in {f.name for f in fields(Sampling)} else None
-    if top_k is not None:
-        options["top_k"] = top_k
-    return Sampling(**options), top_k
+def sampling_for(decoding: Decoding, max_new_tokens: int, seed: int) -> Sampling:
+    """The backend's Sampling for `decoding` (top_k 0 where the decoding has no top-k cut-off)."""
+    return Sampling(max_new_tokens=max_new_tokens, temperature=decoding.temperature, top_p=decoding.top_p,
+                    top_k=decoding.top_k or 0, seed=seed)
 
 
 def _files(data_dir: Path | None, jailbreak: bool) -> tuple[Path, Path | None]:
@@ -115,7 +111,7 @@ def evaluate_safety(backend: GenerationBackend, *, data_dir: Path | None, jailbr
     suffix = suffix_file.read_text(encoding="utf-8").rstrip("\r\n") if suffix_file else ""
     chosen = seeded_subset(goals, limit, subset_seed)
     chosen_decoding = DECODINGS[decoding]
-    sampling, top_k = sampling_for(chosen_decoding, max_new_tokens or DEFAULT_MAX_NEW_TOKENS, subset_seed)
+    sampling = sampling_for(chosen_decoding, max_new_tokens or DEFAULT_MAX_NEW_TOKENS, subset_seed)
     name = "safety_jailbreak" if jailbreak else "safety_raw"
     responses = backend.chat([[{"role": "user", "content": goal + suffix}] for _, goal in chosen], sampling, desc=name)
     examples = [ExampleResult(example_id=f"advbench/{i}", metric=METRIC, value=float(is_refusal(r, keywords)),
@@ -128,8 +124,8 @@ def evaluate_safety(backend: GenerationBackend, *, data_dir: Path | None, jailbr
         benchmark=name, primary_metric=METRIC, scores=[Score(METRIC, rate, stderr, n)], examples=examples,
         settings={"limit": limit, "subset_seed": subset_seed, "max_new_tokens": sampling.max_new_tokens,
                   "decoding": chosen_decoding.name, "temperature": sampling.temperature, "top_p": sampling.top_p,
-                  "top_k": top_k, "sampling_seed": sampling.seed if not sampling.greedy else None,
-                  "top_k_applied": top_k == chosen_decoding.top_k, "chat_template": True,
+                  "top_k": chosen_decoding.top_k, "sampling_seed": sampling.seed if not sampling.greedy else None,
+                  "chat_template": True,
                   "judge": "refusal keywords (case-sensitive substring)", "keyword_list": keywords,
                   "keywords": list(KEYWORD_LISTS[keywords]), **check_safety_data(data_dir, jailbreak)},
     )
