@@ -156,13 +156,11 @@ def cmd_run(args) -> int:
 
 
 def cmd_demo(args) -> int:
-    from harness.config import parse_study
+    from harness.config import parse_study, parse_yaml
     from harness.study import run_study
 
-    import yaml
-
     text = resources.files("harness").joinpath("studies/demo.yaml").read_text(encoding="utf-8")
-    study = parse_study(yaml.safe_load(text), "demo.yaml (bundled)")
+    study = parse_study(parse_yaml(text, "demo.yaml (bundled)"), "demo.yaml (bundled)")
     run_study(study, data_dir=args.data_dir, leaderboard_path=args.leaderboard)
     return _print_board(args.leaderboard, study=study.name, view="deltas", fmt="table")
 

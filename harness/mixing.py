@@ -20,6 +20,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from harness import artefacts
 from harness.config import MixConfig, RecipeEntry
 from harness.data import Conversation, check_conversation, source_hash
 from harness.domains import Domain
@@ -31,6 +32,9 @@ from harness.profile import is_current, profile_rows
 from harness.recipe import RecipeContext, get_recipe, resolve_params
 
 log = logging.getLogger(__name__)
+
+
+MIX_FILES = ("mix.json", "mix.jsonl")
 
 
 @dataclass(frozen=True)
@@ -58,7 +62,7 @@ def build_mix(entry: RecipeEntry, seed: int, mix: MixConfig, domain: Domain, dat
         "recipe_inputs": recipe.fingerprint(data_dir),
     })
     target = cache_dir() / "mixes" / short(key, 24)
-    if (target / "mix.json").is_file():
+    if artefacts.usable(target, "mix", required=MIX_FILES):
         log.info("mix %s for %s (seed %d): reusing %s", short(key, 12), entry.label, seed, target)
         return _read(target, seed_model)
 
@@ -88,6 +92,7 @@ def build_mix(entry: RecipeEntry, seed: int, mix: MixConfig, domain: Domain, dat
                 handle.write(json.dumps(row, sort_keys=True, ensure_ascii=False) + "\n")
         meta["sha256"] = hash_file(tmp / "mix.jsonl")
         (tmp / "mix.json").write_text(json.dumps(meta, indent=2, sort_keys=True))
+        artefacts.seal(tmp, refs={"mix_sha": meta["sha256"]})
     return _read(target, seed_model)
 
 
@@ -99,6 +104,7 @@ def _read(folder: Path, seed_model: ResolvedModel) -> Mix:
             rows = [json.loads(line) for line in handle if line.strip()]
         meta["profile"] = _profile(rows, seed_model)
         atomic_write_text(folder / "mix.json", json.dumps(meta, indent=2, sort_keys=True))
+        artefacts.refresh(folder, ["mix.json"])
     return Mix(path=folder / "mix.jsonl", sha=meta["sha256"], meta=meta)
 
 

@@ -12,6 +12,7 @@ from dataclasses import dataclass
 from importlib import metadata
 from pathlib import Path
 
+from harness.artefacts import CHECKPOINT_SUFFIXES, safetensors_problem, usable
 from harness.errors import ModelError
 from harness.hashing import hash_file, hash_json, short
 from harness.paths import atomic_dir, cache_dir
@@ -43,6 +44,7 @@ def resolve_model(spec: str) -> ResolvedModel:
     if local.is_dir():
         if not (local / "config.json").is_file():
             raise ModelError(f"model {spec!r}: directory has no config.json (not a Hugging Face checkpoint)")
+        check_weights(local)
         return ResolvedModel(spec=spec, path=local.resolve(), sha=hash_checkpoint(local))
     if _HUB_ID.match(spec) and not local.exists():
         return _resolve_hub(spec)
@@ -54,11 +56,17 @@ def resolve_model(spec: str) -> ResolvedModel:
 
 def hash_checkpoint(path: Path) -> str:
     """Hash of the files that define the model's behaviour (weights, config, tokenizer)."""
-    relevant = sorted(
-        p for p in path.rglob("*")
-        if p.is_file() and (p.suffix in {".safetensors", ".bin", ".json", ".model", ".txt", ".jinja"})
-    )
+    relevant = sorted(p for p in path.rglob("*") if p.is_file() and p.suffix in CHECKPOINT_SUFFIXES)
     return hash_json({str(p.relative_to(path)): hash_file(p) for p in relevant})
+
+
+def check_weights(path: Path) -> None:
+    """ModelError naming the first safetensors file of a checkpoint that is truncated or malformed
+    (read from its header only, so it costs nothing next to loading)."""
+    for file in sorted(path.glob("*.safetensors")):
+        reason = safetensors_problem(file)
+        if reason:
+            raise ModelError(f"{file}: {reason}")
 
 
 def _resolve_hub(repo_id: str) -> ResolvedModel:
@@ -94,12 +102,11 @@ def _resolve_smollm2() -> ResolvedModel:
     gguf = smollm2_gguf_path()
     gguf_sha = hash_file(gguf)
     target = cache_dir() / "models" / f"smollm2-135m-instruct-{short(gguf_sha)}"
-    if not (target / "config.json").is_file():
+    if not usable(target, "converted model", required=("config.json", "forgetbench.sha256")):
         log.info("converting %s to a float32 checkpoint under %s (once)", gguf.name, target)
         with atomic_dir(target) as tmp:
             _convert_gguf(gguf, tmp)
-    sha_file = target / "forgetbench.sha256"
-    sha = sha_file.read_text().strip() if sha_file.is_file() else hash_checkpoint(target)
+    sha = (target / "forgetbench.sha256").read_text().strip()
     return ResolvedModel(spec=BUILTIN_SMOLLM2, path=target, sha=sha)
 
 

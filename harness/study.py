@@ -14,6 +14,7 @@ import logging
 from dataclasses import dataclass, replace
 from pathlib import Path
 
+from harness import artefacts
 from harness.config import RecipeEntry, StudyConfig
 from harness.data import source_hash
 from harness.domains import Domain, get_domain
@@ -21,7 +22,7 @@ from harness.errors import ConfigError, ForgetbenchError
 from harness.evaluation.suite import check_eval_data, eval_config_hash, evaluate_model
 from harness.hashing import hash_json, short
 from harness.mixing import Mix, build_mix
-from harness.models import ResolvedModel, resolve_model
+from harness.models import ResolvedModel, hash_checkpoint, resolve_model
 from harness.paths import cache_dir, data_dir as resolve_data_dir
 from harness.provenance import now, package_versions
 from harness.recipe import get_recipe, resolve_params
@@ -195,9 +196,13 @@ class _RunContext:
         job = self.study.finetune
         key = hash_json({"base": self.base.sha, "mix": mix.sha, "job": job.model_dump(mode="json"), "seed": seed})
         target = cache_dir() / "checkpoints" / short(key, 24)
-        if (target / "model" / "config.json").is_file():
+        if artefacts.usable(target, "checkpoint", required=("model/config.json",)):
             log.info("fine-tune: reusing checkpoint %s", target)
-            return resolve_model(str(target / "model"))
+            sha = artefacts.refs(target).get("checkpoint_sha")
+            if sha is None:  # sealed before references were recorded
+                sha = hash_checkpoint(target / "model")
+                artefacts.add_refs(target, {"checkpoint_sha": sha})
+            return ResolvedModel(spec=f"checkpoint:{target / 'model'}", path=target / "model", sha=sha)
         log.info("fine-tune (%s) on %d rows -> %s", job.method, mix.meta["size"], target)
         return finetune(self.base, mix.path, job, seed, target)
 

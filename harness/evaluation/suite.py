@@ -7,6 +7,7 @@ import logging
 import time
 from pathlib import Path
 
+from harness import artefacts
 from harness.config import EvalConfig
 from harness.data import DataSource, locate, source_hash
 from harness.domains import Domain
@@ -93,10 +94,10 @@ def check_eval_data(eval_cfg: EvalConfig, domain: Domain, data_dir: Path | None)
 
 def evaluate_model(model: ResolvedModel, eval_cfg: EvalConfig, domain: Domain, data_dir: Path | None,
                    backend_name: str) -> list[BenchmarkResult]:
-    key = hash_json({"model": model.sha, "eval": eval_config_hash(eval_cfg, domain, data_dir, backend_name),
-                     **_scoring_code(eval_cfg)})
+    eval_hash = eval_config_hash(eval_cfg, domain, data_dir, backend_name)
+    key = hash_json({"model": model.sha, "eval": eval_hash, **_scoring_code(eval_cfg)})
     target = cache_dir() / "evals" / short(key, 24)
-    if (target / "results.json").is_file():
+    if artefacts.usable(target, "evaluation", required=("results.json",)):
         log.info("evaluation of %s: reusing cached results %s", model.label, target)
         return [result_from_json(r) for r in json.loads((target / "results.json").read_text())]
 
@@ -109,6 +110,7 @@ def evaluate_model(model: ResolvedModel, eval_cfg: EvalConfig, domain: Domain, d
         results.append(result)
     with atomic_dir(target) as tmp:
         (tmp / "results.json").write_text(json.dumps([result_to_json(r) for r in results]))
+        artefacts.seal(tmp, refs={"model_sha": model.sha, "eval_config_hash": eval_hash})
     return results
 
 
