@@ -75,6 +75,11 @@ class Recipe:
     def build(self, ctx: RecipeContext) -> RecipeOutput:
         raise NotImplementedError
 
+    def domain_rows_needed(self, n_domain: int, n_rehearsal: int) -> int:
+        """Domain training rows a mix of these sizes draws (checked by `validate` before any work).
+        Default: the mix's domain part; recipes that fill rehearsal rows from the domain pool say so."""
+        return n_domain
+
     def fingerprint(self, data_dir: Path | None) -> dict[str, Any]:
         """Identity of any data the recipe reads beyond its parameters (e.g. a file's hash), so a
         changed input never reuses a stale mix. Default: nothing."""

@@ -245,7 +245,9 @@ def lock_holder(error: Exception) -> str:
         command = Path(f"/proc/{pid}/cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace").strip()
     except OSError:
         command = ""
-    return f"PID {pid}" + (f" ({command[:120]})" if command else "")
+    if len(command) > 100:
+        command = command[:99] + "…"
+    return f"another process (PID {pid}" + (f": {command})" if command else ")")
 
 
 def _first_line(error: Exception) -> str:
@@ -596,6 +598,9 @@ def _result_frames(run: RunRecord, results: list[BenchmarkResult]) -> tuple[pd.D
             problems.append(f"{where}: primary metric {result.primary_metric!r} has no score")
         settings = _to_json(result.settings)
         for score in result.scores:
+            if int(score.n) <= 0:
+                problems.append(f"{where}: metric {score.metric} was measured on n={score.n} examples; "
+                                f"a score needs at least one")
             score_rows.append({
                 "run_id": run.run_id, "benchmark": result.benchmark, "metric": score.metric,
                 "value": _float(score.value), "stderr": _float(score.stderr), "n": int(score.n),

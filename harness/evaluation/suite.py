@@ -11,6 +11,7 @@ from harness import artefacts
 from harness.config import EvalConfig
 from harness.data import DataSource, locate, source_hash
 from harness.domains import Domain
+from harness.errors import DataError
 from harness.evaluation import ifeval
 from harness.hashing import hash_file, hash_json, short
 from harness.models import ResolvedModel
@@ -73,8 +74,9 @@ def check_eval_data(eval_cfg: EvalConfig, domain: Domain, data_dir: Path | None)
     """Fail before any work when a benchmark's data cannot be found."""
     if "ifeval" in eval_cfg.benchmarks:
         locate(IFEVAL, data_dir)
-    if "domain" in eval_cfg.benchmarks:
-        domain.test_rows(data_dir)
+    if "domain" in eval_cfg.benchmarks and not domain.test_rows(data_dir):
+        path = locate(domain.test, data_dir)
+        raise DataError(f"{path or domain.test.describe()}: domain {domain.name!r} has no test rows to evaluate")
     for name in LM_EVAL_TASKS:
         if name in eval_cfg.benchmarks:
             _lm_eval_data_hash(name, eval_cfg, data_dir)
