@@ -369,6 +369,8 @@ class Leaderboard:
                     ) from error
                 time.sleep(min(remaining, delay * random.uniform(0.5, 1.5)))
                 delay = min(delay * 2, 0.5)
+            except duckdb.Error as error:  # e.g. "Corrupt database file: computed checksum ..."
+                raise self._open_error(error) from error
 
     def _open_error(self, error: Exception) -> ForgetbenchError:
         text = str(error)
