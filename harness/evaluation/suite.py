@@ -11,7 +11,7 @@ from harness import artefacts
 from harness.config import EvalConfig
 from harness.data import DataSource, locate, source_hash
 from harness.domains import Domain
-from harness.errors import DataError
+from harness.errors import DataError, ForgetbenchError
 from harness.evaluation import ifeval
 from harness.hashing import hash_file, hash_json, short
 from harness.models import ResolvedModel
@@ -109,6 +109,10 @@ def evaluate_model(model: ResolvedModel, eval_cfg: EvalConfig, domain: Domain, d
         started = time.monotonic()
         result = _run_benchmark(name, settings, model, eval_cfg, domain, data_dir, backend_name)
         result.settings["wall_seconds"] = round(time.monotonic() - started, 1)
+        empty = [score.metric for score in result.scores if score.n <= 0]
+        if empty:  # not a measurement: neither cached nor recorded
+            raise ForgetbenchError(f"benchmark {name} on {model.label}: {empty[0]} rests on n=0 examples "
+                                   f"(limit {settings.limit}); nothing is recorded")
         results.append(result)
     with atomic_dir(target) as tmp:
         (tmp / "results.json").write_text(json.dumps([result_to_json(r) for r in results]))
