@@ -61,8 +61,10 @@ def model_config(spec: str):
     from transformers import AutoConfig
 
     if spec == BUILTIN_SMOLLM2:
-        gguf = smollm2_gguf_path()
-        return AutoConfig.from_pretrained(str(gguf.parent), gguf_file=gguf.name)
+        gguf, converted = _smollm2_paths()
+        if (converted / "config.json").is_file():  # converted once already: a plain config file
+            return AutoConfig.from_pretrained(converted)
+        return AutoConfig.from_pretrained(str(gguf.parent), gguf_file=gguf.name)  # parses the GGUF (seconds)
     local = Path(spec).expanduser()
     if local.exists():
         if not local.is_dir():
@@ -149,10 +151,14 @@ def smollm2_gguf_path() -> Path:
     raise ModelError(f"model {BUILTIN_SMOLLM2!r}: {_SMOLLM2_GGUF} missing from the installed {_SMOLLM2_DIST}")
 
 
-def _resolve_smollm2() -> ResolvedModel:
+def _smollm2_paths() -> tuple[Path, Path]:
+    """The wheel's GGUF file and the cache folder of its float32 conversion."""
     gguf = smollm2_gguf_path()
-    gguf_sha = hash_file(gguf)
-    target = cache_dir() / "models" / f"smollm2-135m-instruct-{short(gguf_sha)}"
+    return gguf, cache_dir() / "models" / f"smollm2-135m-instruct-{short(hash_file(gguf))}"
+
+
+def _resolve_smollm2() -> ResolvedModel:
+    gguf, target = _smollm2_paths()
     if not usable(target, "converted model", required=("config.json", "forgetbench.sha256")):
         log.info("converting %s to a float32 checkpoint under %s (once)", gguf.name, target)
         with atomic_dir(target) as tmp:
