@@ -21,7 +21,8 @@ from harness.paths import cache_dir
 FOLDER_KINDS = {"mixes": "mix", "checkpoints": "checkpoint", "evals": "evaluation", "diagnostics": "diagnostics",
                 "models": "converted model"}
 REQUIRED = {"mixes": ("mix.json", "mix.jsonl"), "checkpoints": ("model/config.json",), "evals": ("results.json",),
-            "diagnostics": ("measures.json",), "models": ("config.json",)}
+            "diagnostics": ("measures.json",), "models": ("config.json",), "nltk_data": ("ortho_context.tab",)}
+NAMES = {**FOLDER_KINDS, "nltk_data": "NLTK punkt_tab"}
 SQLITE_FILES = {"generations.sqlite": "generation cache", "categories.sqlite": "category cache"}
 
 
@@ -34,7 +35,8 @@ class Damage:
 
 def artefact_folders(root: Path) -> list[tuple[str, Path]]:
     """(kind, folder) of every finished artefact folder (temporary `.name.host~pid` ones skipped)."""
-    found = []
+    found = [("nltk_data", p) for p in sorted((root / "nltk_data" / "tokenizers" / "punkt_tab").glob("*"))
+             if p.is_dir() and not p.name.startswith(".")]
     for kind in FOLDER_KINDS:
         parent = root / kind
         if parent.is_dir():
@@ -51,7 +53,7 @@ def verify_cache(root: Path | None = None, fix: bool = False) -> tuple[int, list
         checked += 1
         reason = artefacts.problem(folder, REQUIRED[kind], full=True)
         if reason:
-            damaged.append(Damage(folder, FOLDER_KINDS[kind], reason))
+            damaged.append(Damage(folder, NAMES[kind], reason))
     for path in sorted((root / "diagnostics" / "train-nll").glob("*.json")):
         checked += 1
         reason = artefacts.structure_problem(path)
@@ -114,7 +116,7 @@ def _in_use(kind: str, folder: Path, refs: dict[str, set]) -> bool | None:
         return (own["model_sha"], own["eval_config_hash"]) in refs["eval"]
     if kind == "diagnostics":
         return None if "model_sha" not in own else own["model_sha"] in refs["checkpoint_sha"]
-    return True  # converted seed models: inputs, never pruned
+    return True  # converted seed models and NLTK data: inputs, never pruned
 
 
 def prune_cache(leaderboards: list[Path], root: Path | None = None, dry_run: bool = False) -> PruneResult:

@@ -130,6 +130,18 @@ def _configure_logging(verbose: bool) -> None:
             logging.getLogger(noisy).setLevel(logging.WARNING)
 
 
+def _check_outputs(leaderboard: Path, option: str) -> None:
+    """Before any work: the leaderboard can be written (and, if it exists, opened) and so can the cache."""
+    from harness.paths import CACHE_ENV, cache_dir, check_writable
+
+    check_writable(leaderboard, option)
+    check_writable(cache_dir(), f"cache ({CACHE_ENV})", folder=True)
+    if Path(leaderboard).is_file():
+        from leaderboard.store import Leaderboard
+
+        Leaderboard(leaderboard)  # a damaged or foreign file fails here, not after the work
+
+
 def _load(path: Path, data_dir: Path | None):
     from harness.config import load_study
 
@@ -157,7 +169,6 @@ def cmd_validate(args) -> int:
 
 
 def cmd_run(args) -> int:
-    from harness.paths import cache_dir, check_writable
     from harness.study import run_study
 
     study, data_dir = _load(args.study, args.data_dir)
@@ -168,8 +179,7 @@ def cmd_run(args) -> int:
         overrides["address"] = args.ray_address
     if overrides:
         study = study.model_copy(update={"executor": study.executor.model_copy(update=overrides)})
-    check_writable(args.leaderboard or study.leaderboard, "--leaderboard" if args.leaderboard else "leaderboard")
-    cache_dir()
+    _check_outputs(args.leaderboard or study.leaderboard, "--leaderboard" if args.leaderboard else "leaderboard")
     run_ids = run_study(study, data_dir=data_dir, leaderboard_path=args.leaderboard)
     print(f"recorded {len(run_ids)} runs in {args.leaderboard or study.leaderboard}")
     return 0
@@ -179,10 +189,7 @@ def cmd_demo(args) -> int:
     from harness.config import parse_study, parse_yaml
     from harness.study import run_study
 
-    from harness.paths import cache_dir, check_writable
-
-    check_writable(args.leaderboard, "--leaderboard")
-    cache_dir()
+    _check_outputs(args.leaderboard, "--leaderboard")
     text = resources.files("harness").joinpath("studies/demo.yaml").read_text(encoding="utf-8")
     study = parse_study(parse_yaml(text, "demo.yaml (bundled)"), "demo.yaml (bundled)")
     run_study(study, data_dir=args.data_dir, leaderboard_path=args.leaderboard)
@@ -193,14 +200,11 @@ def cmd_eval(args) -> int:
     from harness.evaluation.standalone import build_eval_config, evaluate_and_record, parse_suite
     from harness.paths import data_dir as resolve_data_dir
 
-    from harness.paths import cache_dir, check_writable
-
     for option, value in (("--limit", args.limit), ("--max-new-tokens", args.max_new_tokens),
                           ("--batch-size", args.batch_size)):
         if value is not None and value < 1:
             raise ConfigError(f"{option}: must be at least 1, got {value}")
-    check_writable(args.leaderboard, "--leaderboard")  # before any evaluation work
-    cache_dir()
+    _check_outputs(args.leaderboard, "--leaderboard")  # before any evaluation work
     eval_cfg = build_eval_config(parse_suite(args.suite), args.limit, args.max_new_tokens, args.batch_size,
                                  args.subset_seed, args.judge, args.alpaca_reference, args.gpqa_subset)
     run_id, results = evaluate_and_record(args.model, eval_cfg, domain_name=args.domain,
@@ -221,7 +225,7 @@ def cmd_cache_verify(args) -> int:
 
     checked, damaged = verify_cache(fix=args.fix)
     for item in damaged:
-        print(f"damaged {item.what} {item.path}: {item.reason}" + ("" if args.fix else ""))
+        print(f"damaged {item.what} {item.path}: {item.reason}")
     action = "moved aside" if args.fix else "run `forgetbench cache verify --fix` to move them aside"
     print(f"{cache_dir()}: {checked} artefacts checked, {len(damaged)} damaged"
           + (f" ({action})" if damaged else ""))
