@@ -200,7 +200,7 @@ def check_sqlite(path: Path, what: str, full: bool = False) -> str | None:
 
 def sqlite_problem(path: Path, full: bool = False) -> str | None:
     try:
-        db = sqlite3.connect(f"file:{path}?mode=ro", uri=True, timeout=60)
+        db = sqlite3.connect(path, timeout=60)  # read-write: a WAL file may need its -shm created
         try:
             rows = db.execute("PRAGMA integrity_check" if full else "PRAGMA quick_check").fetchall()
         finally:
@@ -224,8 +224,8 @@ def _legacy_problem(folder: Path) -> tuple[str | None, dict[str, dict[str, Any]]
         if reason:
             return f"{rel}: {reason}", files
     if "mix.json" in files and "mix.jsonl" in files:
-        recorded = json.loads((folder / "mix.json").read_text(encoding="utf-8")).get("sha256")
-        if recorded != files["mix.jsonl"]["sha256"]:
+        meta = json.loads((folder / "mix.json").read_text(encoding="utf-8"))
+        if not isinstance(meta, dict) or meta.get("sha256") != files["mix.jsonl"]["sha256"]:
             return "mix.jsonl differs from the sha256 recorded in mix.json", files
     if "forgetbench.sha256" in files:
         recorded = (folder / "forgetbench.sha256").read_text().strip()

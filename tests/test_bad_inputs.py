@@ -4,9 +4,6 @@ nothing written: no leaderboard row (or file), no cached artefact. `validate` an
 from __future__ import annotations
 
 import json
-import logging
-import os
-import shutil
 
 import duckdb
 import pytest
