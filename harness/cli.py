@@ -84,6 +84,18 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--leaderboard", type=Path, default=DEFAULT_LEADERBOARD, help="DuckDB file (default: %(default)s)")
     p.set_defaults(command=cmd_eval)
 
+    p = commands.add_parser("cache", help="verify the artefact cache, or prune what no leaderboard row uses")
+    sub = p.add_subparsers(required=True, metavar="ACTION")
+    verify = sub.add_parser("verify", help="hash every cached artefact against its manifest; exit 1 if any is damaged")
+    verify.add_argument("--fix", action="store_true", help="move damaged artefacts aside (the next run rebuilds them)")
+    verify.set_defaults(command=cmd_cache_verify)
+    prune = sub.add_parser("prune", help="delete cached mixes, checkpoints, evaluations and diagnostics that no "
+                                         "row of the given leaderboards references")
+    prune.add_argument("--leaderboard", type=Path, nargs="+", default=[DEFAULT_LEADERBOARD], metavar="PATH",
+                       help="every leaderboard whose runs keep their artefacts (default: %(default)s)")
+    prune.add_argument("--dry-run", action="store_true", help="list what would be deleted, delete nothing")
+    prune.set_defaults(command=cmd_cache_prune)
+
     p = commands.add_parser("recipes", help="list registered recipes or show one")
     sub = p.add_subparsers(required=True, metavar="ACTION")
     sub.add_parser("list", help="every registered recipe").set_defaults(command=cmd_recipes_list)
@@ -126,6 +138,18 @@ def _configure_logging(verbose: bool) -> None:
             logging.getLogger(noisy).setLevel(logging.WARNING)
 
 
+def _check_outputs(leaderboard: Path, option: str) -> None:
+    """Before any work: the leaderboard can be written (and, if it exists, opened) and so can the cache."""
+    from harness.paths import CACHE_ENV, cache_dir, check_writable
+
+    check_writable(leaderboard, option)
+    check_writable(cache_dir(), f"cache ({CACHE_ENV})", folder=True)
+    if Path(leaderboard).is_file():
+        from leaderboard.store import Leaderboard
+
+        Leaderboard(leaderboard)  # a damaged or foreign file fails here, not after the work
+
+
 def _load(path: Path, data_dir: Path | None):
     from harness.config import load_study
 
@@ -134,11 +158,16 @@ def _load(path: Path, data_dir: Path | None):
 
 
 def cmd_validate(args) -> int:
+    from harness.paths import check_writable
     from harness.paths import data_dir as resolve_data_dir
     from harness.study import plan, preflight
 
     study, data_dir = _load(args.study, args.data_dir)
     problems = preflight(study, resolve_data_dir(data_dir))
+    try:
+        check_writable(study.leaderboard, "leaderboard")
+    except ConfigError as exc:
+        problems += exc.lines
     if problems:
         raise ConfigError([f"{args.study}: {line}" for line in problems])
     runs = ", ".join(run.label for run in plan(study)[: 1 + len(study.recipes)])
@@ -158,19 +187,19 @@ def cmd_run(args) -> int:
         overrides["address"] = args.ray_address
     if overrides:
         study = study.model_copy(update={"executor": study.executor.model_copy(update=overrides)})
+    _check_outputs(args.leaderboard or study.leaderboard, "--leaderboard" if args.leaderboard else "leaderboard")
     run_ids = run_study(study, data_dir=data_dir, leaderboard_path=args.leaderboard)
     print(f"recorded {len(run_ids)} runs in {args.leaderboard or study.leaderboard}")
     return 0
 
 
 def cmd_demo(args) -> int:
-    from harness.config import parse_study
+    from harness.config import parse_study, parse_yaml
     from harness.study import run_study
 
-    import yaml
-
+    _check_outputs(args.leaderboard, "--leaderboard")
     text = resources.files("harness").joinpath("studies/demo.yaml").read_text(encoding="utf-8")
-    study = parse_study(yaml.safe_load(text), "demo.yaml (bundled)")
+    study = parse_study(parse_yaml(text, "demo.yaml (bundled)"), "demo.yaml (bundled)")
     run_study(study, data_dir=args.data_dir, leaderboard_path=args.leaderboard)
     return _print_board(args.leaderboard, study=study.name, view="deltas", fmt="table")
 
@@ -179,8 +208,11 @@ def cmd_eval(args) -> int:
     from harness.evaluation.standalone import build_eval_config, evaluate_and_record, parse_suite
     from harness.paths import data_dir as resolve_data_dir
 
-    if args.limit is not None and args.limit < 1:
-        raise ConfigError(f"--limit: must be at least 1, got {args.limit}")
+    for option, value in (("--limit", args.limit), ("--max-new-tokens", args.max_new_tokens),
+                          ("--batch-size", args.batch_size)):
+        if value is not None and value < 1:
+            raise ConfigError(f"{option}: must be at least 1, got {value}")
+    _check_outputs(args.leaderboard, "--leaderboard")  # before any evaluation work
     eval_cfg = build_eval_config(parse_suite(args.suite), args.limit, args.max_new_tokens, args.batch_size,
                                  args.subset_seed, judge_model=args.judge, alpaca_annotator=args.alpaca_annotator,
                                  alpaca_reference=args.alpaca_reference, gpqa_subset=args.gpqa_subset,
@@ -194,6 +226,36 @@ def cmd_eval(args) -> int:
         print(f"{result.benchmark:<18} {primary.metric:<24} {primary.value:.3f}{stderr} (n={primary.n}, "
               f"{result.settings.get('wall_seconds', '?')} s)")
     print(f"recorded {run_id} in {args.leaderboard}")
+    return 0
+
+
+def cmd_cache_verify(args) -> int:
+    from harness.cache_admin import verify_cache
+    from harness.paths import cache_dir
+
+    checked, damaged = verify_cache(fix=args.fix)
+    for item in damaged:
+        print(f"damaged {item.what} {item.path}: {item.reason}")
+    action = "moved aside" if args.fix else "run `forgetbench cache verify --fix` to move them aside"
+    print(f"{cache_dir()}: {checked} artefacts checked, {len(damaged)} damaged"
+          + (f" ({action})" if damaged else ""))
+    return 1 if damaged and not args.fix else 0
+
+
+def cmd_cache_prune(args) -> int:
+    from harness.cache_admin import prune_cache
+    from harness.paths import cache_dir
+
+    missing = [str(p) for p in args.leaderboard if not Path(p).is_file()]
+    if missing:
+        raise ConfigError(f"--leaderboard {missing[0]}: no such leaderboard file (prune keeps what leaderboards use)")
+    result = prune_cache(list(args.leaderboard), dry_run=args.dry_run)
+    for path in result.removed:
+        print(f"{'would remove' if args.dry_run else 'removed'} {path}")
+    for path in result.unknown:
+        print(f"kept {path} (written before artefacts recorded their leaderboard references)")
+    print(f"{cache_dir()}: {'would remove' if args.dry_run else 'removed'} {len(result.removed)} artefacts "
+          f"({result.freed_bytes / 1e6:.1f} MB); kept {result.kept} in use and {len(result.unknown)} of unknown use")
     return 0
 
 

@@ -238,6 +238,14 @@ class StudyConfig(_Strict):
     leaderboard: Path = Path("forgetbench.duckdb")
     executor: ExecutorConfig = Field(default_factory=ExecutorConfig, exclude=True)
 
+    @field_validator("seeds")
+    @classmethod
+    def _distinct_seeds(cls, seeds: list[int]) -> list[int]:
+        repeated = sorted({seed for seed in seeds if seeds.count(seed) > 1})
+        if repeated:
+            raise ValueError(f"seed {repeated[0]} appears twice; each seed runs every recipe once")
+        return seeds
+
     def config_hash(self) -> str:
         """Hash of everything that shapes results (not where files live)."""
         return hash_json(self.model_dump(mode="json", exclude={"data_dir", "leaderboard"}))
@@ -279,18 +287,44 @@ def parse_study(data: Any, source: str) -> StudyConfig:
     return study
 
 
-def load_study(path: str | Path) -> StudyConfig:
-    path = Path(path)
+class _UniqueKeyLoader(yaml.SafeLoader):
+    """YAML's safe loader, except that a key given twice in one mapping is an error (PyYAML would
+    silently keep the last value)."""
+
+    def construct_mapping(self, node, deep=False):
+        if isinstance(node, yaml.MappingNode):
+            seen: dict[Any, int] = {}
+            for key_node, _ in node.value:
+                key = self.construct_object(key_node, deep=True)
+                line = key_node.start_mark.line + 1
+                if isinstance(key, (str, int, float, bool)) and key in seen:
+                    raise yaml.constructor.ConstructorError(
+                        None, None, f"key {key!r} appears twice (first on line {seen[key]})", key_node.start_mark)
+                seen[key] = line
+        return super().construct_mapping(node, deep=deep)
+
+
+def parse_yaml(text: str, source: str) -> Any:
+    """A YAML document; a syntax error or a duplicated key is a ConfigError naming the line."""
     try:
-        text = path.read_text(encoding="utf-8")
-    except OSError as exc:
-        raise ConfigError([f"{path}: cannot read study file ({exc.strerror})"]) from None
-    try:
-        data = yaml.safe_load(text)
+        return yaml.load(text, Loader=_UniqueKeyLoader)  # noqa: S506 - a SafeLoader subclass
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None)
         where = f"line {mark.line + 1}" if mark else "(file)"
-        raise ConfigError([f"{path}: {where}: invalid YAML ({getattr(exc, 'problem', exc)})"]) from None
+        raise ConfigError([f"{source}: {where}: invalid YAML ({getattr(exc, 'problem', exc)})"]) from None
+
+
+def load_study(path: str | Path) -> StudyConfig:
+    path = Path(path)
+    try:
+        text = path.read_bytes().decode("utf-8")
+    except OSError as exc:
+        raise ConfigError([f"{path}: cannot read study file ({exc.strerror})"]) from None
+    except UnicodeDecodeError as exc:
+        line = exc.object[: exc.start].count(b"\n") + 1
+        raise ConfigError([f"{path}: line {line}: not UTF-8 text (byte {exc.object[exc.start]:#04x} "
+                           f"at offset {exc.start})"]) from None
+    data = parse_yaml(text, str(path))
     study = parse_study(data, str(path))
     if study.data_dir is not None and not study.data_dir.is_absolute():
         study = study.model_copy(update={"data_dir": (path.parent / study.data_dir).resolve()})
@@ -313,6 +347,7 @@ def _check_recipes(entries: Any, source: str) -> list[str]:
         return []
     problems = []
     known = registry()
+    seen: dict[str, int] = {}  # identity (name + resolved parameters) -> first index
     for index, raw in enumerate(entries):
         where = f"{source}: recipes[{index}]"
         try:
@@ -323,7 +358,13 @@ def _check_recipes(entries: Any, source: str) -> list[str]:
             problems.append(f"{where}: unknown recipe {entry.name!r}; registered: {', '.join(sorted(known))}")
             continue
         try:
-            resolve_params(known[entry.name], entry.params)
+            params = resolve_params(known[entry.name], entry.params)
         except ConfigError as exc:
             problems.extend(f"{where}.params.{line}" for line in exc.lines)
+            continue
+        identity = hash_json({"name": entry.name, "params": params.model_dump(mode="json")})
+        if identity in seen:
+            problems.append(f"{where}: {entry.label} repeats recipes[{seen[identity]}] (same recipe, same "
+                            f"parameters); each recipe runs once per seed")
+        seen.setdefault(identity, index)
     return problems

@@ -32,6 +32,10 @@ class Conversation(TypedDict):
     messages: list[Message]
 
 
+class SchemaError(ValueError):
+    """Raised by a row adapter: the row's fields are present but do not fit the set's schema."""
+
+
 Adapter = Callable[[dict[str, Any]], list[Message]]
 _ROLES = {"human": "user", "user": "user", "gpt": "assistant", "chatgpt": "assistant", "bard": "assistant",
           "assistant": "assistant", "model": "assistant", "system": "system"}
@@ -93,22 +97,31 @@ def read_records(path: Path) -> list[dict[str, Any]]:
         raise DataError(f"{path}: data file not found")
     if path.suffix == ".jsonl":
         rows = []
-        with open(path, encoding="utf-8") as handle:
-            for number, line in enumerate(handle, start=1):
-                if not line.strip():
-                    continue
-                try:
-                    rows.append(json.loads(line))
-                except json.JSONDecodeError as exc:
-                    raise DataError(f"{path}:{number}: malformed JSON line ({exc.msg})") from None
+        for number, line in enumerate(_utf8_text(path).splitlines(), start=1):
+            if not line.strip():
+                continue
+            try:
+                rows.append(json.loads(line))
+            except json.JSONDecodeError as exc:
+                raise DataError(f"{path}:{number}: malformed JSON line ({exc.msg})") from None
         return rows
     try:
-        data = json.loads(path.read_text(encoding="utf-8"))
+        data = json.loads(_utf8_text(path))
     except json.JSONDecodeError as exc:
         raise DataError(f"{path}:{exc.lineno}: malformed JSON ({exc.msg})") from None
     if not isinstance(data, list):
         raise DataError(f"{path}: expected a JSON array of records")
     return data
+
+
+def _utf8_text(path: Path) -> str:
+    """A data file's text; bytes that are not UTF-8 are a DataError naming the line."""
+    raw = path.read_bytes()
+    try:
+        return raw.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        line = raw[: exc.start].count(b"\n") + 1
+        raise DataError(f"{path}:{line}: not UTF-8 text (byte {raw[exc.start]:#04x} at offset {exc.start})") from None
 
 
 def locate(source: DataSource, data_dir: Path | None) -> Path | None:
@@ -158,9 +171,17 @@ def load_conversations(source: DataSource, data_dir: Path | None) -> list[Conver
     conversations: list[Conversation] = []
     for index, row in enumerate(rows):
         try:
+            if not isinstance(row, dict):
+                raise SchemaError(f"expected a JSON object, got {type(row).__name__}")
             messages = source.adapter(row)
-        except (KeyError, TypeError, AttributeError) as exc:
-            raise DataError(f"{where}: row {index}: does not match the {source.name} schema (missing {exc})") from None
+        except SchemaError as exc:
+            raise DataError(f"{where}: row {index}: does not match the {source.name} schema: {exc}") from None
+        except KeyError as exc:
+            raise DataError(f"{where}: row {index}: does not match the {source.name} schema: "
+                            f"no field {exc}") from None
+        except (TypeError, AttributeError, ValueError, IndexError) as exc:
+            raise DataError(f"{where}: row {index}: does not match the {source.name} schema: a field has the "
+                            f"wrong type ({exc})") from None
         conversations.append({"id": f"{source.name}/{index}", "source": source.name, "messages": messages})
     return conversations
 

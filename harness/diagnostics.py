@@ -41,6 +41,7 @@ from harness.evaluation.domain import seeded_subset
 from harness.evaluation.safety import ADVBENCH_FILE
 from harness.hashing import hash_file, hash_json, short
 from harness.models import ResolvedModel, hash_checkpoint
+from harness import artefacts
 from harness.paths import DATA_ENV, atomic_dir, atomic_write_text, cache_dir
 
 log = logging.getLogger(__name__)
@@ -77,7 +78,7 @@ def measure_run(base: ResolvedModel, model: ResolvedModel, mix, cfg: Diagnostics
               "embedder": embedder_identity(cfg.embedding_model),
               "max_seq_length": max_seq_length if mix else None}
     target = cache_dir() / "diagnostics" / short(hash_json(inputs), 24)
-    if (target / "measures.json").is_file():
+    if artefacts.usable(target, "diagnostics", required=("measures.json",)):
         log.info("diagnostics of %s: reusing %s", model.label, target)
         return [Measure(**m) for m in json.loads((target / "measures.json").read_text())["measures"]]
 
@@ -96,6 +97,7 @@ def measure_run(base: ResolvedModel, model: ResolvedModel, mix, cfg: Diagnostics
             for (probe_id, prompt), reference, output in zip(probes, references, outputs):
                 handle.write(json.dumps({"id": probe_id, "prompt": prompt, "seed": reference, "run": output},
                                         ensure_ascii=False) + "\n")
+        artefacts.seal(tmp, refs={"model_sha": model.sha, "base_sha": base.sha})
     return measures
 
 
@@ -265,8 +267,9 @@ def training_gap(base: ResolvedModel, mix, cfg: DiagnosticsConfig, *, max_seq_le
     key = hash_json({"base": base.sha, "mix": mix.sha, "rows": cfg.nll_rows, "seed": cfg.subset_seed,
                      "max_seq_length": max_seq_length})
     stored = cache_dir() / "diagnostics" / "train-nll" / f"{short(key, 24)}.json"
-    if stored.is_file():
-        return [Measure(**m) for m in json.loads(stored.read_text())]
+    cached = artefacts.read_json(stored, "training NLL")
+    if cached is not None:
+        return [Measure(**m) for m in cached]
     rows = [json.loads(line) for line in Path(mix.path).read_text(encoding="utf-8").splitlines() if line.strip()]
     parts = {part: [r for r in rows if r.get("role_in_mix") == part] for part in ("domain", "rehearsal")}
     from harness.models import load_model, load_tokenizer

@@ -10,7 +10,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from harness.data import Conversation, DataSource, Message, alpaca_messages, load_conversations
+from harness.data import Conversation, DataSource, Message, SchemaError, alpaca_messages, load_conversations
 from harness.errors import ConfigError
 from harness.hashing import hash_json
 
@@ -20,7 +20,11 @@ _LETTERS = "ABCDE"
 def mcq_messages(row: dict[str, Any]) -> list[Message]:
     """MedMCQA / MedQA: the mirror's `options{A..D}` + `answer_idx`, or the Hub's `opa..opd` + `cop`."""
     if "options" in row:
+        if not isinstance(row["options"], dict):
+            raise SchemaError(f"'options' must map letters to option texts, got a {type(row['options']).__name__}")
         options, answer = dict(row["options"]), row["answer_idx"]
+        if answer not in options:
+            raise SchemaError(f"'answer_idx' {answer!r} is not one of the options {sorted(options)}")
     else:
         options = {letter: row[f"op{letter.lower()}"] for letter in "ABCD"}
         answer = "ABCD"[int(row["cop"])]

@@ -23,10 +23,11 @@ import time
 from pathlib import Path
 from typing import Any
 
+from harness import artefacts
 from harness.config import FinetuneConfig
 from harness.errors import ConfigError, DataError
 from harness.hashing import hash_file
-from harness.models import ResolvedModel, hash_checkpoint, load_tokenizer
+from harness.models import ResolvedModel, load_tokenizer
 from harness.paths import atomic_dir
 from harness.testhooks import pause_point
 
@@ -48,9 +49,12 @@ def finetune(base: ResolvedModel, mix_path: Path, job: FinetuneConfig, seed: int
             train_into(base, mix_path, job, seed, tmp)
         if not (tmp / "model" / "config.json").is_file():
             raise RuntimeError(f"fine-tuning wrote no checkpoint into {tmp}")
+        files = artefacts.seal(tmp)
+        sha = artefacts.checkpoint_sha(files, under="model")
+        artefacts.add_refs(tmp, {"checkpoint_sha": sha, "mix_sha": hash_file(mix_path)})
         pause_point("finetune-save")
     model_dir = out_dir / "model"
-    return ResolvedModel(spec=f"checkpoint:{model_dir}", path=model_dir, sha=hash_checkpoint(model_dir))
+    return ResolvedModel(spec=f"checkpoint:{model_dir}", path=model_dir, sha=sha)
 
 
 def launch_command(job: FinetuneConfig, spec_file: Path, gpus: int) -> list[str]:

@@ -26,7 +26,8 @@ from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
-from harness.errors import ConfigError, DataError, ModelError
+from harness.artefacts import check_sqlite
+from harness.errors import ConfigError, DataError, ForgetbenchError, ModelError
 from harness.hashing import hash_json
 from harness.models import ResolvedModel
 from harness.paths import cache_dir
@@ -67,16 +68,24 @@ class GenerationCache:
 
     def __init__(self, path: Path | None = None):
         self.path = path or cache_dir() / "generations.sqlite"
+        check_sqlite(self.path, "generation cache")  # a damaged file is moved aside; a fresh one starts
         with self._connect() as db:
             db.execute("PRAGMA journal_mode=WAL")  # persistent: set once per file
             db.execute("CREATE TABLE IF NOT EXISTS generations (key TEXT PRIMARY KEY, output TEXT NOT NULL)")
 
     @contextlib.contextmanager
     def _connect(self):
-        db = sqlite3.connect(self.path, timeout=60)
+        try:
+            db = sqlite3.connect(self.path, timeout=60)
+        except sqlite3.Error as exc:
+            raise ForgetbenchError(f"generation cache {self.path}: cannot open ({exc})") from None
         try:
             with db:  # commit on success, roll back on error
                 yield db
+        except sqlite3.DatabaseError as exc:
+            hint = "" if isinstance(exc, sqlite3.OperationalError) else \
+                " (`forgetbench cache verify --fix` moves a damaged file aside)"
+            raise ForgetbenchError(f"generation cache {self.path}: {exc}{hint}") from None
         finally:
             db.close()
 

@@ -28,6 +28,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from harness import artefacts
 from harness.config import MixConfig, RecipeEntry
 from harness.data import Conversation, check_conversation, source_hash
 from harness.domains import Domain
@@ -39,6 +40,9 @@ from harness.profile import is_current, profile_rows
 from harness.recipe import RecipeContext, get_recipe, recipe_rng, resolve_params
 
 log = logging.getLogger(__name__)
+
+
+MIX_FILES = ("mix.json", "mix.jsonl")
 
 
 @dataclass(frozen=True)
@@ -75,7 +79,7 @@ def build_mix(entry: RecipeEntry, seed: int, mix: MixConfig, domain: Domain, dat
         "recipe_inputs": recipe.fingerprint(data_dir), "sampling_rule": SAMPLING_RULE,
     })
     target = cache_dir() / "mixes" / short(key, 24)
-    if (target / "mix.json").is_file():
+    if artefacts.usable(target, "mix", required=MIX_FILES):
         log.info("mix %s for %s (seed %d): reusing %s", short(key, 12), entry.label, seed, target)
         return _read(target, seed_model)
 
@@ -108,6 +112,7 @@ def build_mix(entry: RecipeEntry, seed: int, mix: MixConfig, domain: Domain, dat
                 handle.write(json.dumps(row, sort_keys=True, ensure_ascii=False) + "\n")
         meta["sha256"] = hash_file(tmp / "mix.jsonl")
         (tmp / "mix.json").write_text(json.dumps(meta, indent=2, sort_keys=True))
+        artefacts.seal(tmp, refs={"mix_sha": meta["sha256"]})
     return _read(target, seed_model)
 
 
@@ -119,6 +124,7 @@ def _read(folder: Path, seed_model: ResolvedModel) -> Mix:
             rows = [json.loads(line) for line in handle if line.strip()]
         meta["profile"] = _profile(rows, seed_model)
         atomic_write_text(folder / "mix.json", json.dumps(meta, indent=2, sort_keys=True))
+        artefacts.refresh(folder, ["mix.json"])
     return Mix(path=folder / "mix.jsonl", sha=meta["sha256"], meta=meta)
 
 

@@ -12,6 +12,7 @@ from dataclasses import dataclass
 from importlib import metadata
 from pathlib import Path
 
+from harness.artefacts import CHECKPOINT_SUFFIXES, safetensors_problem, usable
 from harness.errors import ModelError
 from harness.hashing import hash_file, hash_json, short
 from harness.paths import atomic_dir, cache_dir
@@ -43,6 +44,7 @@ def resolve_model(spec: str) -> ResolvedModel:
     if local.is_dir():
         if not (local / "config.json").is_file():
             raise ModelError(f"model {spec!r}: directory has no config.json (not a Hugging Face checkpoint)")
+        check_weights(local)
         return ResolvedModel(spec=spec, path=local.resolve(), sha=hash_checkpoint(local))
     if _HUB_ID.match(spec) and not local.exists():
         return _resolve_hub(spec)
@@ -52,13 +54,72 @@ def resolve_model(spec: str) -> ResolvedModel:
     )
 
 
+def model_config(spec: str):
+    """The model's transformers config, read without touching its weights (for `validate`); a
+    ModelError naming the spec when there is none: a path that does not exist or holds no
+    config.json, a Hub id that is neither cached nor reachable (HF_HUB_OFFLINE=1 included)."""
+    from transformers import AutoConfig
+
+    if spec == BUILTIN_SMOLLM2:
+        gguf, converted = _smollm2_paths()
+        if (converted / "config.json").is_file():  # converted once already: a plain config file
+            return AutoConfig.from_pretrained(converted)
+        return AutoConfig.from_pretrained(str(gguf.parent), gguf_file=gguf.name)  # parses the GGUF (seconds)
+    local = Path(spec).expanduser()
+    if local.exists():
+        if not local.is_dir():
+            raise ModelError(f"model {spec!r}: is a file, not a checkpoint directory")
+        if not (local / "config.json").is_file():
+            raise ModelError(f"model {spec!r}: directory has no config.json (not a Hugging Face checkpoint)")
+        return AutoConfig.from_pretrained(local)
+    if not _HUB_ID.match(spec):
+        raise ModelError(f"unknown model {spec!r}: not the built-in {BUILTIN_SMOLLM2!r}, no such local checkpoint "
+                         "directory, and not a Hub id of the form org/name")
+    from huggingface_hub import hf_hub_download
+
+    try:
+        config_file = hf_hub_download(spec, "config.json")
+    except Exception as exc:  # offline and not cached, unknown repo, network
+        if os.environ.get("HF_HUB_OFFLINE", "").lower() in ("1", "true", "yes", "on"):
+            raise ModelError(f"model {spec!r}: no such local directory, and as a Hub id it is not in the local "
+                             f"Hugging Face cache while HF_HUB_OFFLINE=1; download it first or pass a local "
+                             f"checkpoint directory") from None
+        raise ModelError(f"model {spec!r}: no such local directory, and the Hub has no config.json for it "
+                         f"({type(exc).__name__})") from None
+    return AutoConfig.from_pretrained(Path(config_file).parent)
+
+
+def check_lora_targets(spec: str, targets: list[str], config) -> None:
+    """ConfigError when a LoRA target names no module of the model (as PEFT matches them: the whole
+    module name or its last dotted parts), checked on a meta-device model built from the config."""
+    import torch
+    from transformers import AutoModelForCausalLM
+
+    from harness.errors import ConfigError
+
+    with torch.device("meta"):
+        model = AutoModelForCausalLM.from_config(config)
+    names = [name for name, _ in model.named_modules()]
+    unknown = [t for t in targets if not any(n == t or n.endswith(f".{t}") for n in names)]
+    if unknown:
+        linear = sorted({n.rsplit(".", 1)[-1] for n, m in model.named_modules() if isinstance(m, torch.nn.Linear)})
+        raise ConfigError(f"finetune.lora.target_modules: {unknown[0]!r} names no module of {spec}; its linear "
+                          f"layers are {', '.join(linear)}")
+
+
 def hash_checkpoint(path: Path) -> str:
     """Hash of the files that define the model's behaviour (weights, config, tokenizer)."""
-    relevant = sorted(
-        p for p in path.rglob("*")
-        if p.is_file() and (p.suffix in {".safetensors", ".bin", ".json", ".model", ".txt", ".jinja"})
-    )
+    relevant = sorted(p for p in path.rglob("*") if p.is_file() and p.suffix in CHECKPOINT_SUFFIXES)
     return hash_json({str(p.relative_to(path)): hash_file(p) for p in relevant})
+
+
+def check_weights(path: Path) -> None:
+    """ModelError naming the first safetensors file of a checkpoint that is truncated or malformed
+    (read from its header only, so it costs nothing next to loading)."""
+    for file in sorted(path.glob("*.safetensors")):
+        reason = safetensors_problem(file)
+        if reason:
+            raise ModelError(f"{file}: {reason}")
 
 
 def _resolve_hub(repo_id: str) -> ResolvedModel:
@@ -90,16 +151,19 @@ def smollm2_gguf_path() -> Path:
     raise ModelError(f"model {BUILTIN_SMOLLM2!r}: {_SMOLLM2_GGUF} missing from the installed {_SMOLLM2_DIST}")
 
 
-def _resolve_smollm2() -> ResolvedModel:
+def _smollm2_paths() -> tuple[Path, Path]:
+    """The wheel's GGUF file and the cache folder of its float32 conversion."""
     gguf = smollm2_gguf_path()
-    gguf_sha = hash_file(gguf)
-    target = cache_dir() / "models" / f"smollm2-135m-instruct-{short(gguf_sha)}"
-    if not (target / "config.json").is_file():
+    return gguf, cache_dir() / "models" / f"smollm2-135m-instruct-{short(hash_file(gguf))}"
+
+
+def _resolve_smollm2() -> ResolvedModel:
+    gguf, target = _smollm2_paths()
+    if not usable(target, "converted model", required=("config.json", "forgetbench.sha256")):
         log.info("converting %s to a float32 checkpoint under %s (once)", gguf.name, target)
         with atomic_dir(target) as tmp:
             _convert_gguf(gguf, tmp)
-    sha_file = target / "forgetbench.sha256"
-    sha = sha_file.read_text().strip() if sha_file.is_file() else hash_checkpoint(target)
+    sha = (target / "forgetbench.sha256").read_text().strip()
     return ResolvedModel(spec=BUILTIN_SMOLLM2, path=target, sha=sha)
 
 

@@ -18,8 +18,41 @@ def cache_dir() -> Path:
     """Content-addressed artefact store: $FORGETBENCH_CACHE, else ~/.cache/forgetbench."""
     root = os.environ.get(CACHE_ENV) or Path.home() / ".cache" / "forgetbench"
     path = Path(root).expanduser()
-    path.mkdir(parents=True, exist_ok=True)
+    if not path.is_dir():
+        check_writable(path, f"cache ({CACHE_ENV})", folder=True)
+        path.mkdir(parents=True, exist_ok=True)
     return path
+
+
+def check_writable(path: str | Path, option: str, folder: bool = False) -> None:
+    """Fail now, with one line naming `option`, when `path` (a file, or with `folder` a directory)
+    cannot be written: it sits under an existing file, is the wrong kind of thing, or a probe write
+    into it or its nearest existing folder fails (a real write, so it holds for root too).
+    Creates nothing that stays."""
+    from harness.errors import ConfigError
+
+    path = Path(path).expanduser()
+    where = f"{option} {path}"
+    if path.exists():
+        if folder and not path.is_dir():
+            raise ConfigError(f"{where}: exists and is not a folder")
+        if not folder and path.is_dir():
+            raise ConfigError(f"{where}: is a folder, not a file")
+    ancestor = path if path.exists() and path.is_dir() else path.parent
+    while not ancestor.exists() and ancestor != ancestor.parent:
+        ancestor = ancestor.parent
+    if not ancestor.is_dir():
+        raise ConfigError(f"{where}: cannot be created, {ancestor} is a file, not a folder")
+    try:
+        if path.is_file():
+            with open(path, "r+b"):  # opened for writing, nothing written
+                pass
+        else:
+            fd, probe = tempfile.mkstemp(prefix=".forgetbench-probe-", dir=ancestor)
+            os.close(fd)
+            os.unlink(probe)
+    except OSError as exc:
+        raise ConfigError(f"{where}: cannot write there ({exc.strerror or exc})") from None
 
 
 def data_dir(option: str | Path | None = None) -> Path | None:
@@ -30,7 +63,8 @@ def data_dir(option: str | Path | None = None) -> Path | None:
 
 @contextlib.contextmanager
 def atomic_dir(target: Path) -> Iterator[Path]:
-    """Yield a temporary sibling directory; rename it onto `target` only if the block succeeds.
+    """Yield a temporary sibling directory; rename it onto `target` only if the block succeeds, with
+    its manifest (harness/artefacts.py) written first unless the block wrote one.
 
     The temporary name carries this host and process id, so the leftovers of a killed process (which
     never become `target`) are removed by the next writer of the same artefact on this host."""
@@ -39,6 +73,10 @@ def atomic_dir(target: Path) -> Iterator[Path]:
     tmp = Path(tempfile.mkdtemp(prefix=f".{target.name}.{_HOST}~{os.getpid()}.", dir=target.parent))
     try:
         yield tmp
+        from harness.artefacts import MANIFEST, seal  # local: artefacts imports this module
+
+        if not (tmp / MANIFEST).exists():  # a writer that recorded no references still gets one
+            seal(tmp)
         if target.exists():  # another process finished the same artefact first: keep theirs
             shutil.rmtree(tmp)
         else:
@@ -86,3 +124,14 @@ def atomic_write_text(path: Path, text: str) -> None:
         with contextlib.suppress(FileNotFoundError):
             os.unlink(tmp)
         raise
+
+
+def ensure_text(path: Path, text: str) -> None:
+    """`path` holds exactly `text`: written (atomically) when absent, or rewritten when a damaged or
+    stale copy differs. For small generated files such as lm-eval task YAMLs."""
+    try:
+        if path.read_text(encoding="utf-8") == text:
+            return
+    except (OSError, UnicodeDecodeError):
+        pass
+    atomic_write_text(path, text)

@@ -82,6 +82,11 @@ class Recipe:
         """Extra lines for `recipes show` (e.g. what the defaults amount to). Default: none."""
         return []
 
+    def domain_rows_needed(self, n_domain: int, n_rehearsal: int) -> int:
+        """Domain training rows a mix of these sizes draws (checked by `validate` before any work).
+        Default: the mix's domain part; recipes that fill rehearsal rows from the domain pool say so."""
+        return n_domain
+
     def fingerprint(self, data_dir: Path | None) -> dict[str, Any]:
         """Identity of any data the recipe reads beyond its parameters (e.g. a file's hash), so a
         changed input never reuses a stale mix. Default: nothing."""

@@ -14,14 +14,15 @@ import logging
 from dataclasses import dataclass, replace
 from pathlib import Path
 
+from harness import artefacts
 from harness.config import RecipeEntry, StudyConfig
 from harness.data import source_hash
 from harness.domains import Domain, get_domain
-from harness.errors import ConfigError, ForgetbenchError
+from harness.errors import ConfigError, DataError, ForgetbenchError
 from harness.evaluation.suite import check_eval_data, eval_config_hash, evaluate_model
 from harness.hashing import hash_json, short
 from harness.mixing import Mix, build_mix
-from harness.models import ResolvedModel, resolve_model
+from harness.models import ResolvedModel, hash_checkpoint, resolve_model
 from harness.paths import cache_dir, data_dir as resolve_data_dir
 from harness.provenance import now, package_versions
 from harness.recipe import get_recipe, resolve_params
@@ -76,12 +77,50 @@ def preflight(study: StudyConfig, data_dir: Path | None) -> list[str]:
     for entry in study.recipes:
         cls = get_recipe(entry.name)
         checks.append(lambda cls=cls, entry=entry: cls(resolve_params(cls, entry.params)).fingerprint(data_dir))
+    checks += [lambda: _check_domain_rows(study, domain, data_dir), lambda: _check_model(study)]
     for check in checks:
         try:
             check()
         except ForgetbenchError as exc:
             problems.extend(line for line in exc.lines if line not in problems)
     return problems
+
+
+def _variants(study: StudyConfig) -> list[tuple[StudyConfig, RecipeEntry]]:
+    """(settings, recipe entry) of every planned fine-tuning run, sweep points applied."""
+    return [(study_at(study, point), entry_at(entry, point)) for entry in study.recipes
+            for point in sweep_points(study, entry)]
+
+
+def _check_domain_rows(study: StudyConfig, domain: Domain, data_dir: Path | None) -> None:
+    """The domain has training rows, and as many as every planned mix draws."""
+    from harness.data import locate
+    from harness.mixing import split_sizes
+
+    rows = len(domain.train_rows(data_dir))
+    path = locate(domain.train, data_dir)
+    where = str(path) if path is not None else domain.train.describe()
+    if rows == 0:
+        raise DataError(f"{where}: domain {domain.name!r} has no training rows")
+    for settings, entry in _variants(study):
+        recipe_cls = get_recipe(entry.name)
+        needed = recipe_cls(resolve_params(recipe_cls, entry.params)).domain_rows_needed(*split_sizes(settings.mix))
+        if needed > rows:
+            raise ConfigError(f"mix.size: {settings.mix.size} rows at domain_share {settings.mix.domain_share} take "
+                              f"{needed} domain rows for recipe {entry.label}, but {where} has {rows} training rows")
+
+
+def _check_model(study: StudyConfig) -> None:
+    """The base model resolves (read from its config only), and every LoRA target names a module of it."""
+    from harness.models import check_lora_targets, model_config
+
+    config = model_config(study.base_model)
+    seen = []
+    for settings, _ in _variants(study):
+        job = settings.finetune
+        if job.method == "lora" and job.lora.target_modules not in seen:
+            seen.append(job.lora.target_modules)
+            check_lora_targets(study.base_model, list(job.lora.target_modules), config)
 
 
 def run_study(study: StudyConfig, data_dir: Path | None = None, leaderboard_path: Path | None = None,
@@ -202,9 +241,13 @@ class _RunContext:
         job = self.study.finetune
         key = hash_json({"base": self.base.sha, "mix": mix.sha, "job": job.model_dump(mode="json"), "seed": seed})
         target = cache_dir() / "checkpoints" / short(key, 24)
-        if (target / "model" / "config.json").is_file():
+        if artefacts.usable(target, "checkpoint", required=("model/config.json",)):
             log.info("fine-tune: reusing checkpoint %s", target)
-            return resolve_model(str(target / "model"))
+            sha = artefacts.refs(target).get("checkpoint_sha")
+            if sha is None:  # sealed before references were recorded
+                sha = hash_checkpoint(target / "model")
+                artefacts.add_refs(target, {"checkpoint_sha": sha})
+            return ResolvedModel(spec=f"checkpoint:{target / 'model'}", path=target / "model", sha=sha)
         log.info("fine-tune (%s) on %d rows -> %s", job.method, mix.meta["size"], target)
         return finetune(self.base, mix.path, job, seed, target)
 

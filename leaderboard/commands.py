@@ -11,11 +11,12 @@ from harness.errors import ConfigError
 
 
 def _board(path: Path):
+    """The leaderboard opened for reading only: these commands never write the file."""
     from leaderboard.store import Leaderboard
 
     if not Path(path).is_file():
         raise ConfigError(f"--leaderboard {path}: no such leaderboard file (run a study first)")
-    return Leaderboard(path)
+    return Leaderboard(path, read_only=True)
 
 
 def _fmt(fmt: str) -> str:
@@ -73,11 +74,19 @@ def add_commands(commands, default_leaderboard: Path) -> None:
     common(p)
     p.set_defaults(command=cmd_profile)
 
+    p = board_actions.add_parser("migrate", help="upgrade an older leaderboard file to this forgetbench's schema")
+    common(p, formats=False)
+    p.set_defaults(command=cmd_migrate)
+
 
 def print_board(args: argparse.Namespace) -> int:
     from leaderboard.render import render
     from leaderboard.views import paper_display, paper_table
 
+    if getattr(args, "export", None):
+        from harness.paths import check_writable
+
+        check_writable(args.export, "--export", folder=True)
     board = _board(args.leaderboard)
     fmt = _fmt(args.format)
     benchmarks = getattr(args, "benchmarks", None)
@@ -134,17 +143,31 @@ def cmd_query(args) -> int:
 
 
 def cmd_export(args) -> int:
+    from harness.paths import check_writable
+
+    check_writable(args.out, "--out", folder=True)
     _export(_board(args.leaderboard), args.out, args.study)
     return 0
 
 
 def cmd_report(args) -> int:
+    from harness.paths import atomic_write_text, check_writable
     from leaderboard.report import build_report
 
+    check_writable(args.out, "--out")
     html = build_report(_board(args.leaderboard), args.study, args.benchmarks)
-    args.out.parent.mkdir(parents=True, exist_ok=True)
-    args.out.write_text(html, encoding="utf-8")
+    atomic_write_text(args.out, html)
     print(f"wrote {args.out}")
+    return 0
+
+
+def cmd_migrate(args) -> int:
+    from leaderboard.store import SCHEMA_VERSION, Leaderboard
+
+    if not Path(args.leaderboard).is_file():
+        raise ConfigError(f"--leaderboard {args.leaderboard}: no such leaderboard file")
+    Leaderboard(args.leaderboard)  # a writing open migrates in one transaction
+    print(f"{args.leaderboard}: schema_version {SCHEMA_VERSION}")
     return 0
 
 

@@ -27,8 +27,10 @@ their short writes and never lose a row. Threads of one process are serialised b
 from __future__ import annotations
 
 import json
+import logging
 import math
 import os
+import re
 import random
 import threading
 import time
@@ -43,6 +45,8 @@ import pandas as pd
 
 from harness.errors import ForgetbenchError
 from harness.results import BenchmarkResult, RunRecord
+
+log = logging.getLogger("forgetbench")
 
 SCHEMA_VERSION = 3
 APPLICATION = "forgetbench-leaderboard"
@@ -230,6 +234,22 @@ def _is_lock_conflict(error: Exception) -> bool:
     return isinstance(error, duckdb.IOException) and ("Could not set lock" in text or "Conflicting lock" in text)
 
 
+def lock_holder(error: Exception) -> str:
+    """Who holds a DuckDB lock, from its message ("... Conflicting lock is held in CMD (PID n) ..."):
+    `PID n (command line)` where /proc tells, else the message's own words."""
+    match = re.search(r"\(PID (\d+)\)", str(error))
+    if not match:
+        return "another process"
+    pid = match.group(1)
+    try:
+        command = Path(f"/proc/{pid}/cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace").strip()
+    except OSError:
+        command = ""
+    if len(command) > 100:
+        command = command[:99] + "…"
+    return f"another process (PID {pid}" + (f": {command})" if command else ")")
+
+
 def _first_line(error: Exception) -> str:
     return str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
 
@@ -258,9 +278,13 @@ class Leaderboard:
     block releases nothing because nothing is held.
     """
 
-    def __init__(self, path: str | os.PathLike[str], *, lock_timeout: float = DEFAULT_LOCK_TIMEOUT):
+    def __init__(self, path: str | os.PathLike[str], *, lock_timeout: float = DEFAULT_LOCK_TIMEOUT,
+                 read_only: bool = False):
+        """``read_only=True`` (the read commands: query, leaderboard, compare, export, report) never
+        writes the file: an older schema is refused with the command that migrates it, not migrated."""
         self.path = Path(path).expanduser()
         self.lock_timeout = float(lock_timeout)
+        self.read_only = read_only
         self._lock = _process_lock(self.path)
         self._ensure_schema()
 
@@ -285,6 +309,8 @@ class Leaderboard:
             con = self._open_with_retry(read_only)
             try:
                 yield con
+            except duckdb.Error as error:  # e.g. a block failing its checksum: name the file, one line
+                raise ForgetbenchError(f"leaderboard {self.path}: {_first_line(error)}") from error
             finally:
                 con.close()
 
@@ -297,6 +323,8 @@ class Leaderboard:
             con = self._open_with_retry(read_only, config)
             try:
                 yield con
+            except duckdb.Error as error:
+                raise ForgetbenchError(f"leaderboard {self.path}: {_first_line(error)}") from error
             finally:
                 con.close()
 
@@ -306,6 +334,7 @@ class Leaderboard:
             self.path.parent.mkdir(parents=True, exist_ok=True)
         deadline = time.monotonic() + self.lock_timeout
         delay = 0.01
+        warned = False
         while True:
             try:
                 return duckdb.connect(str(self.path), read_only=read_only,
@@ -328,18 +357,26 @@ class Leaderboard:
             except duckdb.IOException as error:
                 if not _is_lock_conflict(error):
                     raise self._open_error(error) from error
+                if not warned:
+                    log.warning("leaderboard %s is locked by %s; waiting up to %gs for it", self.path,
+                                lock_holder(error), self.lock_timeout)
+                    warned = True
                 remaining = deadline - time.monotonic()
                 if remaining <= 0:
                     raise ForgetbenchError(
-                        f"leaderboard {self.path}: still locked by another process after "
-                        f"{self.lock_timeout:g}s (DuckDB allows one writer per file; "
-                        f"{_first_line(error)})"
+                        f"leaderboard {self.path}: still locked by {lock_holder(error)} after "
+                        f"{self.lock_timeout:g}s (DuckDB allows one writer per file)"
                     ) from error
                 time.sleep(min(remaining, delay * random.uniform(0.5, 1.5)))
                 delay = min(delay * 2, 0.5)
+            except duckdb.Error as error:  # e.g. "Corrupt database file: computed checksum ..."
+                raise self._open_error(error) from error
 
     def _open_error(self, error: Exception) -> ForgetbenchError:
         text = str(error)
+        if isinstance(error, duckdb.IOException) and ("Not a directory" in text or "Read-only" in text
+                                                      or "Permission denied" in text):
+            return ForgetbenchError(f"leaderboard {self.path}: cannot write here ({_first_line(error)})")
         if "not a valid DuckDB database file" in text:
             return ForgetbenchError(f"{self.path}: not a forgetbench leaderboard (not a DuckDB database file)")
         return ForgetbenchError(f"leaderboard {self.path}: cannot open: {_first_line(error)}")
@@ -348,10 +385,18 @@ class Leaderboard:
 
     def _ensure_schema(self) -> None:
         if not self.path.exists():
+            if self.read_only:
+                raise ForgetbenchError(f"leaderboard {self.path}: no such file (run a study first)")
             self._create()
         with self._connect(read_only=True) as con:
-            if self._schema_version(con) == SCHEMA_VERSION:
+            version = self._schema_version(con)
+            if version == SCHEMA_VERSION:
                 return
+        if self.read_only:
+            raise ForgetbenchError(
+                f"leaderboard {self.path}: schema_version {version} predates this forgetbench's "
+                f"{SCHEMA_VERSION}; read commands never write, so migrate it first with "
+                f"`forgetbench leaderboard migrate --leaderboard {self.path}`")
         with self._connect(read_only=False) as con:
             version = self._schema_version(con)  # again: another process may have migrated it
             if version < SCHEMA_VERSION:
@@ -555,6 +600,9 @@ def _result_frames(run: RunRecord, results: list[BenchmarkResult]) -> tuple[pd.D
             problems.append(f"{where}: primary metric {result.primary_metric!r} has no score")
         settings = _to_json(result.settings)
         for score in result.scores:
+            if int(score.n) <= 0:
+                problems.append(f"{where}: metric {score.metric} was measured on n={score.n} examples; "
+                                f"a score needs at least one")
             score_rows.append({
                 "run_id": run.run_id, "benchmark": result.benchmark, "metric": score.metric,
                 "value": _float(score.value), "stderr": _float(score.stderr), "n": int(score.n),

@@ -52,6 +52,10 @@ class Compose(Recipe):
     def fingerprint(self, data_dir):
         return {part: self._recipe(getattr(self.params, part)).fingerprint(data_dir) for part in ("domain", "rehearsal")}
 
+    def domain_rows_needed(self, n_domain: int, n_rehearsal: int) -> int:
+        return max(self._recipe(self.params.domain).domain_rows_needed(n_domain, 0),
+                   self._recipe(self.params.rehearsal).domain_rows_needed(n_domain, n_rehearsal))
+
     def build(self, ctx: RecipeContext) -> RecipeOutput:
         domain_recipe, rehearsal_recipe = self._recipe(self.params.domain), self._recipe(self.params.rehearsal)
         domain_out = domain_recipe.build(dataclasses.replace(ctx, rehearsal_size=0, rng=self._rng(ctx, self.params.domain, domain_recipe)))

@@ -13,6 +13,9 @@ class NoRehearsal(Recipe):
     the seed's domain order (so its first domain rows are exactly every other recipe's domain rows).
     """
 
+    def domain_rows_needed(self, n_domain: int, n_rehearsal: int) -> int:
+        return n_domain + n_rehearsal  # the rehearsal share is filled with further domain rows
+
     def build(self, ctx: RecipeContext) -> RecipeOutput:
         if len(ctx.domain_pool) < ctx.rehearsal_size:
             raise DataError(

@@ -165,6 +165,9 @@ class SdftRewrite(Recipe):
         module, _, function = name.partition(":")
         return getattr(importlib.import_module(module), function)
 
+    def domain_rows_needed(self, n_domain: int, n_rehearsal: int) -> int:
+        return n_domain + n_rehearsal  # every mix row is a (possibly rewritten) domain row
+
     def build(self, ctx: RecipeContext) -> RecipeOutput:
         if len(ctx.domain_pool) < ctx.rehearsal_size:
             raise DataError(f"sdft-rewrite: needs {ctx.rehearsal_size} more domain rows; {len(ctx.domain_pool)} remain")

@@ -117,3 +117,44 @@ def seed_model_reply():
         return "A short answer."
 
     return reply
+
+
+def _leaderboard_rows(board) -> dict:
+    """Every row of a leaderboard that a rerun must reproduce (timestamps and package versions aside)."""
+    import duckdb
+
+    with duckdb.connect(str(board), read_only=True) as db:
+        return {
+            "runs": db.execute("SELECT run_id, recipe, seed, base_model_sha, checkpoint_sha, mix_sha, config_hash, "
+                               "eval_config_hash, data_hashes, status FROM runs ORDER BY run_id").fetchall(),
+            "scores": db.execute("SELECT run_id, benchmark, metric, value, stderr, n FROM scores ORDER BY ALL").fetchall(),
+            "examples": db.execute("SELECT run_id, benchmark, example_id, value, prediction FROM examples "
+                                   "ORDER BY ALL").fetchall(),
+            "shift": db.execute("SELECT run_id, measure, part, value, n FROM shift_measures ORDER BY ALL").fetchall(),
+        }
+
+
+@pytest.fixture(scope="session")
+def leaderboard_rows():
+    """A function: the comparable rows of a leaderboard file (runs, scores, examples, shift measures)."""
+    return _leaderboard_rows
+
+
+@pytest.fixture
+def tiny_study(tiny_model, tmp_path):
+    """A function writing a small study YAML on the tiny model (keyword overrides replace top-level keys)."""
+    import yaml
+
+    def write(name="study.yaml", **overrides):
+        study = {
+            "name": "tiny", "base_model": str(tiny_model.path), "domain": "medmcqa", "recipes": ["none"],
+            "mix": {"size": 6, "domain_share": 0.5},
+            "finetune": {"method": "lora", "max_steps": 1, "batch_size": 2, "max_seq_length": 128},
+            "eval": {"batch_size": 2, "benchmarks": {"domain": {"limit": 2, "max_new_tokens": 4}}},
+            "diagnostics": {"enabled": False}, "seeds": [0], **overrides,
+        }
+        path = tmp_path / name
+        path.write_text(yaml.safe_dump(study))
+        return path
+
+    return write

@@ -35,8 +35,11 @@ def test_defaults_fill_a_minimal_study(tmp_path):
 
 
 def test_shorthand_and_mapping_recipe_forms_mean_the_same(tmp_path):
-    study = load_study(write(tmp_path, {**MINIMAL, "recipes": ["public:dolly", {"name": "public", "params": {"set": "dolly"}}]}))
-    assert study.recipes[0].label == study.recipes[1].label == "public:dolly"
+    shorthand = load_study(write(tmp_path, {**MINIMAL, "recipes": ["public:dolly"]}))
+    mapping = load_study(write(tmp_path, {**MINIMAL, "recipes": [{"name": "public", "params": {"set": "dolly"}}]}))
+    assert shorthand.recipes[0].label == mapping.recipes[0].label == "public:dolly"
+    with pytest.raises(ConfigError, match=r"recipes\[1\]: public:dolly repeats recipes\[0\]"):  # so both is a duplicate
+        load_study(write(tmp_path, {**MINIMAL, "recipes": ["public:dolly", {"name": "public", "params": {"set": "dolly"}}]}))
 
 
 def test_every_problem_is_reported_with_file_and_field(tmp_path):

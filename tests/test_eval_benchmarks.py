@@ -506,15 +506,26 @@ def test_alpaca_eval_judge_on_an_openai_compatible_endpoint(tiny_model, data_dir
         alpaca_eval.make_judge(url, model).chat([[{"role": "user", "content": "x"}]], alpaca_eval.Sampling())
 
 
-def test_forgetbench_eval_records_all_eight_benchmarks(tiny_model, data_dir, tmp_path, capsys):
+def test_forgetbench_eval_records_all_eight_benchmarks(tiny_model, data_dir, tmp_path, capsys, monkeypatch):
+    """All eight through `forgetbench eval` on the tiny model. Its random judge never writes a parseable
+    verdict, so AlpacaEval's win rate would rest on n=0 comparisons: that run is refused in one line
+    and records nothing; with the judge's verdict parser answering, all eight are recorded."""
     from harness.cli import main
+    from harness.evaluation import alpaca_eval
     from leaderboard.store import Leaderboard
 
     board = tmp_path / "board.duckdb"
-    code = main(["eval", "--model", str(tiny_model.path), "--limit", "2", "--max-new-tokens", "4",
-                 "--judge", str(tiny_model.path), "--data-dir", str(data_dir), "--leaderboard", str(board),
-                 "--batch-size", "4"])
-    assert code == 0
+    command = ["eval", "--model", str(tiny_model.path), "--limit", "2", "--max-new-tokens", "4",
+               "--judge", str(tiny_model.path), "--data-dir", str(data_dir), "--leaderboard", str(board),
+               "--batch-size", "4"]
+    assert main(command) == 1
+    error = capsys.readouterr().err.strip().splitlines()[-1]
+    assert error.startswith("forgetbench: error: benchmark alpaca_eval on ")
+    assert error.endswith(": win_rate rests on n=0 examples (limit 2); nothing is recorded")
+    assert not board.exists()
+
+    monkeypatch.setattr(alpaca_eval, "parse_verdict", lambda verdict: "a")
+    assert main(command) == 0
     printed = capsys.readouterr().out
     assert all(name in printed for name in EIGHT)
     frame = Leaderboard(board).table()

@@ -181,7 +181,7 @@ def test_two_processes_recording_20_runs_each_into_one_file_lose_no_row(tmp_path
     assert sorted(table.study.value_counts().items()) == [("p1", 20), ("p2", 20)]
 
 
-def test_a_writer_waits_for_another_process_then_times_out_naming_the_file(tmp_path):
+def test_a_writer_waits_for_another_process_then_times_out_naming_the_file(tmp_path, caplog):
     path = tmp_path / "board.duckdb"
     board = Leaderboard(path, lock_timeout=0.5)
     ctx = multiprocessing.get_context("spawn")
@@ -190,8 +190,13 @@ def test_a_writer_waits_for_another_process_then_times_out_naming_the_file(tmp_p
     holder.start()
     try:
         assert held.wait(30)
-        with pytest.raises(ForgetbenchError, match=f"leaderboard {path}: still locked by another process"):
+        with pytest.raises(ForgetbenchError, match=f"leaderboard {path}: still locked by another process "
+                                                   f"\\(PID {holder.pid}: .*python"):
             board.record(make_run("a"), make_results(0.4, 0.6))
+        waiting = [r.getMessage() for r in caplog.records if "waiting up to" in r.getMessage()]
+        assert len(waiting) == 1  # said once, naming the holder, not once per retry
+        assert waiting[0].startswith(f"leaderboard {path} is locked by another process (PID {holder.pid}: ")
+        assert "python" in waiting[0] and waiting[0].endswith("; waiting up to 0.5s for it")
         with pytest.raises(ForgetbenchError, match="still locked"):
             board.runs()  # readers wait too: DuckDB refuses even read-only opens while a writer holds it
         board.lock_timeout = 30

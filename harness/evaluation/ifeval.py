@@ -25,7 +25,7 @@ from harness.errors import DataError
 from harness.evaluation.punkt import ensure_punkt_tab
 from harness.hashing import hash_file, hash_json, short
 from harness.models import ResolvedModel
-from harness.paths import atomic_write_text, cache_dir
+from harness.paths import cache_dir, ensure_text
 from harness.results import BenchmarkResult, ExampleResult, Score
 
 log = logging.getLogger("harness.evaluation")
@@ -116,8 +116,7 @@ def _local_task_yaml(builtin: Path, data_file: Path) -> Path:
     text = yaml.safe_dump({"include": str(builtin), "task": TASK, "dataset_path": "json", "dataset_name": None,
                            "dataset_kwargs": {"data_files": {"train": str(data_file)}}}, sort_keys=False)
     path = cache_dir() / "lm_eval_tasks" / f"ifeval-{short(hash_json(text))}" / "ifeval.yaml"
-    if not path.is_file():
-        atomic_write_text(path, text)
+    ensure_text(path, text)
     return path
 
 

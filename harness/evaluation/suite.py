@@ -7,9 +7,11 @@ import logging
 import time
 from pathlib import Path
 
+from harness import artefacts
 from harness.config import EvalConfig
 from harness.data import DataSource, locate, source_hash
 from harness.domains import Domain
+from harness.errors import DataError, ForgetbenchError
 from harness.evaluation import ifeval
 from harness.hashing import hash_file, hash_json, short
 from harness.models import ResolvedModel
@@ -93,8 +95,9 @@ def check_eval_data(eval_cfg: EvalConfig, domain: Domain, data_dir: Path | None)
     """Fail before any work when a benchmark's data cannot be found."""
     if "ifeval" in eval_cfg.benchmarks:
         locate(IFEVAL, data_dir)
-    if "domain" in eval_cfg.benchmarks:
-        domain.test_rows(data_dir)
+    if "domain" in eval_cfg.benchmarks and not domain.test_rows(data_dir):
+        path = locate(domain.test, data_dir)
+        raise DataError(f"{path or domain.test.describe()}: domain {domain.name!r} has no test rows to evaluate")
     for name in LM_EVAL_TASKS:
         if name in eval_cfg.benchmarks:
             _lm_eval_data_hash(name, eval_cfg, data_dir)
@@ -115,10 +118,10 @@ def check_eval_data(eval_cfg: EvalConfig, domain: Domain, data_dir: Path | None)
 
 def evaluate_model(model: ResolvedModel, eval_cfg: EvalConfig, domain: Domain, data_dir: Path | None,
                    backend_name: str) -> list[BenchmarkResult]:
-    key = hash_json({"model": model.sha, "eval": eval_config_hash(eval_cfg, domain, data_dir, backend_name),
-                     **_scoring_code(eval_cfg)})
+    eval_hash = eval_config_hash(eval_cfg, domain, data_dir, backend_name)
+    key = hash_json({"model": model.sha, "eval": eval_hash, **_scoring_code(eval_cfg)})
     target = cache_dir() / "evals" / short(key, 24)
-    if (target / "results.json").is_file():
+    if artefacts.usable(target, "evaluation", required=("results.json",)):
         log.info("evaluation of %s: reusing cached results %s", model.label, target)
         return [result_from_json(r) for r in json.loads((target / "results.json").read_text())]
 
@@ -128,9 +131,14 @@ def evaluate_model(model: ResolvedModel, eval_cfg: EvalConfig, domain: Domain, d
         started = time.monotonic()
         result = _run_benchmark(name, settings, model, eval_cfg, domain, data_dir, backend_name)
         result.settings["wall_seconds"] = round(time.monotonic() - started, 1)
+        empty = [score.metric for score in result.scores if score.n <= 0]
+        if empty:  # not a measurement: neither cached nor recorded
+            raise ForgetbenchError(f"benchmark {name} on {model.label}: {empty[0]} rests on n=0 examples "
+                                   f"(limit {settings.limit}); nothing is recorded")
         results.append(result)
     with atomic_dir(target) as tmp:
         (tmp / "results.json").write_text(json.dumps([result_to_json(r) for r in results]))
+        artefacts.seal(tmp, refs={"model_sha": model.sha, "eval_config_hash": eval_hash})
     return results
 
 
