@@ -158,3 +158,42 @@ def tiny_study(tiny_model, tmp_path):
         return path
 
     return write
+
+
+@pytest.fixture
+def chat_endpoint():
+    """A context manager serving a fake OpenAI-compatible chat-completions endpoint on 127.0.0.1:
+    `with chat_endpoint(reply) as (base_url, requests):` answers each request body with `reply(body)`
+    and keeps every body in `requests`; on exit the port is closed (it then refuses connections)."""
+    import contextlib
+    import json
+    import threading
+    from http.server import BaseHTTPRequestHandler, HTTPServer
+
+    @contextlib.contextmanager
+    def serve(reply):
+        requests: list[dict] = []
+
+        class Handler(BaseHTTPRequestHandler):
+            def do_POST(self):
+                body = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
+                requests.append(body)
+                payload = json.dumps({"choices": [{"message": {"role": "assistant", "content": reply(body)}}]}).encode()
+                self.send_response(200)
+                self.send_header("Content-Type", "application/json")
+                self.send_header("Content-Length", str(len(payload)))
+                self.end_headers()
+                self.wfile.write(payload)
+
+            def log_message(self, *args):
+                pass
+
+        server = HTTPServer(("127.0.0.1", 0), Handler)
+        threading.Thread(target=server.serve_forever, daemon=True).start()
+        try:
+            yield f"http://127.0.0.1:{server.server_port}/v1", requests
+        finally:
+            server.shutdown()
+            server.server_close()
+
+    return serve

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import json
 import math
-from http.server import BaseHTTPRequestHandler
 
 import pytest
 
@@ -436,49 +435,21 @@ def test_length_control_uses_the_packages_glm_and_names_the_dropped_terms():
     assert few_notes["lc_cv_splits"] == 0 and 0 <= few <= 1  # too few for 5 folds: the package's single fit
 
 
-class FakeJudgeEndpoint(BaseHTTPRequestHandler):
-    """An OpenAI-compatible chat endpoint judging like `_model_answer_is_output_1`."""
-
-    requests: list = []
-    model_answer = "MODEL ANSWER"  # what the model under test answers
-
-    def do_POST(self):
-        body = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
-        FakeJudgeEndpoint.requests.append(body)
-        user = body["messages"][-1]["content"]
-        text = "m" if _model_answer_is_output_1(user.replace(self.model_answer, "MODEL ANSWER")) else "M"
-        payload = json.dumps({"choices": [{"message": {"role": "assistant", "content": text}}]}).encode()
-        self.send_response(200)
-        self.send_header("Content-Type", "application/json")
-        self.send_header("Content-Length", str(len(payload)))
-        self.end_headers()
-        self.wfile.write(payload)
-
-    def log_message(self, *args):
-        pass
-
-
-def test_alpaca_eval_judge_on_an_openai_compatible_endpoint(tiny_model, data_dir, tmp_path, monkeypatch):
-    import threading
-    from http.server import HTTPServer
-
+def test_alpaca_eval_judge_on_an_openai_compatible_endpoint(tiny_model, data_dir, tmp_path, monkeypatch, chat_endpoint):
     from alpaca_eval.utils import make_prompts, prompt_to_chatml
 
     monkeypatch.setenv("FORGETBENCH_CACHE", str(tmp_path / "cache"))  # count real requests
     model = ScriptedBackend(tiny_model, lambda p: "A fine answer.", tmp_path)
-    monkeypatch.setattr(FakeJudgeEndpoint, "model_answer", "A fine answer.")
-    FakeJudgeEndpoint.requests = []
-    server = HTTPServer(("127.0.0.1", 0), FakeJudgeEndpoint)
-    threading.Thread(target=server.serve_forever, daemon=True).start()
-    try:
-        url = f"http://127.0.0.1:{server.server_port}/v1#judge-model"
+
+    def judge_like_the_clf_annotator(body):
+        user = body["messages"][-1]["content"].replace("A fine answer.", "MODEL ANSWER")
+        return "m" if _model_answer_is_output_1(user) else "M"
+
+    with chat_endpoint(judge_like_the_clf_annotator) as (base_url, sent):
+        url = base_url + "#judge-model"
         judge = alpaca_eval.make_judge(url, model)
         result = alpaca_eval.evaluate_alpaca_eval(model, judge, data_dir=data_dir, reference="text_davinci_003",
                                                   limit=4, subset_seed=3)
-    finally:
-        server.shutdown()
-        server.server_close()  # the port now refuses connections
-    sent = FakeJudgeEndpoint.requests
     assert len(sent) == 4 and {r["model"] for r in sent} == {"judge-model"}
     assert {(r["max_tokens"], r["temperature"]) for r in sent} == {(1, 0.0)}
     # exactly the package's template, filled by its make_prompts and split by its prompt_to_chatml
@@ -494,7 +465,7 @@ def test_alpaca_eval_judge_on_an_openai_compatible_endpoint(tiny_model, data_dir
     assert first == expected and [m["role"] for m in first] == ["system", "user"]
     scores = {s.metric: s.value for s in result.scores}
     assert scores["win_rate"] == 1.0 and scores["unparseable"] == 0
-    assert result.settings["judge_endpoint"] == f"http://127.0.0.1:{server.server_port}/v1"
+    assert result.settings["judge_endpoint"] == base_url
     assert result.settings["judge_endpoint_model"] == "judge-model" and result.settings["judge_sha"] is None
     # the evaluation hash takes the endpoint's identity (no model to resolve); a dead endpoint names the judge
     from harness.evaluation.suite import eval_config_hash

@@ -4,8 +4,6 @@ rerun, record their provenance, and a rebuild from the generation cache generate
 from __future__ import annotations
 
 import json
-import threading
-from http.server import BaseHTTPRequestHandler, HTTPServer
 
 import pytest
 
@@ -80,37 +78,20 @@ def test_single_params_check_the_ablation_combination():
         resolve_params(ReconstructedSingle, {"responses_per_instruction": 3})
 
 
-class FakeEndpoint(BaseHTTPRequestHandler):
-    requests: list = []
-
-    def do_POST(self):
-        body = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
-        FakeEndpoint.requests.append(body)
-        prompt = body["messages"][-1]["content"]
-        text = "Concise and correct.\nScore: 5" if "Evaluate the quality of the AI’s response" in prompt else "An endpoint answer."
-        payload = json.dumps({"choices": [{"message": {"role": "assistant", "content": text}}]}).encode()
-        self.send_response(200)
-        self.send_header("Content-Type", "application/json")
-        self.send_header("Content-Length", str(len(payload)))
-        self.end_headers()
-        self.wfile.write(payload)
-
-    def log_message(self, *args):
-        pass
+def endpoint_member_reply(body) -> str:
+    judging = "Evaluate the quality of the AI’s response" in body["messages"][-1]["content"]
+    return "Concise and correct.\nScore: 5" if judging else "An endpoint answer."
 
 
-def test_committee_with_an_endpoint_member(tiny_model, data_dir, tmp_path, monkeypatch):
+def test_committee_with_an_endpoint_member(tiny_model, data_dir, tmp_path, monkeypatch, chat_endpoint):
     monkeypatch.setenv("FORGETBENCH_CACHE", str(tmp_path))  # count real requests, never a stored mix
-    FakeEndpoint.requests = []
-    server = HTTPServer(("127.0.0.1", 0), FakeEndpoint)
-    threading.Thread(target=server.serve_forever, daemon=True).start()
-    try:
-        url = f"http://127.0.0.1:{server.server_port}/v1#fake-model"
+    with chat_endpoint(endpoint_member_reply) as (base_url, requests):
+        url = base_url + "#fake-model"
         entry = {"name": "reconstructed-committee", "params": {**SMALL, "members": ["seed", url], "responses_per_instruction": 2}}
         mix = build(entry, tiny_model, data_dir, [], size=4, share=0.5)
-        sent = len(FakeEndpoint.requests)
+        sent = len(requests)
         # 2 instructions x (2 answers + 4 candidates judged)
-        assert sent == 2 * 2 + 2 * 4 and FakeEndpoint.requests[0]["model"] == "fake-model"
+        assert sent == 2 * 2 + 2 * 4 and requests[0]["model"] == "fake-model"
         records = mix.meta["provenance"]["candidate_scores"]
         assert len(records) == 2 and all(len(r["candidates"]) == 4 for r in records)
         assert all(c["scores"][1] == 5.0 for r in records for c in r["candidates"])  # the endpoint judge
@@ -120,8 +101,6 @@ def test_committee_with_an_endpoint_member(tiny_model, data_dir, tmp_path, monke
         chosen = {r["row"]: r["candidates"][r["chosen"]]["member"] for r in records}
         answers = [r["messages"][-1]["content"] for r in rows(mix) if r["role_in_mix"] == "rehearsal"]
         assert len(answers) == 2 and set(chosen.values()) <= {"seed", url}
-    finally:
-        server.shutdown()
 
 
 @pytest.mark.parametrize("entry", [

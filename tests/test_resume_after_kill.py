@@ -79,35 +79,25 @@ def kill_at_pause(*args, pause: str) -> str:
     return log
 
 
-def rows(board):
-    with duckdb.connect(str(board), read_only=True) as db:
-        return {
-            "runs": db.execute("SELECT run_id, recipe, seed, base_model_sha, checkpoint_sha, mix_sha, config_hash, "
-                               "eval_config_hash, status FROM runs ORDER BY run_id").fetchall(),
-            "scores": db.execute("SELECT run_id, benchmark, metric, value, stderr, n FROM scores ORDER BY ALL").fetchall(),
-            "examples": db.execute("SELECT run_id, benchmark, example_id, value, prediction FROM examples "
-                                   "ORDER BY ALL").fetchall(),
-        }
-
-
 def recipes(board):
     with duckdb.connect(str(board), read_only=True) as db:
         return [r for (r,) in db.execute("SELECT recipe FROM runs ORDER BY recipe").fetchall()]
 
 
 @pytest.fixture(scope="module")
-def uninterrupted(tiny_model, data_dir, tmp_path_factory):
+def uninterrupted(tiny_model, data_dir, tmp_path_factory, leaderboard_rows):
     folder = tmp_path_factory.mktemp("uninterrupted")
     board = folder / "lb.duckdb"
     log = run_to_end(write_study(folder, tiny_model), board, folder / "cache", data_dir, report_imports=True)
-    return {**rows(board), "log": log}
+    return {**leaderboard_rows(board), "log": log}
 
 
 def test_a_cpu_study_imports_neither_vllm_nor_ray(uninterrupted):
     assert "optional modules imported: []" in uninterrupted["log"]
 
 
-def test_killed_during_finetuning_resumes_to_the_uninterrupted_rows(uninterrupted, tiny_model, data_dir, tmp_path):
+def test_killed_during_finetuning_resumes_to_the_uninterrupted_rows(uninterrupted, tiny_model, data_dir, tmp_path,
+                                                                   leaderboard_rows):
     study, board, cache = write_study(tmp_path, tiny_model), tmp_path / "lb.duckdb", tmp_path / "cache"
 
     log = kill_at_pause(study, board, cache, data_dir, pause="finetune-save")
@@ -122,10 +112,11 @@ def test_killed_during_finetuning_resumes_to_the_uninterrupted_rows(uninterrupte
     assert "baseline already on the leaderboard" in log
     assert "fine-tune (lora)" in log and "reusing checkpoint" not in log  # the orphan was not taken as done
     assert not [p for p in checkpoints.iterdir() if p.name.startswith(".")]  # and it was cleaned up
-    assert rows(board) == {k: v for k, v in uninterrupted.items() if k != "log"}
+    assert leaderboard_rows(board) == {k: v for k, v in uninterrupted.items() if k != "log"}
 
 
-def test_killed_during_evaluation_resumes_to_the_uninterrupted_rows(uninterrupted, tiny_model, data_dir, tmp_path):
+def test_killed_during_evaluation_resumes_to_the_uninterrupted_rows(uninterrupted, tiny_model, data_dir, tmp_path,
+                                                                   leaderboard_rows):
     study, board, cache = write_study(tmp_path, tiny_model), tmp_path / "lb.duckdb", tmp_path / "cache"
 
     log = kill_at_pause(study, board, cache, data_dir, pause="generation:3")
@@ -136,5 +127,5 @@ def test_killed_during_evaluation_resumes_to_the_uninterrupted_rows(uninterrupte
     log = run_to_end(study, board, cache, data_dir)
     assert "reusing checkpoint" in log and "fine-tune (lora)" not in log
     assert "4 prompts (2 cached)" in log  # the committed batch is reused, the rest generated
-    assert rows(board) == {k: v for k, v in uninterrupted.items() if k != "log"}
+    assert leaderboard_rows(board) == {k: v for k, v in uninterrupted.items() if k != "log"}
     assert len(uninterrupted["runs"]) == 2 and len({r[0] for r in uninterrupted["runs"]}) == 2
