@@ -17,7 +17,7 @@ from pathlib import Path
 from harness import artefacts
 from harness.config import RecipeEntry, StudyConfig
 from harness.data import source_hash
-from harness.domains import Domain, get_domain
+from harness.domains import Domain, check_domain_data, resolve_domain
 from harness.errors import ConfigError, DataError, ForgetbenchError
 from harness.evaluation.suite import check_eval_data, eval_config_hash, evaluate_model
 from harness.hashing import hash_json, short
@@ -67,9 +67,9 @@ def plan(study: StudyConfig) -> list[PlannedRun]:
 
 def preflight(study: StudyConfig, data_dir: Path | None) -> list[str]:
     """Every data problem of a study, found before any work starts (one line each)."""
-    problems: list[str] = []
-    domain = get_domain(study.domain)
-    checks = [lambda: domain.train_rows(data_dir), lambda: check_eval_data(study.eval, domain, data_dir)]
+    domain = resolve_domain(study.domain)
+    problems = check_domain_data(domain, data_dir)  # every bad line of the domain's files
+    checks = [] if problems else [lambda: check_eval_data(study.eval, domain, data_dir)]
     if study.diagnostics.enabled:
         from harness.diagnostics import probe_prompts
 
@@ -77,7 +77,9 @@ def preflight(study: StudyConfig, data_dir: Path | None) -> list[str]:
     for entry in study.recipes:
         cls = get_recipe(entry.name)
         checks.append(lambda cls=cls, entry=entry: cls(resolve_params(cls, entry.params)).fingerprint(data_dir))
-    checks += [lambda: _check_domain_rows(study, domain, data_dir), lambda: _check_model(study)]
+    if not problems:
+        checks.append(lambda: _check_domain_rows(study, domain, data_dir))
+    checks.append(lambda: _check_model(study))
     for check in checks:
         try:
             check()
@@ -139,7 +141,7 @@ def run_study(study: StudyConfig, data_dir: Path | None = None, leaderboard_path
     if problems:
         raise ForgetbenchError(problems)
     executor = executor or make_executor(study.executor)
-    domain = get_domain(study.domain)
+    domain = resolve_domain(study.domain)
     base = resolve_model(study.base_model)
     board_path = Path(leaderboard_path or study.leaderboard)
     eval_hash = eval_config_hash(study.eval, domain, data_dir, study.generation_backend)

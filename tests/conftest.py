@@ -197,3 +197,38 @@ def chat_endpoint():
             server.server_close()
 
     return serve
+
+
+@pytest.fixture(scope="session")
+def installed_distribution(tmp_path_factory):
+    """A function pip-installing one of the example distributions under tests/ (e.g. `plugin_example`)
+    into its own folder, nothing touching the test environment; returns that folder."""
+    import subprocess
+    import sys
+
+    def install(folder: str) -> Path:
+        target = tmp_path_factory.mktemp(f"site-{folder}")
+        subprocess.run([sys.executable, "-m", "pip", "install", "--quiet", "--no-deps", "--no-build-isolation",
+                        "--no-index", "--target", str(target), str(ROOT / "tests" / folder)], check=True)
+        return target
+
+    return install
+
+
+def run_forgetbench(*args, site: Path | None = None, cwd=None):
+    """`forgetbench ARGS` in a fresh process; `site` (an installed distribution's folder) goes first on
+    the import path, in front of whatever PYTHONPATH the tests run with."""
+    import subprocess
+    import sys
+
+    env = dict(os.environ)
+    if site is not None:
+        env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(site), env.get("PYTHONPATH")]))
+    return subprocess.run([sys.executable, "-m", "harness.cli", *map(str, args)], capture_output=True, text=True,
+                          env=env, cwd=cwd, timeout=900)
+
+
+@pytest.fixture(scope="session")
+def forgetbench_process():
+    """`run_forgetbench`: the CLI in a fresh process (see there)."""
+    return run_forgetbench
