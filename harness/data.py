@@ -18,7 +18,7 @@ from typing import Any, TypedDict
 
 from harness.errors import DataError
 from harness.hashing import hash_file, hash_json
-from harness.paths import DATA_ENV
+from harness.paths import DATA_ENV, mirror_file
 
 
 class Message(TypedDict):
@@ -146,23 +146,10 @@ def locate(source: DataSource, data_dir: Path | None) -> Path | None:
         if not path.is_file():
             raise DataError(f"{path}: data file for {source.name!r} not found")
         return path
-    if data_dir is None:
-        if source.hub_id is None:
-            raise DataError(
-                f"data set {source.name!r} exists only as mirror file {source.local_path}: "
-                f"pass --data-dir or set {DATA_ENV} to the mirror"
-            )
+    if source.local_path is None or (data_dir is None and source.hub_id is not None):
         return None
-    if source.local_path is None:
-        return None
-    path = data_dir / source.local_path
-    if not path.is_file():
-        hub = f", or unset them to load Hub id {source.hub_id!r}" if source.hub_id else ""
-        raise DataError(
-            f"{path}: data file for {source.name!r} not found; point --data-dir or {DATA_ENV} at a "
-            f"mirror that has it{hub}"
-        )
-    return path
+    return mirror_file(data_dir, source.local_path, source.name, hub_id=source.hub_id,
+                       hub_fallback=source.hub_id is not None)
 
 
 def source_hash(source: DataSource, data_dir: Path | None) -> str:

@@ -37,12 +37,12 @@ from typing import Any
 from harness.config import BUNDLED_EMBEDDER, DiagnosticsConfig
 from harness.errors import DataError, ModelError
 from harness.evaluation.alpaca_eval import INSTRUCTIONS_FILE
-from harness.evaluation.domain import seeded_subset
+from harness.subsets import paired_subset
 from harness.evaluation.safety import ADVBENCH_FILE
 from harness.hashing import hash_file, hash_json, short
 from harness.models import ResolvedModel, hash_checkpoint
 from harness import artefacts
-from harness.paths import DATA_ENV, atomic_dir, atomic_write_text, cache_dir
+from harness.paths import atomic_dir, atomic_write_text, cache_dir, mirror_file
 
 log = logging.getLogger(__name__)
 
@@ -106,12 +106,7 @@ def measure_run(base: ResolvedModel, model: ResolvedModel, mix, cfg: Diagnostics
 def probe_prompts(cfg: DiagnosticsConfig, data_dir: Path | None) -> tuple[list[tuple[str, str]], str]:
     """(id, prompt) of the probe subset and the probe file's hash; DataError naming the file if unusable."""
     relative, field = PROBE_SETS[cfg.probe_set]
-    if data_dir is None:
-        raise DataError(f"diagnostics.probe_set {cfg.probe_set}: reads {relative} from the data mirror: "
-                        f"pass --data-dir or set {DATA_ENV}")
-    path = Path(data_dir) / relative
-    if not path.is_file():
-        raise DataError(f"{path}: probe file of diagnostics.probe_set {cfg.probe_set!r} not found")
+    path = mirror_file(data_dir, relative, f"diagnostics.probe_set {cfg.probe_set}")
     with open(path, encoding="utf-8", newline="") as handle:
         try:
             rows = (list(csv.DictReader(handle)) if path.suffix == ".csv"
@@ -124,7 +119,7 @@ def probe_prompts(cfg: DiagnosticsConfig, data_dir: Path | None) -> tuple[list[t
         if not isinstance(text, str) or not text.strip():
             raise DataError(f"{path}: row {index}: no {field!r} text for diagnostics.probe_set {cfg.probe_set!r}")
         prompts.append((f"{cfg.probe_set}/{index}", text))
-    return seeded_subset(prompts, cfg.probe_size, cfg.subset_seed), hash_file(path)
+    return paired_subset(prompts, cfg.probe_size, cfg.subset_seed), hash_file(path)
 
 
 def _answers(model: ResolvedModel, conversations, cfg: DiagnosticsConfig, backend_name: str, batch_size: int,
@@ -283,7 +278,7 @@ def training_gap(base: ResolvedModel, mix, cfg: DiagnosticsConfig, *, max_seq_le
     for part, part_rows in parts.items():
         if not part_rows:
             continue
-        chosen = seeded_subset(part_rows, cfg.nll_rows, cfg.subset_seed)
+        chosen = paired_subset(part_rows, cfg.nll_rows, cfg.subset_seed)
         examples = [_labelled(tokenizer, row, max_seq_length, mix.path) for row in chosen]
         total, tokens = _summed_nll(model, examples, tokenizer.pad_token_id)
         if not tokens:

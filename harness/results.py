@@ -1,6 +1,7 @@
 """Plain data records passed between the pipeline stages and into the leaderboard."""
 from __future__ import annotations
 
+import math
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
@@ -13,6 +14,14 @@ class Score:
     value: float
     stderr: float | None
     n: int
+
+
+def proportion_score(metric: str, values: list[float]) -> Score:
+    """The share of 0/1 outcomes that are 1, with the binomial standard error sqrt(p(1-p)/(n-1))
+    (lm-eval's sample standard error of the mean, for 0/1 values); NaN and no error without data."""
+    n = len(values)
+    share = sum(values) / n if n else float("nan")
+    return Score(metric, share, math.sqrt(share * (1 - share) / (n - 1)) if n > 1 else None, n)
 
 
 @dataclass(frozen=True)

@@ -43,7 +43,7 @@ from typing import Any
 import duckdb
 import pandas as pd
 
-from harness.errors import ForgetbenchError
+from harness.errors import ForgetbenchError, first_line
 from harness.results import BenchmarkResult, RunRecord
 
 log = logging.getLogger("forgetbench")
@@ -250,10 +250,6 @@ def lock_holder(error: Exception) -> str:
     return f"another process (PID {pid}" + (f": {command})" if command else ")")
 
 
-def _first_line(error: Exception) -> str:
-    return str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
-
-
 def _to_json(value: Any) -> str:
     return json.dumps(value, sort_keys=True, default=str)
 
@@ -310,7 +306,7 @@ class Leaderboard:
             try:
                 yield con
             except duckdb.Error as error:  # e.g. a block failing its checksum: name the file, one line
-                raise ForgetbenchError(f"leaderboard {self.path}: {_first_line(error)}") from error
+                raise ForgetbenchError(f"leaderboard {self.path}: {first_line(error)}") from error
             finally:
                 con.close()
 
@@ -324,7 +320,7 @@ class Leaderboard:
             try:
                 yield con
             except duckdb.Error as error:
-                raise ForgetbenchError(f"leaderboard {self.path}: {_first_line(error)}") from error
+                raise ForgetbenchError(f"leaderboard {self.path}: {first_line(error)}") from error
             finally:
                 con.close()
 
@@ -343,7 +339,7 @@ class Leaderboard:
                 if config:  # a restricted connection must not fall back to a shared, unrestricted one
                     raise ForgetbenchError(
                         f"leaderboard {self.path}: this process already has the file open; close that "
-                        f"connection first ({_first_line(error)})"
+                        f"connection first ({first_line(error)})"
                     ) from error
                 # Code elsewhere in this process holds the file open with other settings (DuckDB
                 # then refuses a connection with different ones): share that instance instead.
@@ -352,7 +348,7 @@ class Leaderboard:
                 except duckdb.ConnectionException:
                     raise ForgetbenchError(
                         f"leaderboard {self.path}: this process already has the file open with other "
-                        f"settings; close that connection first ({_first_line(error)})"
+                        f"settings; close that connection first ({first_line(error)})"
                     ) from error
             except duckdb.IOException as error:
                 if not _is_lock_conflict(error):
@@ -376,10 +372,10 @@ class Leaderboard:
         text = str(error)
         if isinstance(error, duckdb.IOException) and ("Not a directory" in text or "Read-only" in text
                                                       or "Permission denied" in text):
-            return ForgetbenchError(f"leaderboard {self.path}: cannot write here ({_first_line(error)})")
+            return ForgetbenchError(f"leaderboard {self.path}: cannot write here ({first_line(error)})")
         if "not a valid DuckDB database file" in text:
             return ForgetbenchError(f"{self.path}: not a forgetbench leaderboard (not a DuckDB database file)")
-        return ForgetbenchError(f"leaderboard {self.path}: cannot open: {_first_line(error)}")
+        return ForgetbenchError(f"leaderboard {self.path}: cannot open: {first_line(error)}")
 
     # -- schema ---------------------------------------------------------------------------------
 

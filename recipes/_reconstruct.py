@@ -12,7 +12,6 @@
 """
 from __future__ import annotations
 
-import json
 import math
 import re
 from collections import Counter
@@ -21,7 +20,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from harness.errors import ConfigError, DataError
-from harness.generation import EndpointBackend, GenerationCache, Sampling, cache_keys
+from harness.generation import EndpointBackend, Sampling
 
 SENTINEL = "\x00FORGETBENCH_USER_CONTENT\x00"
 

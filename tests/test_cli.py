@@ -54,7 +54,7 @@ def test_missing_data_file_fails_before_any_work(tmp_path, capsys):
     empty.mkdir()
     assert main(["run", str(study_file(tmp_path)), "--data-dir", str(empty), "--leaderboard", str(board)]) == 1
     err = capsys.readouterr().err
-    assert "medmcqa_dev_filtered.jsonl: data file for 'medmcqa' not found" in err and "FORGETBENCH_DATA_DIR" in err
+    assert "medmcqa_dev_filtered.jsonl: data file of medmcqa not found" in err and "FORGETBENCH_DATA_DIR" in err
     assert not board.exists()
 
 

@@ -95,7 +95,7 @@ def test_probe_prompts_are_a_seeded_subset_and_a_missing_file_is_named(data_dir,
     assert diagnostics.probe_prompts(DiagnosticsConfig(probe_size=5), data_dir)[0] == prompts
     advbench, _ = diagnostics.probe_prompts(DiagnosticsConfig(probe_set="advbench", probe_size=4), data_dir)
     assert len(advbench) == 4 and advbench[0][0].startswith("advbench/")
-    with pytest.raises(DataError, match=r"instructions.jsonl: probe file of diagnostics.probe_set 'alpaca_eval'"):
+    with pytest.raises(DataError, match=r"instructions.jsonl: data file of diagnostics.probe_set alpaca_eval not found"):
         diagnostics.probe_prompts(DiagnosticsConfig(), tmp_path)
 
 

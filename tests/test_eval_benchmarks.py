@@ -12,6 +12,7 @@ from harness.domains import get_domain
 from harness.errors import DataError
 from harness.evaluation import alpaca_eval, lmeval_tasks, safety
 from harness.generation import GenerationBackend, GenerationCache
+from harness.subsets import paired_subset
 
 EIGHT = {"mmlu_pro", "gpqa", "ifeval", "math_l5", "safety_raw", "safety_jailbreak", "alpaca_eval", "domain"}
 
@@ -214,7 +215,7 @@ def test_math_l5_scores_equal_lm_evals_own_scoring_of_the_same_generations(data_
     level5 = [r for r in rows if r["level"] == "Level 5"]
     assert len(level5) == 1324
     keys = [lmeval_tasks._problem_key(r) for r in level5]
-    chosen = [level5[i] for i in lmeval_tasks.subset_indices(keys, 3, 5)]
+    chosen = [level5[i] for i in paired_subset(range(len(keys)), 3, 5, keys=keys)]
     answers = {r["problem"]: utils.remove_boxed(utils.last_boxed_only_string(r["solution"])) for r in chosen}
     result = lmeval_tasks.evaluate_lm_eval_task(lmeval_tasks.MATH_L5, None, data_dir=data_dir, limit=3,
                                                 subset_seed=5, max_new_tokens=32, lm=_AnswerKeyLM(answers))

@@ -130,6 +130,7 @@ def test_bench_harness_ifeval_vs_lm_eval_alone(benchmark, tiny_model, data_dir, 
 
     from harness.evaluation import ifeval
     from harness.evaluation.punkt import ensure_punkt_tab
+    from harness.subsets import paired_subset
 
     monkeypatch.setenv("FORGETBENCH_CACHE", str(tmp_path / "cache"))
     limit, tokens, batch = 8, 16, 4
@@ -138,7 +139,7 @@ def test_bench_harness_ifeval_vs_lm_eval_alone(benchmark, tiny_model, data_dir, 
     data_file = ifeval._data_file(data_dir)
     _, task = ifeval._load_task(data_file)  # warm-up: imports and the data set's Arrow cache, for both sides
     keys = list(task.eval_docs["key"])
-    indices = ifeval.subset_indices(keys, limit, 1234)
+    indices = paired_subset(range(len(keys)), limit, 1234, keys=keys)
 
     def lm_eval_only():
         import lm_eval.tasks
