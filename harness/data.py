@@ -67,6 +67,16 @@ def chat_messages(row: dict[str, Any]) -> list[Message]:
     return [{"role": _ROLES[m["role"].lower()], "content": m["content"]} for m in row["messages"]]
 
 
+def any_form_messages(row: dict[str, Any]) -> list[Message]:
+    """A row of a user's own file in any of the three forms, told apart by its fields: `messages`,
+    ShareGPT `conversations`, or Alpaca-style `instruction`/`input`/`output`."""
+    for field, adapter in (("messages", chat_messages), ("conversations", sharegpt_messages),
+                           ("instruction", alpaca_messages)):
+        if field in row:
+            return adapter(row)
+    raise SchemaError("expected a 'messages' list, ShareGPT 'conversations' or Alpaca-style 'instruction'/'output'")
+
+
 @dataclass(frozen=True)
 class DataSource:
     """Where one data set lives: a file in the mirror and/or a Hub id, plus its schema adapter.

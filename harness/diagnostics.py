@@ -48,7 +48,6 @@ log = logging.getLogger(__name__)
 
 # probe set -> (file in the data mirror, field holding the prompt)
 PROBE_SETS = {"alpaca_eval": (INSTRUCTIONS_FILE, "instruction"), "advbench": (ADVBENCH_FILE, "goal")}
-HEADLINE = ("output_bleu4", "output_rougeL", "output_cosine", "param_l2", "param_rel", "train_nll")
 ALL = "all"  # the part of a headline measure; per-layer-type and per-mix-part rows name their part
 NLL_TOKENS_PER_BATCH = 2048  # bounds the logits tensor (tokens x vocabulary) of one forward pass
 

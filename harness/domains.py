@@ -23,7 +23,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from harness.data import (
-    Conversation, DataSource, Message, SchemaError, alpaca_messages, chat_messages, conversation_problem, locate,
+    Conversation, DataSource, Message, SchemaError, alpaca_messages, any_form_messages, conversation_problem, locate,
     load_conversations, read_lines, row_messages,
 )
 from harness.errors import ConfigError, DataError
@@ -185,35 +185,27 @@ def _is_held_out(row: Conversation) -> bool:
     return int(hash_json(row["messages"])[:8], 16) % 5 == 0
 
 
-BUNDLED: dict[str, Domain] = {
-    "medmcqa": Domain(
-        "medmcqa",
-        train=DataSource("medmcqa", mcq_messages, "domain/medmcqa/medmcqa_dev_filtered.jsonl",
-                         "openlifescienceai/medmcqa", hub_split="train"),
-        test=DataSource("medmcqa", mcq_messages, "domain/medmcqa/medmcqa_dev_filtered.jsonl",
-                        "openlifescienceai/medmcqa", hub_split="validation"),
-        extract=extract_letter, metric="accuracy", max_new_tokens=32),
-    "medqa": Domain(
-        "medqa",
-        train=DataSource("medqa", mcq_messages, "domain/medqa/test.jsonl", "GBaker/MedQA-USMLE-4-options", hub_split="train"),
-        test=DataSource("medqa", mcq_messages, "domain/medqa/test.jsonl", "GBaker/MedQA-USMLE-4-options", hub_split="test"),
-        extract=extract_letter, metric="accuracy", max_new_tokens=32),
-    "gsm8k": Domain(
-        "gsm8k",
-        train=DataSource("gsm8k", gsm8k_messages, "domain/gsm8k/train.jsonl", "openai/gsm8k", "main", "train"),
-        test=DataSource("gsm8k", gsm8k_messages, "domain/gsm8k/test.jsonl", "openai/gsm8k", "main", "test"),
-        extract=extract_number, metric="exact_match", max_new_tokens=256),
-    "openfunctions": Domain(
-        "openfunctions",
-        train=DataSource("openfunctions", alpaca_messages, "domain/openfunctions/openfunction_train.json"),
-        test=DataSource("openfunctions", alpaca_messages, "domain/openfunctions/openfunction_test.json"),
-        extract=extract_call, metric="exact_match", max_new_tokens=128),
-    "multiarith": Domain(
-        "multiarith",
-        train=DataSource("multiarith", multiarith_messages, "domain/multiarith/test.json", "ChilleD/MultiArith", hub_split="train"),
-        test=DataSource("multiarith", multiarith_messages, "domain/multiarith/test.json", "ChilleD/MultiArith", hub_split="test"),
-        extract=extract_number, metric="exact_match", max_new_tokens=128),
-}
+def _bundled(name: str, adapter: Callable, extract: Extractor, max_new_tokens: int, train_file: str,
+             test_file: str | None = None, hub_id: str | None = None, hub_config: str | None = None,
+             hub_splits: tuple[str, str] = ("train", "test")) -> Domain:
+    """A bundled domain: its mirror files (one file: the hash split) and Hub coordinates."""
+    return Domain(name, train=DataSource(name, adapter, train_file, hub_id, hub_config, hub_splits[0]),
+                  test=DataSource(name, adapter, test_file or train_file, hub_id, hub_config, hub_splits[1]),
+                  extract=extract, metric="accuracy" if extract is extract_letter else "exact_match",
+                  max_new_tokens=max_new_tokens)
+
+
+BUNDLED: dict[str, Domain] = {domain.name: domain for domain in (
+    _bundled("medmcqa", mcq_messages, extract_letter, 32, "domain/medmcqa/medmcqa_dev_filtered.jsonl",
+             hub_id="openlifescienceai/medmcqa", hub_splits=("train", "validation")),
+    _bundled("medqa", mcq_messages, extract_letter, 32, "domain/medqa/test.jsonl", hub_id="GBaker/MedQA-USMLE-4-options"),
+    _bundled("gsm8k", gsm8k_messages, extract_number, 256, "domain/gsm8k/train.jsonl", "domain/gsm8k/test.jsonl",
+             hub_id="openai/gsm8k", hub_config="main"),
+    _bundled("openfunctions", alpaca_messages, extract_call, 128, "domain/openfunctions/openfunction_train.json",
+             "domain/openfunctions/openfunction_test.json", hub_splits=("train", "train")),
+    _bundled("multiarith", multiarith_messages, extract_number, 128, "domain/multiarith/test.json",
+             hub_id="ChilleD/MultiArith"),
+)}
 
 
 MEDMCQA, MEDQA, GSM8K, OPENFUNCTIONS, MULTIARITH = (BUNDLED[name] for name in BUNDLED)  # entry-point targets
@@ -238,19 +230,10 @@ def resolve_domain(spec: str | DomainFiles) -> Domain:
     return get_domain(spec) if isinstance(spec, str) else file_domain(spec)
 
 
-def file_row_messages(row: dict[str, Any]) -> list[Message]:
-    """A row of a user's domain file: `{"messages": [...]}` or Alpaca-style instruction/input/output."""
-    if "messages" in row:
-        return chat_messages(row)
-    if "instruction" in row:
-        return alpaca_messages(row)
-    raise SchemaError("expected a 'messages' list or Alpaca-style 'instruction'/'output' fields")
-
-
 def file_domain(files: DomainFiles) -> Domain:
     """A domain made of the user's files; without a test file, a fixed hash of each train row splits it."""
-    train = DataSource(files.name, file_row_messages, str(files.train), row_ids=True)
-    test = DataSource(files.name, file_row_messages, str(files.test), row_ids=True) if files.test else train
+    train = DataSource(files.name, any_form_messages, str(files.train), row_ids=True)
+    test = DataSource(files.name, any_form_messages, str(files.test), row_ids=True) if files.test else train
     return Domain(files.name, train=train, test=test, extract=answer_extractor(files.answer),
                   metric="accuracy" if files.answer == "letter" else "exact_match",
                   max_new_tokens=files.max_new_tokens, answer=files.answer, hash_split=files.test is None)

@@ -268,11 +268,7 @@ def _insert_frame(con: duckdb.DuckDBPyConnection, table: str, frame: pd.DataFram
 
 
 class Leaderboard:
-    """A forgetbench leaderboard file. Holds no connection between calls (see the module docstring).
-
-    ``with Leaderboard(path) as board:`` is supported for symmetry with other resources; leaving the
-    block releases nothing because nothing is held.
-    """
+    """A forgetbench leaderboard file. Holds no connection between calls (see the module docstring)."""
 
     def __init__(self, path: str | os.PathLike[str], *, lock_timeout: float = DEFAULT_LOCK_TIMEOUT,
                  read_only: bool = False):
@@ -283,15 +279,6 @@ class Leaderboard:
         self.read_only = read_only
         self._lock = _process_lock(self.path)
         self._ensure_schema()
-
-    def __enter__(self) -> Leaderboard:
-        return self
-
-    def __exit__(self, *exc_info: object) -> None:
-        self.close()
-
-    def close(self) -> None:
-        """Nothing to release: every call opens and closes its own connection."""
 
     def __repr__(self) -> str:
         return f"Leaderboard({str(self.path)!r})"

@@ -9,7 +9,7 @@ from harness.data import (DataSource, alpaca_messages, chat_messages, check_conv
                           read_records, sharegpt_messages)
 from harness.domains import BUNDLED, extract_call, extract_letter, extract_number, get_domain
 from harness.errors import ConfigError, DataError
-from recipes.public import PUBLIC_SETS
+from harness.public_sets import PUBLIC_SETS
 
 
 def test_alpaca_input_is_appended_to_the_instruction():

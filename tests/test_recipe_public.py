@@ -13,7 +13,7 @@ from harness.data import load_conversations, read_records
 from harness.domains import get_domain
 from harness.mixing import build_mix
 from harness.recipe import describe
-from recipes.public import PUBLIC_SETS
+from harness.public_sets import PUBLIC_SETS
 
 FIXTURES = Path(__file__).parent / "fixtures" / "hub"
 

@@ -62,3 +62,17 @@ def test_an_installed_plugin_runs_in_a_study(plugin_path, forgetbench_process, t
         params = db.execute("SELECT recipe_params FROM runs WHERE recipe = 'self-answers'").fetchone()[0]
     assert recipes == ["baseline", "self-answers"]
     assert '"max_new_tokens": 128' in params or '"max_new_tokens":128' in params
+
+
+def test_the_harness_never_imports_the_built_in_recipes():
+    import ast
+    from pathlib import Path
+
+    harness = Path(__file__).resolve().parents[1] / "harness"
+    importing = []
+    for path in harness.rglob("*.py"):
+        for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
+            names = ([a.name for a in node.names] if isinstance(node, ast.Import)
+                     else [node.module or ""] if isinstance(node, ast.ImportFrom) else [])
+            importing += [f"{path.name}: {name}" for name in names if name.split(".")[0] == "recipes"]
+    assert importing == []
