@@ -128,7 +128,8 @@ def _parser() -> argparse.ArgumentParser:
                         "differences to the baseline (deltas), or provenance (runs); default: %(default)s")
     p.add_argument("--benchmarks", nargs="+", metavar="B", help="only these benchmarks (paper and deltas views)")
     p.add_argument("--format", choices=(*FORMATS, "md"), default="table", help="output format (default: %(default)s)")
-    p.add_argument("--export", type=Path, metavar="DIR", help="also write runs/scores/examples/shift_measures parquet files into DIR")
+    p.add_argument("--export", type=Path, metavar="DIR",
+                   help="also write runs/scores/examples/shift_measures parquet files into DIR")
     p.set_defaults(command=cmd_leaderboard)
 
     from leaderboard.commands import add_commands  # compare, query, export, report
@@ -309,12 +310,12 @@ def cmd_recipes_show(args) -> int:
 def cmd_profile(args) -> int:
     import random
 
+    import pandas as pd
+
     from harness.models import resolve_model
     from harness.paths import data_dir as resolve_data_dir
     from harness.profile import conversations_from, profile_rows
     from leaderboard.render import render
-
-    import pandas as pd
 
     if args.limit < 1:
         raise ConfigError(f"--limit: must be at least 1, got {args.limit}")

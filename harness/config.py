@@ -80,7 +80,7 @@ class FinetuneConfig(_Strict):
         "inline", description="inline: train in the study's process; accelerate: `accelerate launch --num_processes N`")
 
     @model_validator(mode="after")
-    def _launcher_for_processes(self) -> "FinetuneConfig":
+    def _launcher_for_processes(self) -> FinetuneConfig:
         if self.num_processes > 1 and self.launcher != "accelerate":
             raise ValueError(f"num_processes {self.num_processes} needs launcher: accelerate")
         return self
@@ -242,7 +242,7 @@ class DomainFiles(_Strict):
             raise ValueError(exc.lines[0]) from None
         return value
 
-    def relative_to(self, folder: Path) -> "DomainFiles":
+    def relative_to(self, folder: Path) -> DomainFiles:
         """Relative file paths resolved against `folder` (the study file's)."""
         resolve = lambda p: p if p is None or p.is_absolute() else (folder / p).resolve()  # noqa: E731
         return self.model_copy(update={"train": resolve(self.train), "test": resolve(self.test)})
@@ -284,7 +284,7 @@ class StudyConfig(_Strict):
             data["domain"]["has_test"] = self.domain.test is not None
         return hash_json(data)
 
-    def relative_to(self, folder: Path) -> "StudyConfig":
+    def relative_to(self, folder: Path) -> StudyConfig:
         """Relative data_dir and domain file paths resolved against `folder` (the study file's)."""
         update: dict[str, Any] = {}
         if self.data_dir is not None and not self.data_dir.is_absolute():

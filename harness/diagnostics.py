@@ -34,15 +34,15 @@ from importlib import metadata
 from pathlib import Path
 from typing import Any
 
+from harness import artefacts
 from harness.config import BUNDLED_EMBEDDER, DiagnosticsConfig
 from harness.errors import DataError, ModelError
 from harness.evaluation.alpaca_eval import INSTRUCTIONS_FILE
-from harness.subsets import paired_subset
 from harness.evaluation.safety import ADVBENCH_FILE
 from harness.hashing import hash_file, hash_json, short
 from harness.models import ResolvedModel, hash_checkpoint
-from harness import artefacts
 from harness.paths import atomic_dir, atomic_write_text, cache_dir, mirror_file
+from harness.subsets import paired_subset
 
 log = logging.getLogger(__name__)
 
@@ -266,9 +266,9 @@ def training_gap(base: ResolvedModel, mix, cfg: DiagnosticsConfig, *, max_seq_le
         return [Measure(**m) for m in cached]
     rows = [json.loads(line) for line in Path(mix.path).read_text(encoding="utf-8").splitlines() if line.strip()]
     parts = {part: [r for r in rows if r.get("role_in_mix") == part] for part in ("domain", "rehearsal")}
-    from harness.models import load_model, load_tokenizer
-
     import torch
+
+    from harness.models import load_model, load_tokenizer
 
     tokenizer, model = load_tokenizer(base, padding_side="right"), load_model(base)
     if torch.cuda.is_available():

@@ -23,8 +23,17 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from harness.data import (
-    Conversation, DataSource, Message, SchemaError, alpaca_messages, any_form_messages, conversation_problem, locate,
-    load_conversations, read_lines, row_messages,
+    Conversation,
+    DataSource,
+    Message,
+    SchemaError,
+    alpaca_messages,
+    any_form_messages,
+    conversation_problem,
+    load_conversations,
+    locate,
+    read_lines,
+    row_messages,
 )
 from harness.errors import ConfigError, DataError
 from harness.hashing import hash_json

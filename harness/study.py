@@ -23,7 +23,8 @@ from harness.evaluation.suite import check_eval_data, eval_config_hash, evaluate
 from harness.hashing import hash_json, short
 from harness.mixing import Mix, build_mix
 from harness.models import ResolvedModel, hash_checkpoint, resolve_model
-from harness.paths import cache_dir, data_dir as resolve_data_dir
+from harness.paths import cache_dir
+from harness.paths import data_dir as resolve_data_dir
 from harness.provenance import now, package_versions
 from harness.recipe import get_recipe, resolve_params
 from harness.results import BenchmarkResult, RunRecord
@@ -176,7 +177,7 @@ def run_study(study: StudyConfig, data_dir: Path | None = None, leaderboard_path
 class _Execute:
     """One planned run's work, as a picklable callable that an executor can ship to a worker."""
 
-    context: "_RunContext"
+    context: _RunContext
     runs: list[PlannedRun]
 
     def __call__(self, number: int) -> tuple[RunRecord, list[BenchmarkResult]]:

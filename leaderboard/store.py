@@ -30,8 +30,8 @@ import json
 import logging
 import math
 import os
-import re
 import random
+import re
 import threading
 import time
 import uuid

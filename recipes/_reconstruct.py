@@ -155,7 +155,8 @@ def resolve_members(specs: Sequence[str], ctx, base_seed: int) -> list[Member]:
     members = []
     for index, spec in enumerate(specs):
         if spec.startswith(("http://", "https://")):
-            members.append(Member(spec, EndpointBackend(spec, who="committee member"), base_seed + index, identity=f"endpoint:{spec}"))
+            members.append(Member(spec, EndpointBackend(spec, who="committee member"), base_seed + index,
+                                  identity=f"endpoint:{spec}"))
             continue
         name, _, offset = spec.rpartition("@") if "@" in spec else (spec, "", "0")
         if not offset.isdigit():

@@ -19,8 +19,7 @@ from typing import Literal
 from pydantic import Field, field_validator
 
 from harness.domains import answer_extractor, extract_number
-from harness.errors import ConfigError
-from harness.errors import DataError
+from harness.errors import ConfigError, DataError
 from harness.generation import Sampling
 from harness.hashing import hash_json
 from harness.recipe import Recipe, RecipeContext, RecipeOutput, RecipeParams
@@ -126,12 +125,14 @@ class SdftRewrite(Recipe):
     """
 
     class Params(RecipeParams):
-        extractor: str = Field("auto", description="final-answer extractor: auto, none, number, letter, exact, call, regex:<pattern> or module:function")
+        extractor: str = Field("auto", description="final-answer extractor: auto, none, number, letter, exact, call, "
+                                                   "regex:<pattern> or module:function")
         template: Literal["auto", "general", "math"] = Field("auto", description="distillation template")
         wording: Literal["sail-sg", "harness"] = Field(
             "sail-sg", description="template texts: sail-sg/sdft's alpaca_distill_using and gsm8k_distill, or the harness's own")
         reference_filter: Literal["sail-sg", "harness"] = Field(
-            "sail-sg", description="which rewrites count as mentioning the reference: sail-sg/sdft's phrases, or the harness's own regex")
+            "sail-sg", description="which rewrites count as mentioning the reference: sail-sg/sdft's phrases, or the "
+                                   "harness's own regex")
         max_new_tokens: int = Field(SDFT_DECODING["max_new_tokens"], gt=0, description="token limit of a rewrite")
         temperature: float = Field(SDFT_DECODING["temperature"], ge=0.0, description="rewrite sampling temperature (0: greedy)")
         top_p: float = Field(SDFT_DECODING["top_p"], gt=0.0, le=1.0, description="rewrite nucleus-sampling top_p")

@@ -7,6 +7,7 @@ import json
 
 import duckdb
 import pytest
+from test_leaderboard import make_results, make_run  # the leaderboard tests' own records
 
 from harness.cli import main
 from harness.config import load_study
@@ -14,7 +15,6 @@ from harness.errors import ConfigError, ForgetbenchError
 from harness.results import BenchmarkResult, Score
 from leaderboard import store
 from leaderboard.store import Leaderboard
-from test_leaderboard import make_results, make_run  # the leaderboard tests' own records
 
 MEDMCQA = "domain/medmcqa/medmcqa_dev_filtered.jsonl"
 

@@ -21,7 +21,8 @@ def study_file(tmp_path, **changes):
 
 
 def test_help_is_fast_because_nothing_heavy_is_imported():
-    code = "import sys, harness.cli as c; c._parser(); print(sorted(m for m in ('torch','transformers','trl','lm_eval','duckdb') if m in sys.modules))"
+    code = ("import sys, harness.cli as c; c._parser(); "
+            "print(sorted(m for m in ('torch','transformers','trl','lm_eval','duckdb') if m in sys.modules))")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
     assert out.strip() == "[]"
 

@@ -5,8 +5,16 @@ import json
 
 import pytest
 
-from harness.data import (DataSource, alpaca_messages, chat_messages, check_conversation, is_usable, load_conversations,
-                          read_records, sharegpt_messages)
+from harness.data import (
+    DataSource,
+    alpaca_messages,
+    chat_messages,
+    check_conversation,
+    is_usable,
+    load_conversations,
+    read_records,
+    sharegpt_messages,
+)
 from harness.domains import BUNDLED, extract_call, extract_letter, extract_number, get_domain
 from harness.errors import ConfigError, DataError
 from harness.public_sets import PUBLIC_SETS

@@ -116,9 +116,10 @@ def test_mmlu_pro_zero_shot_on_the_mirror(tiny_model, data_dir):
 
 def _lm_eval_yaml(relative: str) -> dict:
     """One of lm-eval's own task YAMLs, its `!function` tags read as plain strings."""
+    from pathlib import Path
+
     import lm_eval.tasks
     import yaml
-    from pathlib import Path
 
     class Loader(yaml.SafeLoader):
         pass

@@ -79,7 +79,8 @@ def test_a_file_written_with_the_v1_schema_opens_migrates_and_keeps_its_rows(tmp
         assert con.execute("SELECT value FROM meta WHERE key='schema_version'").fetchone() == (str(SCHEMA_VERSION),)
         history = con.execute("SELECT version, applied_at IS NOT NULL FROM migrations ORDER BY version").fetchall()
         assert history == [(1, False)] + [(v, True) for v in range(2, SCHEMA_VERSION + 1)]
-        assert con.execute("SELECT index_name FROM duckdb_indexes() WHERE table_name='examples'").fetchall() == [("examples_run",)]
+        indexes = con.execute("SELECT index_name FROM duckdb_indexes() WHERE table_name='examples'").fetchall()
+        assert indexes == [("examples_run",)]
     assert list(board.runs().run_id) == ["r1"]
     assert board.table().ifeval.tolist() == [0.5]
     assert run_query(board, "SELECT count(*) AS n FROM examples").n.tolist() == [2]
@@ -207,12 +208,15 @@ def test_compare_refuses_runs_evaluated_with_different_settings_naming_the_setti
     assert len(compare(board, "a", "same", resamples=200)) == 2
     with pytest.raises(ForgetbenchError, match=r"ifeval max_new_tokens: 512 \(a\) vs 1280 \(long\); pass --allow-mismatch"):
         compare(board, "a", "long", resamples=200)
-    with pytest.raises(ForgetbenchError, match=r"run.generation_backend: \"transformers\" \(a\) vs \"vllm\" \(vllm\) \(and 1 more\)"):
+    different = r"run.generation_backend: \"transformers\" \(a\) vs \"vllm\" \(vllm\) \(and 1 more\)"
+    with pytest.raises(ForgetbenchError, match=different):
         compare(board, "a", "vllm", resamples=200)
-    assert compare(board, "a", "long", resamples=200, benchmarks=["domain"]).benchmark.tolist() == ["domain"]  # not compared: not checked
+    # a setting of a benchmark that is not compared is not checked
+    assert compare(board, "a", "long", resamples=200, benchmarks=["domain"]).benchmark.tolist() == ["domain"]
     assert main(["compare", "a", "long", "--leaderboard", str(board.path)]) == 2
     err = capsys.readouterr().err.strip()
-    assert err.startswith("forgetbench: error: RUN_A/RUN_B: evaluated with different settings, ifeval max_new_tokens") and "\n" not in err
+    assert "\n" not in err
+    assert err.startswith("forgetbench: error: RUN_A/RUN_B: evaluated with different settings, ifeval max_new_tokens")
 
 
 def test_compare_with_allow_mismatch_pairs_and_says_what_differs(tmp_path, capsys):

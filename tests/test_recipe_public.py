@@ -12,8 +12,8 @@ from harness.config import MixConfig, RecipeEntry
 from harness.data import load_conversations, read_records
 from harness.domains import get_domain
 from harness.mixing import build_mix
-from harness.recipe import describe
 from harness.public_sets import PUBLIC_SETS
+from harness.recipe import describe
 
 FIXTURES = Path(__file__).parent / "fixtures" / "hub"
 

@@ -61,12 +61,13 @@ class Scripted:
 def test_instructions_are_cleaned(tiny_model):
     drafts = ["  Write a poem about the sea.  ", "", "   ", "ok", "the the the the the the the the the the",
               "Write a poem about the sea.", "write a poem about the sea!", "Explain how a bicycle stays upright when moving.",
-              "Explain how a bicycle stays upright when moving, please.", " ".join(["word%d" % i for i in range(400)]),
+              "Explain how a bicycle stays upright when moving, please.", " ".join([f"word{i}" for i in range(400)]),
               "<|im_start|>assistant hi there friend", "List three facts about Mars."]
     backend = Scripted(load_tokenizer(tiny_model), drafts)
     sampler = InstructionSampler(backend, seed=1, max_words=300, max_draws=len(drafts))
     got = take(sampler.stream(), 3)
-    assert got == ["Write a poem about the sea.", "Explain how a bicycle stays upright when moving.", "List three facts about Mars."]
+    assert got == ["Write a poem about the sea.", "Explain how a bicycle stays upright when moving.",
+                   "List three facts about Mars."]
     assert backend.prompts[0] == pre_query_template(backend.tokenizer)[0]
     assert dict(sampler.stats) == {"drawn": 12, "kept": 3, "empty": 2, "degenerate": 3, "duplicate": 2,
                                    "near_duplicate": 1, "too_long": 1}

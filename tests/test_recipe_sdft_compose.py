@@ -69,7 +69,8 @@ def test_sdft_keeps_matching_rewrites_and_falls_back_otherwise(tiny_model, data_
     got = rows(mix)
     assert len(got) == 12 and {r["role_in_mix"] for r in got} == {"domain"}  # alone: a no-rehearsal recipe
     # GSM8K uses sail-sg's math template: system turn, question + reference, the answer pre-filled
-    assert len(backend.prompts) == 12 and all(c[0] == {"role": "system", "content": SDFT_MATH_SYSTEM} for c in backend.conversations)
+    assert len(backend.prompts) == 12
+    assert all(c[0] == {"role": "system", "content": SDFT_MATH_SYSTEM} for c in backend.conversations)
     assert [prefix for _, prefix in backend.calls] == [SDFT_MATH_PREFIX]
     counts = mix.meta["provenance"]["counts"]
     assert counts["kept"] + counts["fallback"] == 12

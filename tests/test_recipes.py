@@ -8,6 +8,7 @@ from harness.errors import ConfigError
 from harness.recipe import describe, registry, resolve_params
 from recipes.public import PublicSet
 
+
 def test_builtins_are_registered_through_entry_points():
     from importlib import metadata
 

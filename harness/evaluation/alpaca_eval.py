@@ -50,11 +50,11 @@ from typing import Any
 import yaml
 
 from harness.errors import ConfigError, DataError
-from harness.subsets import paired_subset
 from harness.generation import EndpointBackend, GenerationBackend, Sampling
 from harness.hashing import hash_file, hash_json
 from harness.paths import mirror_file
 from harness.results import BenchmarkResult, ExampleResult, Score
+from harness.subsets import paired_subset
 
 log = logging.getLogger("harness.evaluation")
 

@@ -38,17 +38,18 @@ import logging
 import math
 import time
 import zipfile
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 from harness.errors import DataError, ModelError, first_line
 from harness.evaluation.ifeval import lm_eval_stderr, quiet_lm_eval
-from harness.subsets import paired_subset
 from harness.hashing import hash_file, hash_json, short
 from harness.models import ResolvedModel
 from harness.paths import cache_dir, ensure_text, mirror_file
 from harness.results import BenchmarkResult, ExampleResult, Score
+from harness.subsets import paired_subset
 
 log = logging.getLogger("harness.evaluation")
 

@@ -18,11 +18,11 @@ import csv
 from dataclasses import dataclass
 from pathlib import Path
 
-from harness.subsets import paired_subset
 from harness.generation import GenerationBackend, Sampling
 from harness.hashing import hash_file
 from harness.paths import mirror_file
 from harness.results import BenchmarkResult, ExampleResult, proportion_score
+from harness.subsets import paired_subset
 
 ADVBENCH_FILE = Path("eval/advbench/harmful_behaviors.csv")
 SUFFIX_FILE = Path("eval/advbench/jailbreak_suffix.txt")
