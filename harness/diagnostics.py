@@ -29,10 +29,8 @@ import gc
 import json
 import logging
 import math
-from dataclasses import asdict, dataclass
 from importlib import metadata
 from pathlib import Path
-from typing import Any
 
 from harness import artefacts
 from harness.config import BUNDLED_EMBEDDER, DiagnosticsConfig
@@ -42,6 +40,7 @@ from harness.evaluation.safety import ADVBENCH_FILE
 from harness.hashing import hash_file, hash_json, short
 from harness.models import ResolvedModel, hash_checkpoint
 from harness.paths import atomic_dir, atomic_write_text, cache_dir, mirror_file
+from harness.results import Measure
 from harness.subsets import paired_subset
 
 log = logging.getLogger(__name__)
@@ -50,20 +49,6 @@ log = logging.getLogger(__name__)
 PROBE_SETS = {"alpaca_eval": (INSTRUCTIONS_FILE, "instruction"), "advbench": (ADVBENCH_FILE, "goal")}
 ALL = "all"  # the part of a headline measure; per-layer-type and per-mix-part rows name their part
 NLL_TOKENS_PER_BATCH = 2048  # bounds the logits tensor (tokens x vocabulary) of one forward pass
-
-
-@dataclass(frozen=True)
-class Measure:
-    """One number of one run: e.g. (`param_l2`, `q_proj`) or (`train_nll`, `domain`); `n` counts what
-    it averages or sums over (probe answers, parameters, tokens)."""
-
-    measure: str
-    part: str
-    value: float
-    n: int
-
-    def to_json(self) -> dict[str, Any]:
-        return asdict(self)
 
 
 def measure_run(base: ResolvedModel, model: ResolvedModel, mix, cfg: DiagnosticsConfig, *, data_dir: Path | None,

@@ -126,7 +126,8 @@ def _leaderboard_rows(board) -> dict:
     with duckdb.connect(str(board), read_only=True) as db:
         return {
             "runs": db.execute("SELECT run_id, recipe, seed, base_model_sha, checkpoint_sha, mix_sha, config_hash, "
-                               "eval_config_hash, data_hashes, status FROM runs ORDER BY run_id").fetchall(),
+                               "eval_config_hash, data_hashes, domain, generation_backend, mix, sweep_parameter, sweep_value "
+                               "FROM runs ORDER BY run_id").fetchall(),
             "scores": db.execute("SELECT run_id, benchmark, metric, value, stderr, n FROM scores ORDER BY ALL").fetchall(),
             "examples": db.execute("SELECT run_id, benchmark, example_id, value, prediction FROM examples "
                                    "ORDER BY ALL").fetchall(),

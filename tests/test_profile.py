@@ -82,7 +82,7 @@ def _record(board, run_id, recipe, seed, profile):
         checkpoint_sha=f"c-{run_id}", mix_sha=f"m-{run_id}", config_hash="cfg", finetune_config_hash="ft",
         eval_config_hash="e", data_hashes={}, package_versions={"duckdb": duckdb.__version__},
         started_at="2025-01-01T00:00:00+00:00", finished_at="2025-01-01T01:00:00+00:00",
-        extra={"mix": {"profile": profile}}), [])
+        domain="medmcqa", generation_backend="transformers", mix={"profile": profile}), [])
 
 
 def test_leaderboard_profile_shows_shares_side_by_side_with_distances(tiny_model, data_dir, tmp_path, capsys):

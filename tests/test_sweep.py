@@ -98,15 +98,15 @@ def test_domain_share_sweep_on_the_tiny_model_records_three_runs_and_plots_them(
     assert main(["run", str(path), "--data-dir", str(data_dir), "--leaderboard", str(board)]) == 0
 
     with duckdb.connect(str(board), read_only=True) as con:
-        runs = con.execute("SELECT recipe, mix_sha, extra FROM runs ORDER BY recipe").fetchall()
+        runs = con.execute("SELECT recipe, mix_sha, sweep_parameter, sweep_value, sweep_recipe, mix FROM runs "
+                           "ORDER BY recipe").fetchall()
         measures = con.execute("SELECT r.recipe, m.value FROM shift_measures m JOIN runs r USING (run_id) "
                                "WHERE m.measure = 'param_l2' AND m.part = 'all' ORDER BY r.recipe").fetchall()
     assert [r[0] for r in runs] == ["baseline"] + [f"public:alpaca@mix.domain_share={v}" for v in (0.125, 0.25, 0.5)]
     assert len({r[1] for r in runs[1:]}) == 3  # three different mixes
-    points = [json.loads(r[2])["sweep"] for r in runs[1:]]
-    assert [(p["parameter"], p["value"], p["recipe"]) for p in points] == [
+    assert [(r[2], json.loads(r[3]), r[4]) for r in runs[1:]] == [
         ("mix.domain_share", v, "public:alpaca") for v in (0.125, 0.25, 0.5)]
-    assert [round(json.loads(r[2])["mix"]["stats"]["domain_rows"]) for r in runs[1:]] == [1, 2, 4]
+    assert [round(json.loads(r[5])["stats"]["domain_rows"]) for r in runs[1:]] == [1, 2, 4]
     assert measures[0] == ("baseline", 0.0) and all(value > 0 for _, value in measures[1:])
 
     out = tmp_path / "report.html"
