@@ -73,7 +73,8 @@ def tiny_model(tmp_path_factory, _session_cache):
 def scripted_backend(tmp_path):
     """A factory of generation backends that answer by a function of the prompt, through the real
     GenerationBackend path (chat template, cache, occurrence indices) with a model's real tokenizer.
-    `reply(prompt, sampling, occurrence)` gives each output; every request is kept in `.requests`."""
+    `reply(prompt, sampling, occurrence)` gives each output; every request is kept in `.requests`
+    (`.prompts` and `.samplings` list their parts)."""
     from harness.generation import GenerationBackend, GenerationCache
     from harness.models import load_tokenizer
 
@@ -88,6 +89,14 @@ def scripted_backend(tmp_path):
         @property
         def tokenizer(self):
             return self._tokenizer
+
+        @property
+        def prompts(self):
+            return [prompt for prompt, _, _ in self.requests]
+
+        @property
+        def samplings(self):
+            return [sampling for _, sampling, _ in self.requests]
 
         def _generate_batch(self, prompts, sampling):
             raise AssertionError("the base class passes occurrence indices through _generate_requests")
