@@ -150,21 +150,26 @@ def leaderboard_rows():
     return _leaderboard_rows
 
 
+def tiny_study_config(model, **overrides) -> dict:
+    """A small study on `model` (the tiny model) as the mapping a study YAML holds: one step of LoRA,
+    two domain questions, diagnostics off; keyword overrides replace top-level keys."""
+    return {
+        "name": "tiny", "base_model": str(model.path), "domain": "medmcqa", "recipes": ["none"],
+        "mix": {"size": 6, "domain_share": 0.5},
+        "finetune": {"method": "lora", "max_steps": 1, "batch_size": 2, "max_seq_length": 128},
+        "eval": {"batch_size": 2, "benchmarks": {"domain": {"limit": 2, "max_new_tokens": 4}}},
+        "diagnostics": {"enabled": False}, "seeds": [0], **overrides,
+    }
+
+
 @pytest.fixture
 def tiny_study(tiny_model, tmp_path):
-    """A function writing a small study YAML on the tiny model (keyword overrides replace top-level keys)."""
+    """A function writing `tiny_study_config` as a study YAML in tmp_path (`name` is the file's name)."""
     import yaml
 
     def write(name="study.yaml", **overrides):
-        study = {
-            "name": "tiny", "base_model": str(tiny_model.path), "domain": "medmcqa", "recipes": ["none"],
-            "mix": {"size": 6, "domain_share": 0.5},
-            "finetune": {"method": "lora", "max_steps": 1, "batch_size": 2, "max_seq_length": 128},
-            "eval": {"batch_size": 2, "benchmarks": {"domain": {"limit": 2, "max_new_tokens": 4}}},
-            "diagnostics": {"enabled": False}, "seeds": [0], **overrides,
-        }
         path = tmp_path / name
-        path.write_text(yaml.safe_dump(study))
+        path.write_text(yaml.safe_dump(tiny_study_config(tiny_model, **overrides)))
         return path
 
     return write

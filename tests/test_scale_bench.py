@@ -85,15 +85,14 @@ def test_bench_batched_generation_vs_naive_loop(benchmark, real_model, data_dir,
 # (b) -------------------------------------------------------------------------------------------
 
 def _study(tiny_model, recipes):
+    from conftest import tiny_study_config
+
     from harness.config import StudyConfig
 
-    return StudyConfig.model_validate({
-        "name": "bench-add", "base_model": str(tiny_model.path), "domain": "medmcqa", "recipes": recipes,
-        "mix": {"size": 8, "domain_share": 0.5},
-        "finetune": {"method": "lora", "max_steps": 4, "batch_size": 2, "max_seq_length": 128},
-        "eval": {"batch_size": 4, "benchmarks": {"domain": {"limit": 8, "max_new_tokens": 16}}},
-        "diagnostics": {"enabled": False}, "seeds": [0],
-    })
+    return StudyConfig.model_validate(tiny_study_config(
+        tiny_model, name="bench-add", recipes=recipes, mix={"size": 8, "domain_share": 0.5},
+        finetune={"method": "lora", "max_steps": 4, "batch_size": 2, "max_seq_length": 128},
+        eval={"batch_size": 4, "benchmarks": {"domain": {"limit": 8, "max_new_tokens": 16}}}))
 
 
 def _artefacts(cache):

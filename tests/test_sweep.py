@@ -8,7 +8,6 @@ import re
 
 import duckdb
 import pytest
-import yaml
 
 from harness.cli import main
 from harness.config import MixConfig, RecipeEntry, parse_study
@@ -85,16 +84,14 @@ def test_sdft_rewrite_share_offers_only_a_seeded_share_of_rows(tiny_model, data_
     assert mix.meta["provenance"]["rewrite_share"] == 0.25
 
 
-def test_domain_share_sweep_on_the_tiny_model_records_three_runs_and_plots_them(tiny_model, data_dir, tmp_path, capsys):
-    study = {
-        "name": "sweep", "base_model": str(tiny_model.path), "domain": "medmcqa", "recipes": ["public:alpaca"],
-        "mix": {"size": 8}, "sweep": {"parameter": "mix.domain_share", "values": [0.125, 0.25, 0.5]},
-        "finetune": {"method": "lora", "max_steps": 1, "batch_size": 4, "max_seq_length": 256, "learning_rate": 1e-2},
-        "eval": {"batch_size": 4, "benchmarks": {"domain": {"limit": 2, "max_new_tokens": 4}}},
-        "diagnostics": {"probe_size": 2, "max_new_tokens": 4, "nll_rows": 4},
-    }
-    path, board = tmp_path / "study.yaml", tmp_path / "lb.duckdb"
-    path.write_text(yaml.safe_dump(study))
+def test_domain_share_sweep_on_the_tiny_model_records_three_runs_and_plots_them(tiny_study, data_dir, tmp_path, capsys):
+    path = tiny_study(
+        name="sweep", recipes=["public:alpaca"], mix={"size": 8},
+        sweep={"parameter": "mix.domain_share", "values": [0.125, 0.25, 0.5]},
+        finetune={"method": "lora", "max_steps": 1, "batch_size": 4, "max_seq_length": 256, "learning_rate": 1e-2},
+        eval={"batch_size": 4, "benchmarks": {"domain": {"limit": 2, "max_new_tokens": 4}}},
+        diagnostics={"probe_size": 2, "max_new_tokens": 4, "nll_rows": 4})
+    board = tmp_path / "lb.duckdb"
     assert main(["run", str(path), "--data-dir", str(data_dir), "--leaderboard", str(board)]) == 0
 
     with duckdb.connect(str(board), read_only=True) as con:
