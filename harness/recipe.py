@@ -11,6 +11,7 @@ method, `build(ctx) -> RecipeOutput`. Recipes register through the entry-point g
 from __future__ import annotations
 
 import functools
+import inspect
 import logging
 import random
 import typing
@@ -132,7 +133,7 @@ def describe(name: str) -> str:
     """Text for `forgetbench recipes show NAME`: docstring, shorthand, and each parameter."""
     cls = get_recipe(name)
     lines = [f"{name}  ({cls.__module__}.{cls.__qualname__})", ""]
-    lines += [line.rstrip() for line in _dedent(cls.__doc__ or "(no description)")]
+    lines += [line.rstrip() for line in inspect.cleandoc(cls.__doc__ or "(no description)").splitlines()]
     lines.append("")
     if cls.shorthand:
         lines.append(f"Shorthand: `{name}:VALUE` sets `{cls.shorthand}`.")
@@ -155,9 +156,3 @@ def _type_name(annotation: Any) -> str:
     if typing.get_origin(annotation) is typing.Literal:
         return "one of " + ", ".join(map(str, typing.get_args(annotation)))
     return getattr(annotation, "__name__", None) or str(annotation).replace("typing.", "")
-
-
-def _dedent(text: str) -> list[str]:
-    import inspect
-
-    return inspect.cleandoc(text).splitlines()

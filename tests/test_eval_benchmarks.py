@@ -7,7 +7,7 @@ import math
 
 import pytest
 
-from harness.config import DEFAULT_BENCHMARKS, KNOWN_BENCHMARKS, EvalConfig
+from harness.config import DEFAULT_BENCHMARKS, EvalConfig
 from harness.domains import get_domain
 from harness.errors import DataError
 from harness.evaluation import alpaca_eval, lmeval_tasks, safety
@@ -17,9 +17,11 @@ from harness.subsets import paired_subset
 EIGHT = {"mmlu_pro", "gpqa", "ifeval", "math_l5", "safety_raw", "safety_jailbreak", "alpaca_eval", "domain"}
 
 
-def test_eight_benchmarks_are_known_and_the_default_suite_stays_small():
-    assert set(KNOWN_BENCHMARKS) == EIGHT
-    assert tuple(EvalConfig().benchmarks) == DEFAULT_BENCHMARKS == ("ifeval", "domain")
+def test_a_study_naming_no_benchmarks_runs_the_small_default_suite_and_eval_runs_all_eight():
+    from harness.evaluation.standalone import parse_suite
+
+    assert tuple(EvalConfig().benchmarks) == DEFAULT_BENCHMARKS
+    assert set(parse_suite(None)) == EIGHT
 
 
 def test_settings_of_unused_benchmarks_do_not_change_the_eval_hash(data_dir):
