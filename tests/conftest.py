@@ -150,6 +150,22 @@ def leaderboard_rows():
     return _leaderboard_rows
 
 
+def no_generation():
+    """A seed-model backend factory for recipes that must not generate: calling it fails the test."""
+    pytest.fail("this recipe must not load the seed model's generation backend")
+
+
+def make_mix(entry, model, data_dir, *, seed=0, size=4, share=0.5, domain="medmcqa", backend=no_generation):
+    """A recipe's training mix through the real `build_mix`: `entry` a recipe string, mapping or
+    RecipeEntry; `backend` the seed model's backend factory (default: generating fails the test)."""
+    from harness.config import MixConfig, RecipeEntry
+    from harness.domains import get_domain
+    from harness.mixing import build_mix
+
+    return build_mix(RecipeEntry.model_validate(entry), seed, MixConfig(size=size, domain_share=share),
+                     get_domain(domain), data_dir, model, backend=backend)
+
+
 def tiny_study_config(model, **overrides) -> dict:
     """A small study on `model` (the tiny model) as the mapping a study YAML holds: one step of LoRA,
     two domain questions, diagnostics off; keyword overrides replace top-level keys."""

@@ -9,11 +9,11 @@ import re
 import duckdb
 import pytest
 import torch
+from conftest import make_mix
 from safetensors.torch import save_file
 
 import harness.diagnostics as diagnostics
-from harness.config import DiagnosticsConfig, FinetuneConfig, MixConfig, RecipeEntry, parse_study
-from harness.domains import get_domain
+from harness.config import DiagnosticsConfig, FinetuneConfig, parse_study
 from harness.errors import ConfigError, DataError, ModelError
 from harness.results import BenchmarkResult, Measure, RunRecord, Score
 from leaderboard.report import build_report
@@ -117,7 +117,6 @@ def test_seed_model_is_unshifted_a_finetune_is_shifted_and_the_second_computatio
         tiny_model, data_dir, tmp_path, monkeypatch):
     from harness import generation
     from harness.finetune import finetune
-    from harness.mixing import build_mix
 
     monkeypatch.setenv("FORGETBENCH_CACHE", str(tmp_path / "cache"))
     made = []
@@ -138,8 +137,7 @@ def test_seed_model_is_unshifted_a_finetune_is_shifted_and_the_second_computatio
     assert headline["param_l2"].value == 0.0 and headline["param_rel"].value == 0.0 and "train_nll" not in headline
     assert sum(b.generated for b in made) == 3  # the seed's probe answers, generated once for both sides
 
-    mix = build_mix(RecipeEntry(name="public", params={"set": "alpaca"}), 0, MixConfig(size=6, domain_share=0.5),
-                    get_domain("medmcqa"), data_dir, tiny_model, backend=lambda: None)
+    mix = make_mix("public:alpaca", tiny_model, data_dir, size=6)
     job = FinetuneConfig(method="full", max_steps=2, batch_size=2, max_seq_length=96, learning_rate=1e-2)
     tuned = finetune(tiny_model, mix.path, job, 0, tmp_path / "tuned")
     made.clear()

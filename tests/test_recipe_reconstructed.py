@@ -6,12 +6,10 @@ from __future__ import annotations
 import json
 
 import pytest
+from conftest import make_mix
 
-from harness.config import MixConfig, RecipeEntry
-from harness.domains import get_domain
 from harness.errors import ConfigError
 from harness.generation import make_backend
-from harness.mixing import build_mix
 from harness.models import load_tokenizer
 from harness.recipe import resolve_params
 from recipes._reconstruct import InstructionSampler, pre_query_template, take
@@ -25,8 +23,7 @@ def build(entry, model, data_dir, backends, seed=0, size=6, share=0.5, domain="m
         backends.append(make_backend("transformers", model, batch_size=8))
         return backends[-1]
 
-    return build_mix(RecipeEntry.model_validate(entry), seed, MixConfig(size=size, domain_share=share),
-                     get_domain(domain), data_dir, model, backend=backend)
+    return make_mix(entry, model, data_dir, seed=seed, size=size, share=share, domain=domain, backend=backend)
 
 
 def rows(mix):
@@ -153,8 +150,7 @@ def test_default_committee_judges_once_per_distinct_judge_and_says_so(tiny_model
     backend = scripted_backend(tiny_model, seed_model_reply)
     entry = {"name": "reconstructed-committee", "params": {**SMALL, "responses_per_instruction": 2}}
     with caplog.at_level("WARNING"):
-        mix = build_mix(RecipeEntry.model_validate(entry), 0, MixConfig(size=4, domain_share=0.5), get_domain("medmcqa"),
-                        data_dir, tiny_model, backend=lambda: backend)
+        mix = make_mix(entry, tiny_model, data_dir, backend=lambda: backend)
     prov = mix.meta["provenance"]
     # the default members seed, seed@1, seed@2: three generators (own sampler seeds), one greedy judge
     assert prov["members"] == ["seed", "seed@1", "seed@2"] and prov["judge_prompt"] == "table3"
@@ -174,8 +170,7 @@ def test_sampled_judging_makes_every_member_its_own_judge(tiny_model, data_dir, 
     monkeypatch.setenv("FORGETBENCH_CACHE", str(tmp_path / "cache"))
     backend = scripted_backend(tiny_model, seed_model_reply)
     entry = {"name": "reconstructed-committee", "params": {**SMALL, "responses_per_instruction": 1, "judge_decoding": "sampled"}}
-    mix = build_mix(RecipeEntry.model_validate(entry), 0, MixConfig(size=4, domain_share=0.5), get_domain("medmcqa"),
-                    data_dir, tiny_model, backend=lambda: backend)
+    mix = make_mix(entry, tiny_model, data_dir, backend=lambda: backend)
     prov = mix.meta["provenance"]
     assert prov["effective"] == {"members": 3, "generators": 3, "judges": 3}
     judged = [s for p, s, _ in backend.requests if TABLE_3_MARK in p]

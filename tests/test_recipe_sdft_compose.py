@@ -7,12 +7,10 @@ import json
 import shutil
 
 import pytest
+from conftest import make_mix
 
-from harness.config import MixConfig, RecipeEntry
-from harness.domains import get_domain
 from harness.errors import ConfigError
 from harness.generation import make_backend
-from harness.mixing import build_mix
 from harness.recipe import resolve_params
 from recipes.compose import Compose
 from recipes.sdft import SDFT_MATH_PREFIX, SDFT_MATH_SYSTEM, SdftRewrite, distill_prompt, mentions_reference
@@ -44,8 +42,7 @@ class Scripted:
 
 
 def build(entry, model, data_dir, backend, domain="gsm8k", size=4, share=0.5, seed=0):
-    return build_mix(RecipeEntry.model_validate(entry), seed, MixConfig(size=size, domain_share=share),
-                     get_domain(domain), data_dir, model, backend=backend)
+    return make_mix(entry, model, data_dir, seed=seed, size=size, share=share, domain=domain, backend=backend)
 
 
 def rows(mix):

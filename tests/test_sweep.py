@@ -8,12 +8,11 @@ import re
 
 import duckdb
 import pytest
+from conftest import make_mix
 
 from harness.cli import main
 from harness.config import MixConfig, RecipeEntry, parse_study
-from harness.domains import get_domain
 from harness.errors import ConfigError
-from harness.mixing import build_mix
 from harness.study import plan
 
 STUDY = {"name": "sw", "domain": "medmcqa", "recipes": ["none", "public:alpaca", "sdft-rewrite"]}
@@ -75,8 +74,7 @@ def test_sdft_rewrite_share_offers_only_a_seeded_share_of_rows(tiny_model, data_
     monkeypatch.setenv("FORGETBENCH_CACHE", str(tmp_path))
     backend = Scripted()
     entry = RecipeEntry(name="sdft-rewrite", params={"rewrite_share": 0.25, "extractor": "none"})
-    mix = build_mix(entry, 0, MixConfig(size=8, domain_share=0.5), get_domain("medmcqa"), data_dir, tiny_model,
-                    backend=lambda: backend)
+    mix = make_mix(entry, tiny_model, data_dir, size=8, backend=lambda: backend)
     rows = [json.loads(line) for line in mix.path.read_text().splitlines()]
     assert len(backend.prompts) == 2 and len(rows) == 8  # round(0.25 * 8) rows offered
     assert sum(r["messages"][-1]["content"].startswith("Rewritten") for r in rows) == 2
