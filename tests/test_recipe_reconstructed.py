@@ -41,31 +41,19 @@ def test_pre_query_template_comes_from_the_chat_template(tiny_model):
     assert prefix == tokenizer.bos_token + "<|start_header_id|>user<|end_header_id|>\n\n" and end == "<|eot_id|>"
 
 
-class Scripted:
-    """A backend that returns scripted instruction drafts (with SmolLM2's tokenizer)."""
-
-    batch_size = 4
-
-    def __init__(self, tokenizer, drafts):
-        self.tokenizer, self.drafts, self.prompts = tokenizer, list(drafts), []
-
-    def generate(self, prompts, sampling, desc=""):
-        assert sampling.temperature == 1.0 and sampling.top_p == 1.0 and sampling.stop == ()  # <|im_end|> is SmolLM2's EOS
-        self.prompts += prompts
-        return [self.drafts.pop(0) for _ in prompts]
-
-
-def test_instructions_are_cleaned(tiny_model):
+def test_instructions_are_cleaned(tiny_model, scripted_backend):
     drafts = ["  Write a poem about the sea.  ", "", "   ", "ok", "the the the the the the the the the the",
               "Write a poem about the sea.", "write a poem about the sea!", "Explain how a bicycle stays upright when moving.",
               "Explain how a bicycle stays upright when moving, please.", " ".join([f"word{i}" for i in range(400)]),
               "<|im_start|>assistant hi there friend", "List three facts about Mars."]
-    backend = Scripted(load_tokenizer(tiny_model), drafts)
+    backend = scripted_backend(tiny_model, lambda *_: drafts.pop(0))  # the drafts in order, whatever was asked
     sampler = InstructionSampler(backend, seed=1, max_words=300, max_draws=len(drafts))
     got = take(sampler.stream(), 3)
     assert got == ["Write a poem about the sea.", "Explain how a bicycle stays upright when moving.",
                    "List three facts about Mars."]
     assert backend.prompts[0] == pre_query_template(backend.tokenizer)[0]
+    # <|im_end|> is SmolLM2's EOS, so no stop strings; plain sampling at temperature 1
+    assert all(s.temperature == 1.0 and s.top_p == 1.0 and s.stop == () for s in backend.samplings)
     assert dict(sampler.stats) == {"drawn": 12, "kept": 3, "empty": 2, "degenerate": 3, "duplicate": 2,
                                    "near_duplicate": 1, "too_long": 1}
 
