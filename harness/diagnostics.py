@@ -73,7 +73,7 @@ def measure_run(base: ResolvedModel, model: ResolvedModel, mix, cfg: Diagnostics
     measures = output_similarity(references, outputs, cfg.embedding_model)
     measures += parameter_shift(base.path, model.path)
     if mix is not None:
-        measures += training_gap(base, mix, cfg, max_seq_length=max_seq_length, batch_size=batch_size)
+        measures += training_gap(base, mix, cfg, max_seq_length=max_seq_length)
     with atomic_dir(target) as tmp:
         (tmp / "measures.json").write_text(json.dumps(
             {"inputs": inputs, "measures": [m.to_json() for m in measures]}, indent=2))
@@ -235,8 +235,7 @@ def parameter_shift(base_dir: Path, run_dir: Path) -> list[Measure]:
 
 # -- training-data gap ---------------------------------------------------------------------------
 
-def training_gap(base: ResolvedModel, mix, cfg: DiagnosticsConfig, *, max_seq_length: int,
-                 batch_size: int) -> list[Measure]:
+def training_gap(base: ResolvedModel, mix, cfg: DiagnosticsConfig, *, max_seq_length: int) -> list[Measure]:
     """The seed model's mean NLL per assistant token of the mix, per part and overall (cached by the
     seed model, the mix and the scoring settings, so runs sharing a mix share it).
 
