@@ -231,7 +231,7 @@ def registry() -> dict[str, Domain]:
 
 
 def get_domain(name: str) -> Domain:
-    return lookup(registry(), name, "domain")
+    return lookup(registry(), name, "domain", ENTRY_POINT_GROUP)
 
 
 def resolve_domain(spec: str | DomainFiles) -> Domain:

@@ -110,7 +110,7 @@ def registry() -> dict[str, type[Recipe]]:
 
 
 def get_recipe(name: str) -> type[Recipe]:
-    return lookup(registry(), name, "recipe")
+    return lookup(registry(), name, "recipe", ENTRY_POINT_GROUP)
 
 
 def resolve_params(cls: type[Recipe], raw: dict[str, Any]) -> RecipeParams:

@@ -29,8 +29,12 @@ def load_group(group: str, kind: str, accepts: Callable[[Any], bool], expected: 
     return found
 
 
-def lookup(known: dict[str, Any], name: str, kind: str) -> Any:
-    """`known[name]`, or a ConfigError listing what is registered."""
+def lookup(known: dict[str, Any], name: str, kind: str, group: str) -> Any:
+    """`known[name]`, or a ConfigError listing what is registered (or, when nothing is, saying that
+    the package's entry points are missing: an install older than the group, or none)."""
+    if not known:
+        raise ConfigError(f"unknown {kind} {name!r}: nothing is registered under the entry-point group {group!r}; "
+                          f"(re)install forgetbench (pip install -e .) so its entry points are recorded")
     if name not in known:
         raise ConfigError(f"unknown {kind} {name!r}; registered: {', '.join(sorted(known))}")
     return known[name]
