@@ -5,11 +5,12 @@ from __future__ import annotations
 
 import argparse
 import logging
+import re
 import sys
 from importlib import resources
 from pathlib import Path
 
-from harness.errors import ConfigError, ForgetbenchError
+from harness.errors import ConfigError, DataError, ForgetbenchError
 
 DEFAULT_LEADERBOARD = Path("forgetbench.duckdb")
 FORMATS = ("table", "csv", "json", "markdown")
@@ -63,7 +64,13 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--suite", help="comma-separated benchmarks (default: all eight)")
     p.add_argument("--limit", type=int, help="examples per benchmark (seeded subset; default: all)")
     p.add_argument("--max-new-tokens", type=int, help="generation budget of every generative benchmark")
-    p.add_argument("--domain", default="medmcqa", help="domain of the `domain` benchmark (default: %(default)s)")
+    p.add_argument("--domain", default="medmcqa", help="registered domain of the `domain` benchmark (default: %(default)s)")
+    p.add_argument("--domain-file", type=Path, metavar="FILE",
+                   help="score the model on a domain of your own instead: a JSON/JSONL file of test conversations "
+                        "(messages or Alpaca-style rows); without --suite the suite is `domain` alone")
+    p.add_argument("--answer", default="exact", metavar="SPEC",
+                   help="with --domain-file: how answers are read, letter | number | exact | call | regex:<pattern> | "
+                        "module:function (default: %(default)s)")
     p.add_argument("--base-model", default="smollm2-135m-instruct",
                    help="seed model: evaluating it records a baseline (default: %(default)s)")
     p.add_argument("--judge", help="AlpacaEval judge: model spec or OpenAI-compatible endpoint http(s)://host/v1#model "
@@ -121,7 +128,8 @@ def _parser() -> argparse.ArgumentParser:
                         "differences to the baseline (deltas), or provenance (runs); default: %(default)s")
     p.add_argument("--benchmarks", nargs="+", metavar="B", help="only these benchmarks (paper and deltas views)")
     p.add_argument("--format", choices=(*FORMATS, "md"), default="table", help="output format (default: %(default)s)")
-    p.add_argument("--export", type=Path, metavar="DIR", help="also write runs/scores/examples/shift_measures parquet files into DIR")
+    p.add_argument("--export", type=Path, metavar="DIR",
+                   help="also write runs/scores/examples/shift_measures parquet files into DIR")
     p.set_defaults(command=cmd_leaderboard)
 
     from leaderboard.commands import add_commands  # compare, query, export, report
@@ -213,11 +221,13 @@ def cmd_eval(args) -> int:
         if value is not None and value < 1:
             raise ConfigError(f"{option}: must be at least 1, got {value}")
     _check_outputs(args.leaderboard, "--leaderboard")  # before any evaluation work
-    eval_cfg = build_eval_config(parse_suite(args.suite), args.limit, args.max_new_tokens, args.batch_size,
+    domain = _eval_domain(args)
+    suite = parse_suite(args.suite) if args.suite or args.domain_file is None else ["domain"]
+    eval_cfg = build_eval_config(suite, args.limit, args.max_new_tokens, args.batch_size,
                                  args.subset_seed, judge_model=args.judge, alpaca_annotator=args.alpaca_annotator,
                                  alpaca_reference=args.alpaca_reference, gpqa_subset=args.gpqa_subset,
                                  safety_keywords=args.safety_keywords, safety_decoding=args.safety_decoding)
-    run_id, results = evaluate_and_record(args.model, eval_cfg, domain_name=args.domain,
+    run_id, results = evaluate_and_record(args.model, eval_cfg, domain=domain,
                                           data_dir=resolve_data_dir(args.data_dir), leaderboard_path=args.leaderboard,
                                           base_model=args.base_model, study=args.study)
     for result in results:
@@ -227,6 +237,28 @@ def cmd_eval(args) -> int:
               f"{result.settings.get('wall_seconds', '?')} s)")
     print(f"recorded {run_id} in {args.leaderboard}")
     return 0
+
+
+def _eval_domain(args):
+    """`--domain NAME`, or with `--domain-file` a domain whose test rows are that file (checked line by line)."""
+    from pydantic import ValidationError
+
+    from harness.config import DomainFiles
+    from harness.domains import check_domain_data, file_domain, get_domain
+
+    if args.domain_file is None:
+        return get_domain(args.domain)
+    path = args.domain_file.resolve()
+    try:
+        files = DomainFiles(name=re.sub(r"[^A-Za-z0-9_.-]", "-", path.stem) or "domain", train=path, test=path,
+                            answer=args.answer)
+    except ValidationError as exc:
+        raise ConfigError([f"--answer: {e['msg'].removeprefix('Value error, ')}" for e in exc.errors()]) from None
+    domain = file_domain(files)
+    problems = check_domain_data(domain, None)
+    if problems:
+        raise DataError(problems)
+    return domain
 
 
 def cmd_cache_verify(args) -> int:
@@ -278,12 +310,12 @@ def cmd_recipes_show(args) -> int:
 def cmd_profile(args) -> int:
     import random
 
+    import pandas as pd
+
     from harness.models import resolve_model
     from harness.paths import data_dir as resolve_data_dir
     from harness.profile import conversations_from, profile_rows
     from leaderboard.render import render
-
-    import pandas as pd
 
     if args.limit < 1:
         raise ConfigError(f"--limit: must be at least 1, got {args.limit}")

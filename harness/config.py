@@ -80,7 +80,7 @@ class FinetuneConfig(_Strict):
         "inline", description="inline: train in the study's process; accelerate: `accelerate launch --num_processes N`")
 
     @model_validator(mode="after")
-    def _launcher_for_processes(self) -> "FinetuneConfig":
+    def _launcher_for_processes(self) -> FinetuneConfig:
         if self.num_processes > 1 and self.launcher != "accelerate":
             raise ValueError(f"num_processes {self.num_processes} needs launcher: accelerate")
         return self
@@ -220,10 +220,39 @@ def _has_path(model: type[BaseModel], path: list[str]) -> bool:
     return isinstance(annotation, type) and issubclass(annotation, BaseModel) and _has_path(annotation, rest)
 
 
+class DomainFiles(_Strict):
+    """A domain of the user's own: a training file, an optional test file and how answers are read.
+    Files hold `{"messages": [...]}` rows (optional "id") or Alpaca-style instruction/input/output
+    rows, as JSONL or a JSON array; relative paths are resolved against the study file's folder."""
+
+    name: str = Field(..., min_length=1, pattern=r"^[A-Za-z0-9_.-]+$", description="shown on the leaderboard")
+    train: Path
+    test: Path | None = Field(None, description="unset: a fixed hash of each train row holds 1 in 5 out for testing")
+    answer: str = Field(..., description="letter | number | exact | call | regex:<pattern> | module:function")
+    max_new_tokens: int = Field(128, gt=0, description="generation budget of an answer")
+
+    @field_validator("answer")
+    @classmethod
+    def _extractor(cls, value: str) -> str:
+        from harness.domains import answer_extractor
+
+        try:
+            answer_extractor(value)
+        except ConfigError as exc:
+            raise ValueError(exc.lines[0]) from None
+        return value
+
+    def relative_to(self, folder: Path) -> DomainFiles:
+        """Relative file paths resolved against `folder` (the study file's)."""
+        resolve = lambda p: p if p is None or p.is_absolute() else (folder / p).resolve()  # noqa: E731
+        return self.model_copy(update={"train": resolve(self.train), "test": resolve(self.test)})
+
+
 class StudyConfig(_Strict):
     name: str = Field(..., min_length=1, pattern=r"^[A-Za-z0-9_.-]+$")
     base_model: str = "smollm2-135m-instruct"
-    domain: str = Field(..., description="domain data set name, e.g. medmcqa")
+    domain: str | DomainFiles = Field(..., description="a registered domain's name (e.g. medmcqa), or files of "
+                                                       "your own: {name, train, test, answer, max_new_tokens}")
     recipes: list[RecipeEntry] = Field(..., min_length=1)
     mix: MixConfig = Field(default_factory=MixConfig)
     finetune: FinetuneConfig = Field(default_factory=FinetuneConfig)
@@ -247,8 +276,22 @@ class StudyConfig(_Strict):
         return seeds
 
     def config_hash(self) -> str:
-        """Hash of everything that shapes results (not where files live)."""
-        return hash_json(self.model_dump(mode="json", exclude={"data_dir", "leaderboard"}))
+        """Hash of everything that shapes results (not where files live: a domain's files count by
+        their content hashes, recorded beside every run)."""
+        data = self.model_dump(mode="json", exclude={"data_dir", "leaderboard"})
+        if isinstance(self.domain, DomainFiles):
+            data["domain"] = {k: v for k, v in data["domain"].items() if k not in ("train", "test")}
+            data["domain"]["has_test"] = self.domain.test is not None
+        return hash_json(data)
+
+    def relative_to(self, folder: Path) -> StudyConfig:
+        """Relative data_dir and domain file paths resolved against `folder` (the study file's)."""
+        update: dict[str, Any] = {}
+        if self.data_dir is not None and not self.data_dir.is_absolute():
+            update["data_dir"] = (folder / self.data_dir).resolve()
+        if isinstance(self.domain, DomainFiles):
+            update["domain"] = self.domain.relative_to(folder)
+        return self.model_copy(update=update) if update else self
 
 
 def _format_location(loc: tuple[Any, ...]) -> str:
@@ -263,6 +306,23 @@ def _format_location(loc: tuple[Any, ...]) -> str:
     return "".join(parts) or "(top level)"
 
 
+def _domain_union_errors(errors: list[dict], data: dict) -> list[tuple[tuple, str]]:
+    """(location, message) of each validation error, where `domain` (a name or a mapping of files)
+    reports only the branch the YAML chose, located as the user wrote it."""
+    chosen = "DomainFiles" if isinstance(data.get("domain"), dict) else "str"
+    found = []
+    for error in errors:
+        loc, msg = tuple(error["loc"]), error["msg"].removeprefix("Value error, ")
+        if loc[:1] == ("domain",) and len(loc) > 1 and loc[1] in ("str", "DomainFiles"):
+            if loc[1] != chosen:
+                continue
+            if chosen == "str":
+                msg = "expected a registered domain's name or a mapping {name, train, test, answer, max_new_tokens}"
+            loc = loc[:1] + loc[2:]
+        found.append((loc, msg))
+    return found
+
+
 def parse_study(data: Any, source: str) -> StudyConfig:
     """Validate a parsed YAML document; every problem becomes one line `SOURCE: FIELD: reason`."""
     if not isinstance(data, dict):
@@ -272,8 +332,7 @@ def parse_study(data: Any, source: str) -> StudyConfig:
     try:
         study = StudyConfig.model_validate(data)
     except ValidationError as exc:
-        problems += [f"{source}: {_format_location(e['loc'])}: {e['msg'].removeprefix('Value error, ')}"
-                     for e in exc.errors()]
+        problems += [f"{source}: {_format_location(loc)}: {msg}" for loc, msg in _domain_union_errors(exc.errors(), data)]
     # Recipes and domain are checked against what is registered even when other fields failed,
     # so one `validate` shows every problem.
     problems += _check_recipes(data.get("recipes"), source) + _check_domain(data.get("domain"), source)
@@ -326,16 +385,18 @@ def load_study(path: str | Path) -> StudyConfig:
                            f"at offset {exc.start})"]) from None
     data = parse_yaml(text, str(path))
     study = parse_study(data, str(path))
-    if study.data_dir is not None and not study.data_dir.is_absolute():
-        study = study.model_copy(update={"data_dir": (path.parent / study.data_dir).resolve()})
-    return study
+    return study.relative_to(path.parent)
 
 
 def _check_domain(name: Any, source: str) -> list[str]:
-    from harness.domains import DOMAINS
+    """A domain named by a string must be registered (files of one's own are checked by preflight)."""
+    from harness.domains import get_domain  # local: the registry loads entry points
 
-    if isinstance(name, str) and name not in DOMAINS:
-        return [f"{source}: domain: unknown domain {name!r}; bundled: {', '.join(sorted(DOMAINS))}"]
+    if isinstance(name, str):
+        try:
+            get_domain(name)
+        except ConfigError as exc:
+            return [f"{source}: domain: {line}" for line in exc.lines]
     return []
 
 

@@ -18,7 +18,7 @@ from typing import Any, TypedDict
 
 from harness.errors import DataError
 from harness.hashing import hash_file, hash_json
-from harness.paths import DATA_ENV
+from harness.paths import DATA_ENV, mirror_file
 
 
 class Message(TypedDict):
@@ -67,6 +67,16 @@ def chat_messages(row: dict[str, Any]) -> list[Message]:
     return [{"role": _ROLES[m["role"].lower()], "content": m["content"]} for m in row["messages"]]
 
 
+def any_form_messages(row: dict[str, Any]) -> list[Message]:
+    """A row of a user's own file in any of the three forms, told apart by its fields: `messages`,
+    ShareGPT `conversations`, or Alpaca-style `instruction`/`input`/`output`."""
+    for field, adapter in (("messages", chat_messages), ("conversations", sharegpt_messages),
+                           ("instruction", alpaca_messages)):
+        if field in row:
+            return adapter(row)
+    raise SchemaError("expected a 'messages' list, ShareGPT 'conversations' or Alpaca-style 'instruction'/'output'")
+
+
 @dataclass(frozen=True)
 class DataSource:
     """Where one data set lives: a file in the mirror and/or a Hub id, plus its schema adapter.
@@ -82,6 +92,7 @@ class DataSource:
     hub_config: str | None = None
     hub_split: str = "train"
     hub_data_files: str | tuple[str, ...] | None = None
+    row_ids: bool = False  # a row's own "id" field names it (a user's domain files); else its position
 
     def describe(self) -> str:
         hub = f"Hub id {self.hub_id!r}" + (f" ({self.hub_config})" if self.hub_config else "")
@@ -93,17 +104,29 @@ class DataSource:
 
 def read_records(path: Path) -> list[dict[str, Any]]:
     """Rows of a .json array or a .jsonl file; a malformed line is an error naming file and line."""
+    rows = []
+    for _, row in read_lines(path):
+        if isinstance(row, DataError):
+            raise row
+        rows.append(row)
+    return rows
+
+
+def read_lines(path: Path) -> list[tuple[str, Any]]:
+    """(`FILE:LINE` of a .jsonl line or `FILE: [INDEX]` of a .json array element, the parsed row or
+    the DataError of a line that does not parse), so a checker can report every bad line at once.
+    A file that is missing, not UTF-8 or not a JSON array raises."""
     if not path.is_file():
         raise DataError(f"{path}: data file not found")
     if path.suffix == ".jsonl":
-        rows = []
+        rows: list[tuple[str, Any]] = []
         for number, line in enumerate(_utf8_text(path).splitlines(), start=1):
             if not line.strip():
                 continue
             try:
-                rows.append(json.loads(line))
+                rows.append((f"{path}:{number}", json.loads(line)))
             except json.JSONDecodeError as exc:
-                raise DataError(f"{path}:{number}: malformed JSON line ({exc.msg})") from None
+                rows.append((f"{path}:{number}", DataError(f"{path}:{number}: malformed JSON line ({exc.msg})")))
         return rows
     try:
         data = json.loads(_utf8_text(path))
@@ -111,7 +134,7 @@ def read_records(path: Path) -> list[dict[str, Any]]:
         raise DataError(f"{path}:{exc.lineno}: malformed JSON ({exc.msg})") from None
     if not isinstance(data, list):
         raise DataError(f"{path}: expected a JSON array of records")
-    return data
+    return [(f"{path}: [{index}]", row) for index, row in enumerate(data)]
 
 
 def _utf8_text(path: Path) -> str:
@@ -128,23 +151,15 @@ def locate(source: DataSource, data_dir: Path | None) -> Path | None:
     """The local file of a source, or None when it should come from the Hub.
 
     With a data directory the file must exist there; the error names both ways to supply it."""
-    if data_dir is None:
-        if source.hub_id is None:
-            raise DataError(
-                f"data set {source.name!r} exists only as mirror file {source.local_path}: "
-                f"pass --data-dir or set {DATA_ENV} to the mirror"
-            )
+    if source.local_path is not None and Path(source.local_path).is_absolute():  # a user's own file
+        path = Path(source.local_path)
+        if not path.is_file():
+            raise DataError(f"{path}: data file for {source.name!r} not found")
+        return path
+    if source.local_path is None or (data_dir is None and source.hub_id is not None):
         return None
-    if source.local_path is None:
-        return None
-    path = data_dir / source.local_path
-    if not path.is_file():
-        hub = f", or unset them to load Hub id {source.hub_id!r}" if source.hub_id else ""
-        raise DataError(
-            f"{path}: data file for {source.name!r} not found; point --data-dir or {DATA_ENV} at a "
-            f"mirror that has it{hub}"
-        )
-    return path
+    return mirror_file(data_dir, source.local_path, source.name, hub_id=source.hub_id,
+                       hub_fallback=source.hub_id is not None)
 
 
 def source_hash(source: DataSource, data_dir: Path | None) -> str:
@@ -171,19 +186,26 @@ def load_conversations(source: DataSource, data_dir: Path | None) -> list[Conver
     conversations: list[Conversation] = []
     for index, row in enumerate(rows):
         try:
-            if not isinstance(row, dict):
-                raise SchemaError(f"expected a JSON object, got {type(row).__name__}")
-            messages = source.adapter(row)
+            messages = row_messages(source, row)
         except SchemaError as exc:
             raise DataError(f"{where}: row {index}: does not match the {source.name} schema: {exc}") from None
-        except KeyError as exc:
-            raise DataError(f"{where}: row {index}: does not match the {source.name} schema: "
-                            f"no field {exc}") from None
-        except (TypeError, AttributeError, ValueError, IndexError) as exc:
-            raise DataError(f"{where}: row {index}: does not match the {source.name} schema: a field has the "
-                            f"wrong type ({exc})") from None
-        conversations.append({"id": f"{source.name}/{index}", "source": source.name, "messages": messages})
+        name = row["id"] if source.row_ids and isinstance(row.get("id"), (str, int)) else index
+        conversations.append({"id": f"{source.name}/{name}", "source": source.name, "messages": messages})
     return conversations
+
+
+def row_messages(source: DataSource, row: Any) -> list[Message]:
+    """A raw row through its set's adapter; any way it does not fit is a SchemaError saying how."""
+    try:
+        if not isinstance(row, dict):
+            raise SchemaError(f"expected a JSON object, got {type(row).__name__}")
+        return source.adapter(row)
+    except KeyError as exc:
+        raise SchemaError(f"no field {exc}") from None
+    except (TypeError, AttributeError, ValueError, IndexError) as exc:
+        if isinstance(exc, SchemaError):
+            raise
+        raise SchemaError(f"a field has the wrong type ({exc})") from None
 
 
 def _load_hub(source: DataSource) -> list[dict[str, Any]]:
@@ -200,20 +222,29 @@ def _load_hub(source: DataSource) -> list[dict[str, Any]]:
     return list(dataset)
 
 
+def conversation_problem(messages: Any) -> str | None:
+    """Why `messages` is not a usable conversation (None when it is): a list of {role, content}
+    turns with known roles, a user turn, and a non-empty assistant answer."""
+    if not isinstance(messages, list) or not messages:
+        return "has no messages"
+    for message in messages:
+        if (not isinstance(message, dict) or message.get("role") not in ("system", "user", "assistant")
+                or not isinstance(message.get("content"), str)):
+            return f"has a malformed message {str(message)[:80]!r}"
+    if not any(m["role"] == "user" for m in messages):
+        return "has no user turn"
+    if not any(m["role"] == "assistant" and m["content"].strip() for m in messages):
+        return "has no assistant answer"
+    return None
+
+
 def is_usable(row: Conversation) -> bool:
     """A conversation worth training on: a user turn and a non-empty assistant answer."""
-    messages = row["messages"]
-    return any(m["role"] == "user" for m in messages) and any(
-        m["role"] == "assistant" and m["content"].strip() for m in messages)
+    return conversation_problem(row["messages"]) is None
 
 
 def check_conversation(row: Conversation, where: str) -> None:
-    """A training row must alternate roles sensibly and contain at least one non-empty answer."""
-    messages = row.get("messages")
-    if not isinstance(messages, list) or not messages:
-        raise DataError(f"{where}: row {row.get('id')!r} has no messages")
-    for message in messages:
-        if message.get("role") not in ("system", "user", "assistant") or not isinstance(message.get("content"), str):
-            raise DataError(f"{where}: row {row.get('id')!r} has a malformed message {str(message)[:80]!r}")
-    if not any(m["role"] == "assistant" and m["content"].strip() for m in messages):
-        raise DataError(f"{where}: row {row.get('id')!r} has no assistant answer")
+    """A training row must have well-formed turns, a user turn and at least one non-empty answer."""
+    problem = conversation_problem(row.get("messages"))
+    if problem:
+        raise DataError(f"{where}: row {row.get('id')!r} {problem}")

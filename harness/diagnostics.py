@@ -29,42 +29,26 @@ import gc
 import json
 import logging
 import math
-from dataclasses import asdict, dataclass
 from importlib import metadata
 from pathlib import Path
-from typing import Any
 
+from harness import artefacts
 from harness.config import BUNDLED_EMBEDDER, DiagnosticsConfig
 from harness.errors import DataError, ModelError
 from harness.evaluation.alpaca_eval import INSTRUCTIONS_FILE
-from harness.evaluation.domain import seeded_subset
 from harness.evaluation.safety import ADVBENCH_FILE
 from harness.hashing import hash_file, hash_json, short
 from harness.models import ResolvedModel, hash_checkpoint
-from harness import artefacts
-from harness.paths import DATA_ENV, atomic_dir, atomic_write_text, cache_dir
+from harness.paths import atomic_dir, atomic_write_text, cache_dir, mirror_file
+from harness.results import Measure
+from harness.subsets import paired_subset
 
 log = logging.getLogger(__name__)
 
 # probe set -> (file in the data mirror, field holding the prompt)
 PROBE_SETS = {"alpaca_eval": (INSTRUCTIONS_FILE, "instruction"), "advbench": (ADVBENCH_FILE, "goal")}
-HEADLINE = ("output_bleu4", "output_rougeL", "output_cosine", "param_l2", "param_rel", "train_nll")
 ALL = "all"  # the part of a headline measure; per-layer-type and per-mix-part rows name their part
 NLL_TOKENS_PER_BATCH = 2048  # bounds the logits tensor (tokens x vocabulary) of one forward pass
-
-
-@dataclass(frozen=True)
-class Measure:
-    """One number of one run: e.g. (`param_l2`, `q_proj`) or (`train_nll`, `domain`); `n` counts what
-    it averages or sums over (probe answers, parameters, tokens)."""
-
-    measure: str
-    part: str
-    value: float
-    n: int
-
-    def to_json(self) -> dict[str, Any]:
-        return asdict(self)
 
 
 def measure_run(base: ResolvedModel, model: ResolvedModel, mix, cfg: DiagnosticsConfig, *, data_dir: Path | None,
@@ -89,7 +73,7 @@ def measure_run(base: ResolvedModel, model: ResolvedModel, mix, cfg: Diagnostics
     measures = output_similarity(references, outputs, cfg.embedding_model)
     measures += parameter_shift(base.path, model.path)
     if mix is not None:
-        measures += training_gap(base, mix, cfg, max_seq_length=max_seq_length, batch_size=batch_size)
+        measures += training_gap(base, mix, cfg, max_seq_length=max_seq_length)
     with atomic_dir(target) as tmp:
         (tmp / "measures.json").write_text(json.dumps(
             {"inputs": inputs, "measures": [m.to_json() for m in measures]}, indent=2))
@@ -106,12 +90,7 @@ def measure_run(base: ResolvedModel, model: ResolvedModel, mix, cfg: Diagnostics
 def probe_prompts(cfg: DiagnosticsConfig, data_dir: Path | None) -> tuple[list[tuple[str, str]], str]:
     """(id, prompt) of the probe subset and the probe file's hash; DataError naming the file if unusable."""
     relative, field = PROBE_SETS[cfg.probe_set]
-    if data_dir is None:
-        raise DataError(f"diagnostics.probe_set {cfg.probe_set}: reads {relative} from the data mirror: "
-                        f"pass --data-dir or set {DATA_ENV}")
-    path = Path(data_dir) / relative
-    if not path.is_file():
-        raise DataError(f"{path}: probe file of diagnostics.probe_set {cfg.probe_set!r} not found")
+    path = mirror_file(data_dir, relative, f"diagnostics.probe_set {cfg.probe_set}")
     with open(path, encoding="utf-8", newline="") as handle:
         try:
             rows = (list(csv.DictReader(handle)) if path.suffix == ".csv"
@@ -124,7 +103,7 @@ def probe_prompts(cfg: DiagnosticsConfig, data_dir: Path | None) -> tuple[list[t
         if not isinstance(text, str) or not text.strip():
             raise DataError(f"{path}: row {index}: no {field!r} text for diagnostics.probe_set {cfg.probe_set!r}")
         prompts.append((f"{cfg.probe_set}/{index}", text))
-    return seeded_subset(prompts, cfg.probe_size, cfg.subset_seed), hash_file(path)
+    return paired_subset(prompts, cfg.probe_size, cfg.subset_seed), hash_file(path)
 
 
 def _answers(model: ResolvedModel, conversations, cfg: DiagnosticsConfig, backend_name: str, batch_size: int,
@@ -256,8 +235,7 @@ def parameter_shift(base_dir: Path, run_dir: Path) -> list[Measure]:
 
 # -- training-data gap ---------------------------------------------------------------------------
 
-def training_gap(base: ResolvedModel, mix, cfg: DiagnosticsConfig, *, max_seq_length: int,
-                 batch_size: int) -> list[Measure]:
+def training_gap(base: ResolvedModel, mix, cfg: DiagnosticsConfig, *, max_seq_length: int) -> list[Measure]:
     """The seed model's mean NLL per assistant token of the mix, per part and overall (cached by the
     seed model, the mix and the scoring settings, so runs sharing a mix share it).
 
@@ -272,9 +250,9 @@ def training_gap(base: ResolvedModel, mix, cfg: DiagnosticsConfig, *, max_seq_le
         return [Measure(**m) for m in cached]
     rows = [json.loads(line) for line in Path(mix.path).read_text(encoding="utf-8").splitlines() if line.strip()]
     parts = {part: [r for r in rows if r.get("role_in_mix") == part] for part in ("domain", "rehearsal")}
-    from harness.models import load_model, load_tokenizer
-
     import torch
+
+    from harness.models import load_model, load_tokenizer
 
     tokenizer, model = load_tokenizer(base, padding_side="right"), load_model(base)
     if torch.cuda.is_available():
@@ -283,7 +261,7 @@ def training_gap(base: ResolvedModel, mix, cfg: DiagnosticsConfig, *, max_seq_le
     for part, part_rows in parts.items():
         if not part_rows:
             continue
-        chosen = seeded_subset(part_rows, cfg.nll_rows, cfg.subset_seed)
+        chosen = paired_subset(part_rows, cfg.nll_rows, cfg.subset_seed)
         examples = [_labelled(tokenizer, row, max_seq_length, mix.path) for row in chosen]
         total, tokens = _summed_nll(model, examples, tokenizer.pad_token_id)
         if not tokens:

@@ -1,18 +1,48 @@
-"""The bundled domain tasks: where their data lives, how a row becomes a conversation, and how an
-answer is checked. A domain's reference answer and a model's answer go through the same extractor,
-so the score is `extract(prediction) == extract(reference)`.
+"""Domain tasks: where their data lives, how a row becomes a conversation, and how an answer is
+checked. A domain's reference answer and a model's answer go through the same extractor, so the
+score is `extract(prediction) == extract(reference)`.
+
+Domains register through the entry-point group `forgetbench.domains` (an entry point names a
+`Domain` object), the bundled five exactly like a third-party package's:
+
+    [project.entry-points."forgetbench.domains"]
+    my-domain = "my_package.my_module:MY_DOMAIN"
+
+A study may also name a domain made of its own files (`domain: {name, train, test, answer, ...}`,
+see `DomainFiles` in harness/config.py); `file_domain` turns that into a `Domain`.
 """
 from __future__ import annotations
 
+import functools
+import importlib
+import json
 import re
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from harness.data import Conversation, DataSource, Message, SchemaError, alpaca_messages, load_conversations
-from harness.errors import ConfigError
+from harness.data import (
+    Conversation,
+    DataSource,
+    Message,
+    SchemaError,
+    alpaca_messages,
+    any_form_messages,
+    conversation_problem,
+    load_conversations,
+    locate,
+    read_lines,
+    row_messages,
+)
+from harness.errors import ConfigError, DataError
 from harness.hashing import hash_json
+from harness.registry import load_group, lookup
+
+if TYPE_CHECKING:
+    from harness.config import DomainFiles
+
+ENTRY_POINT_GROUP = "forgetbench.domains"
 
 _LETTERS = "ABCDE"
 
@@ -79,18 +109,73 @@ def extract_call(text: str) -> str | None:
     return re.sub(r"\s+", "", text) or None
 
 
+def extract_exact(text: str) -> str | None:
+    """The whole answer, compared modulo surrounding whitespace."""
+    return text.strip() or None
+
+
+Extractor = Callable[[str], "str | None"]
+NAMED_EXTRACTORS: dict[str, Extractor] = {"letter": extract_letter, "number": extract_number, "exact": extract_exact,
+                                          "call": extract_call}
+ANSWER_CHOICES = f"{' | '.join(NAMED_EXTRACTORS)} | regex:<pattern> | module:function"
+
+
+def answer_extractor(spec: str) -> Extractor:
+    """The extractor an `answer:` setting names: a bundled one, `regex:<pattern>` (the first match's
+    first group, or the whole match without groups) or `module:function` (imported). A ConfigError
+    says what is wrong with the spec."""
+    if spec in NAMED_EXTRACTORS:
+        return NAMED_EXTRACTORS[spec]
+    kind, _, rest = spec.partition(":")
+    if kind == "regex" and rest:
+        try:
+            pattern = re.compile(rest)
+        except re.error as exc:
+            raise ConfigError(f"regex {rest!r} does not compile ({exc})") from None
+        return functools.partial(_regex_answer, pattern)
+    if kind and rest and all(part.isidentifier() for part in (*kind.split("."), rest)):
+        try:
+            function = getattr(importlib.import_module(kind), rest)
+        except (ImportError, AttributeError) as exc:
+            raise ConfigError(f"cannot load extractor {spec!r} ({type(exc).__name__}: {exc})") from None
+        if not callable(function):
+            raise ConfigError(f"extractor {spec!r} is not callable")
+        return function
+    raise ConfigError(f"unknown extractor {spec!r}; choose {ANSWER_CHOICES}")
+
+
+def _regex_answer(pattern: re.Pattern, text: str) -> str | None:
+    match = pattern.search(text)
+    if match is None:
+        return None
+    return (match.group(1) if pattern.groups else match.group(0)).strip() or None
+
+
 @dataclass(frozen=True)
 class Domain:
     name: str
     train: DataSource
     test: DataSource
-    extract: Callable[[str], str | None]
+    extract: Extractor
     metric: str
     max_new_tokens: int  # enough for this task's answers
+    answer: str = ""  # the extractor's spec, for a domain made from files (part of its keys)
+    hash_split: bool | None = None  # test rows by a fixed hash of train; None: when both splits share a mirror file
 
     def _split_locally(self, data_dir: Path | None) -> bool:
-        """One mirror file serves both splits: a fixed hash of each row decides (1 in 5 to test)."""
+        """One file serves both splits: a fixed hash of each row decides (1 in 5 to test)."""
+        if self.hash_split is not None:
+            return self.hash_split
         return data_dir is not None and self.train.local_path == self.test.local_path
+
+    def key(self) -> dict[str, Any]:
+        """What identifies the task beyond its data files' hashes, for mix and evaluation keys: the
+        name, and for a domain made from files its answer extractor, answer length and split rule
+        (a registered domain's code is its identity, as before)."""
+        if not self.answer:
+            return {"domain": self.name}
+        return {"domain": self.name, "answer": self.answer, "max_new_tokens": self.max_new_tokens,
+                "hash_split": bool(self.hash_split)}
 
     def train_rows(self, data_dir: Path | None) -> list[Conversation]:
         rows = load_conversations(self.train, data_dir)
@@ -109,38 +194,114 @@ def _is_held_out(row: Conversation) -> bool:
     return int(hash_json(row["messages"])[:8], 16) % 5 == 0
 
 
-DOMAINS: dict[str, Domain] = {
-    "medmcqa": Domain(
-        "medmcqa",
-        train=DataSource("medmcqa", mcq_messages, "domain/medmcqa/medmcqa_dev_filtered.jsonl",
-                         "openlifescienceai/medmcqa", hub_split="train"),
-        test=DataSource("medmcqa", mcq_messages, "domain/medmcqa/medmcqa_dev_filtered.jsonl",
-                        "openlifescienceai/medmcqa", hub_split="validation"),
-        extract=extract_letter, metric="accuracy", max_new_tokens=32),
-    "medqa": Domain(
-        "medqa",
-        train=DataSource("medqa", mcq_messages, "domain/medqa/test.jsonl", "GBaker/MedQA-USMLE-4-options", hub_split="train"),
-        test=DataSource("medqa", mcq_messages, "domain/medqa/test.jsonl", "GBaker/MedQA-USMLE-4-options", hub_split="test"),
-        extract=extract_letter, metric="accuracy", max_new_tokens=32),
-    "gsm8k": Domain(
-        "gsm8k",
-        train=DataSource("gsm8k", gsm8k_messages, "domain/gsm8k/train.jsonl", "openai/gsm8k", "main", "train"),
-        test=DataSource("gsm8k", gsm8k_messages, "domain/gsm8k/test.jsonl", "openai/gsm8k", "main", "test"),
-        extract=extract_number, metric="exact_match", max_new_tokens=256),
-    "openfunctions": Domain(
-        "openfunctions",
-        train=DataSource("openfunctions", alpaca_messages, "domain/openfunctions/openfunction_train.json"),
-        test=DataSource("openfunctions", alpaca_messages, "domain/openfunctions/openfunction_test.json"),
-        extract=extract_call, metric="exact_match", max_new_tokens=128),
-    "multiarith": Domain(
-        "multiarith",
-        train=DataSource("multiarith", multiarith_messages, "domain/multiarith/test.json", "ChilleD/MultiArith", hub_split="train"),
-        test=DataSource("multiarith", multiarith_messages, "domain/multiarith/test.json", "ChilleD/MultiArith", hub_split="test"),
-        extract=extract_number, metric="exact_match", max_new_tokens=128),
-}
+def _bundled(name: str, adapter: Callable, extract: Extractor, max_new_tokens: int, train_file: str,
+             test_file: str | None = None, hub_id: str | None = None, hub_config: str | None = None,
+             hub_splits: tuple[str, str] = ("train", "test")) -> Domain:
+    """A bundled domain: its mirror files (one file: the hash split) and Hub coordinates."""
+    return Domain(name, train=DataSource(name, adapter, train_file, hub_id, hub_config, hub_splits[0]),
+                  test=DataSource(name, adapter, test_file or train_file, hub_id, hub_config, hub_splits[1]),
+                  extract=extract, metric="accuracy" if extract is extract_letter else "exact_match",
+                  max_new_tokens=max_new_tokens)
+
+
+BUNDLED: dict[str, Domain] = {domain.name: domain for domain in (
+    _bundled("medmcqa", mcq_messages, extract_letter, 32, "domain/medmcqa/medmcqa_dev_filtered.jsonl",
+             hub_id="openlifescienceai/medmcqa", hub_splits=("train", "validation")),
+    _bundled("medqa", mcq_messages, extract_letter, 32, "domain/medqa/test.jsonl", hub_id="GBaker/MedQA-USMLE-4-options"),
+    _bundled("gsm8k", gsm8k_messages, extract_number, 256, "domain/gsm8k/train.jsonl", "domain/gsm8k/test.jsonl",
+             hub_id="openai/gsm8k", hub_config="main"),
+    _bundled("openfunctions", alpaca_messages, extract_call, 128, "domain/openfunctions/openfunction_train.json",
+             "domain/openfunctions/openfunction_test.json", hub_splits=("train", "train")),
+    _bundled("multiarith", multiarith_messages, extract_number, 128, "domain/multiarith/test.json",
+             hub_id="ChilleD/MultiArith"),
+)}
+
+
+MEDMCQA, MEDQA, GSM8K, OPENFUNCTIONS, MULTIARITH = (BUNDLED[name] for name in BUNDLED)  # entry-point targets
+
+
+@functools.cache
+def registry() -> dict[str, Domain]:
+    """All domains registered under the `forgetbench.domains` entry-point group, by name."""
+    found = load_group(ENTRY_POINT_GROUP, "domain", lambda obj: isinstance(obj, Domain), "a harness.domains.Domain")
+    for name, domain in found.items():
+        if domain.name != name:
+            raise ConfigError(f"entry point {name!r}: names a domain called {domain.name!r}; register it as that name")
+    return found
 
 
 def get_domain(name: str) -> Domain:
-    if name not in DOMAINS:
-        raise ConfigError(f"unknown domain {name!r}; bundled: {', '.join(sorted(DOMAINS))}")
-    return DOMAINS[name]
+    return lookup(registry(), name, "domain", ENTRY_POINT_GROUP)
+
+
+def resolve_domain(spec: str | DomainFiles) -> Domain:
+    """A study's `domain:`: a registered name, or files of the user's own."""
+    return get_domain(spec) if isinstance(spec, str) else file_domain(spec)
+
+
+def file_domain(files: DomainFiles) -> Domain:
+    """A domain made of the user's files; without a test file, a fixed hash of each train row splits it."""
+    train = DataSource(files.name, any_form_messages, str(files.train), row_ids=True)
+    test = DataSource(files.name, any_form_messages, str(files.test), row_ids=True) if files.test else train
+    return Domain(files.name, train=train, test=test, extract=answer_extractor(files.answer),
+                  metric="accuracy" if files.answer == "letter" else "exact_match",
+                  max_new_tokens=files.max_new_tokens, answer=files.answer, hash_split=files.test is None)
+
+
+def check_domain_data(domain: Domain, data_dir: Path | None) -> list[str]:
+    """Every problem of a domain's data, one line each (`FILE:LINE: reason` for local files): lines
+    that do not parse or fit the schema, rows without an assistant answer, an empty file or split,
+    and test rows whose answer the domain's extractor cannot read."""
+    problems: list[str] = []
+    splits = [("train", domain.train)]
+    if not domain._split_locally(data_dir):
+        splits = splits + [("test", domain.test)] if domain.test != domain.train else [("test", domain.test)]
+    for split, source in splits:
+        try:
+            path = locate(source, data_dir)
+        except DataError as exc:
+            problems += exc.lines
+            continue
+        if path is None:  # a Hub set: the loader's own checks
+            try:
+                load_conversations(source, None)
+            except DataError as exc:
+                problems += exc.lines
+            continue
+        problems += _check_file(domain, source, path, split, data_dir)
+    return problems
+
+
+def _check_file(domain: Domain, source: DataSource, path: Path, split: str, data_dir: Path | None) -> list[str]:
+    problems: list[str] = []
+    rows = 0
+    try:
+        lines = read_lines(path)
+    except DataError as exc:
+        return exc.lines
+    for where, row in lines:
+        if isinstance(row, DataError):
+            problems += row.lines
+            continue
+        try:
+            messages = row_messages(source, row)
+        except SchemaError as exc:
+            problems.append(f"{where}: does not match the {source.name} schema: {exc}")
+            continue
+        problem = conversation_problem(messages)
+        if problem:
+            problems.append(f"{where}: {problem}")
+            continue
+        rows += 1
+        conversation: Conversation = {"id": "", "source": source.name, "messages": messages}
+        in_test = split == "test" or (domain._split_locally(data_dir) and _is_held_out(conversation))
+        if not in_test:
+            continue
+        if messages[-1]["role"] != "assistant":
+            problems.append(f"{where}: a test row must end with the assistant's answer (the reference)")
+        elif domain.extract(messages[-1]["content"]) is None:
+            problems.append(f"{where}: the answer extractor {domain.answer or domain.name!r} reads no answer "
+                            f"from the last assistant turn {json.dumps(messages[-1]['content'][:60])}")
+    if rows == 0 and not problems:
+        problems.append(f"{path}: domain {domain.name!r} has no {'training' if split == 'train' else 'test'} rows")
+    return problems

@@ -20,3 +20,13 @@ class DataError(ForgetbenchError):
 
 class ModelError(ForgetbenchError):
     """A model spec cannot be resolved or loaded."""
+
+
+def first_line(error: BaseException, named: bool = False) -> str:
+    """The first line of an error's message, for a one-line report (the error type's name when the
+    message is empty); `named` puts the type's name in front (`OSError: disk full`)."""
+    text = str(error).strip()
+    line = text.splitlines()[0] if text else ""
+    if named:
+        return f"{type(error).__name__}: {line}" if line else type(error).__name__
+    return line or type(error).__name__

@@ -22,7 +22,7 @@ from dataclasses import dataclass
 from typing import Any, TypeVar
 
 from harness.config import ExecutorConfig
-from harness.errors import ConfigError, ForgetbenchError
+from harness.errors import ConfigError, ForgetbenchError, first_line
 
 log = logging.getLogger("forgetbench")
 
@@ -115,12 +115,9 @@ def _outcome(ray, ref) -> Any:
         cause = getattr(exc, "cause", None)
         if isinstance(cause, ForgetbenchError):
             return RunFailed("; ".join(cause.lines))
-        error = cause if cause is not None else exc
-        first = str(error).strip().splitlines()[0] if str(error).strip() else ""
-        return RunFailed(f"{type(error).__name__}: {first}")
+        return RunFailed(first_line(cause if cause is not None else exc, named=True))
     except ray.exceptions.RayError as exc:  # worker died, task cancelled, node lost
-        first = str(exc).strip().splitlines()[0] if str(exc).strip() else ""
-        return RunFailed(f"{type(exc).__name__}: {first}")
+        return RunFailed(first_line(exc, named=True))
 
 
 def import_ray():

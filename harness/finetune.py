@@ -25,7 +25,7 @@ from typing import Any
 
 from harness import artefacts
 from harness.config import FinetuneConfig
-from harness.errors import ConfigError, DataError
+from harness.errors import ConfigError, DataError, first_line
 from harness.hashing import hash_file
 from harness.models import ResolvedModel, load_tokenizer
 from harness.paths import atomic_dir
@@ -236,7 +236,7 @@ def _build_trainer(base: ResolvedModel, tokenizer, examples: list[dict], job: Fi
             save_strategy="no", report_to="none", disable_tqdm=True,
         )
     except ValueError as exc:
-        raise ConfigError(f"finetune: {str(exc).splitlines()[0]}") from None
+        raise ConfigError(f"finetune: {first_line(exc)}") from None
     peft_config = None
     if job.method == "lora":
         peft_config = LoraConfig(r=job.lora.r, lora_alpha=job.lora.alpha, lora_dropout=job.lora.dropout,

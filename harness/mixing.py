@@ -74,7 +74,7 @@ def build_mix(entry: RecipeEntry, seed: int, mix: MixConfig, domain: Domain, dat
     n_domain, n_rehearsal = split_sizes(mix)
     key = hash_json({
         "recipe": entry.name, "params": recipe.params.model_dump(mode="json"), "seed": seed,
-        "size": mix.size, "domain_share": mix.domain_share, "domain": domain.name,
+        "size": mix.size, "domain_share": mix.domain_share, **domain.key(),
         "domain_sha256": source_hash(domain.train, data_dir), "seed_model": seed_model.sha,
         "recipe_inputs": recipe.fingerprint(data_dir), "sampling_rule": SAMPLING_RULE,
     })
@@ -90,7 +90,7 @@ def build_mix(entry: RecipeEntry, seed: int, mix: MixConfig, domain: Domain, dat
     chosen = [domain_train[i] for i in order[:n_domain]]
     pool = [domain_train[i] for i in order[n_domain:]]
     params = recipe.params.model_dump(mode="json")
-    ctx = RecipeContext(seed_model=seed_model, domain_rows=chosen, domain_pool=pool, rehearsal_size=n_rehearsal,
+    ctx = RecipeContext(seed_model=seed_model, domain=domain, domain_rows=chosen, domain_pool=pool, rehearsal_size=n_rehearsal,
                         rng=recipe_rng(seed, entry.name, params), data_dir=data_dir, backend=functools.cache(backend),
                         log=logging.getLogger(f"forgetbench.recipe.{entry.name}"), seed=seed)
     log.info("mix for %s (seed %d): %d domain + %d rehearsal rows", entry.label, seed, n_domain, n_rehearsal)

@@ -13,7 +13,7 @@ from importlib import metadata
 from pathlib import Path
 
 from harness.artefacts import CHECKPOINT_SUFFIXES, safetensors_problem, usable
-from harness.errors import ModelError
+from harness.errors import ModelError, first_line
 from harness.hashing import hash_file, hash_json, short
 from harness.paths import atomic_dir, cache_dir
 
@@ -129,8 +129,8 @@ def _resolve_hub(repo_id: str) -> ResolvedModel:
         path = Path(snapshot_download(repo_id, allow_patterns=["*.json", "*.safetensors", "*.model", "*.txt", "*.jinja"]))
     except Exception as exc:  # network, auth, missing repo: all end the same way for the user
         raise ModelError(
-            f"model {repo_id!r}: could not load from the Hugging Face Hub ({type(exc).__name__}: "
-            f"{str(exc).splitlines()[0] if str(exc) else ''}); download it first and pass the local directory"
+            f"model {repo_id!r}: could not load from the Hugging Face Hub ({first_line(exc, named=True)}); "
+            f"download it first and pass the local directory"
         ) from None
     # The snapshot folder name is the commit sha: a stable identity without hashing gigabytes.
     return ResolvedModel(spec=repo_id, path=path, sha=hash_json({"hub": repo_id, "revision": path.name}))

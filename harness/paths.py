@@ -14,6 +14,26 @@ CACHE_ENV = "FORGETBENCH_CACHE"
 DATA_ENV = "FORGETBENCH_DATA_DIR"
 
 
+def mirror_file(data_dir: Path | None, relative: str, what: str, *, hub_id: str | None = None,
+                hub_fallback: bool = False) -> Path | None:
+    """The data-mirror file `relative` of the data set `what`, or a DataError (one line) saying how to
+    supply it. Without a data directory: None when the set can load from the Hub (`hub_fallback`),
+    else an error asking for the mirror. `hub_id` is named as the Hub equivalent."""
+    from harness.errors import DataError
+
+    hub = f" (Hub equivalent {hub_id})" if hub_id and not hub_fallback else ""
+    if data_dir is None:
+        if hub_fallback:
+            return None
+        raise DataError(f"{what}: reads {relative} from the data mirror{hub}: pass --data-dir or set {DATA_ENV}")
+    path = Path(data_dir) / relative
+    if not path.is_file():
+        how = (f", or unset them to load Hub id {hub_id!r} (needs network)" if hub_fallback and hub_id else hub)
+        raise DataError(f"{path}: data file of {what} not found; point --data-dir or {DATA_ENV} at a mirror "
+                        f"that has it{how}")
+    return path
+
+
 def cache_dir() -> Path:
     """Content-addressed artefact store: $FORGETBENCH_CACHE, else ~/.cache/forgetbench."""
     root = os.environ.get(CACHE_ENV) or Path.home() / ".cache" / "forgetbench"

@@ -199,25 +199,18 @@ def profile_rows(rows: Sequence[Conversation], model: ResolvedModel,
 
 
 def conversations_from(spec: str, data_dir: Path | None) -> list[Conversation]:
-    """Usable conversations of a public set name (recipes/public.py) or of a .json/.jsonl file whose
-    rows are in the messages, ShareGPT (`conversations`) or Alpaca (`instruction`) form."""
-    from harness.data import (DataSource, alpaca_messages, chat_messages, is_usable, load_conversations,
-                              read_records, sharegpt_messages)
-    from recipes.public import PUBLIC_SETS
+    """Usable conversations of a public set name (harness/public_sets.py) or of a .json/.jsonl file
+    whose rows are in the messages, ShareGPT (`conversations`) or Alpaca (`instruction`) form."""
+    from harness.data import DataSource, any_form_messages, is_usable, load_conversations
+    from harness.public_sets import PUBLIC_SETS
 
     if spec in PUBLIC_SETS:
         return [row for row in load_conversations(PUBLIC_SETS[spec], data_dir) if is_usable(row)]
     path = Path(spec)
     if not path.is_file():
         raise DataError(f"--data {spec}: neither a public set ({', '.join(PUBLIC_SETS)}) nor a data file")
-    records = read_records(path)
-    first = records[0] if records and isinstance(records[0], dict) else {}
-    adapter = next((f for key, f in (("messages", chat_messages), ("conversations", sharegpt_messages),
-                                     ("instruction", alpaca_messages)) if key in first), None)
-    if adapter is None:
-        raise DataError(f"{path}: rows need a messages, conversations or instruction field")
-    source = DataSource(path.stem, adapter, local_path=path.name)
-    return [row for row in load_conversations(source, path.parent) if is_usable(row)]
+    source = DataSource(path.stem, any_form_messages, local_path=str(path.resolve()))
+    return [row for row in load_conversations(source, None) if is_usable(row)]
 
 
 def is_current(profile: dict[str, Any] | None, model: ResolvedModel) -> bool:

@@ -11,12 +11,12 @@ method, `build(ctx) -> RecipeOutput`. Recipes register through the entry-point g
 from __future__ import annotations
 
 import functools
+import inspect
 import logging
 import random
 import typing
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from importlib import metadata
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, ClassVar
 
@@ -24,9 +24,11 @@ from pydantic import BaseModel, ConfigDict, ValidationError
 
 from harness.errors import ConfigError
 from harness.hashing import hash_json
+from harness.registry import load_group, lookup
 
 if TYPE_CHECKING:
     from harness.data import Conversation
+    from harness.domains import Domain
     from harness.generation import GenerationBackend
     from harness.models import ResolvedModel
 
@@ -44,6 +46,7 @@ class RecipeContext:
     """What a recipe gets to work with."""
 
     seed_model: ResolvedModel
+    domain: Domain  # the study's domain task: its name, data and answer extractor
     domain_rows: list[Conversation]  # the domain share of the mix: the same rows for every recipe of a seed
     domain_pool: list[Conversation]  # the remaining domain training rows, in the seed's order: take from the front
     rehearsal_size: int  # how many rehearsal rows the recipe must return
@@ -102,27 +105,12 @@ def recipe_rng(seed: int, name: str, params: dict[str, Any]) -> random.Random:
 @functools.cache
 def registry() -> dict[str, type[Recipe]]:
     """All recipes registered under the `forgetbench.recipes` entry-point group, by name."""
-    found: dict[str, type[Recipe]] = {}
-    origin: dict[str, str] = {}
-    for entry in metadata.entry_points(group=ENTRY_POINT_GROUP):
-        where = f"entry point {entry.name!r} ({entry.value})"
-        if entry.name in found and origin[entry.name] != entry.value:
-            raise ConfigError(f"{where}: recipe name already registered by {origin[entry.name]}")
-        try:
-            cls = entry.load()
-        except Exception as exc:
-            raise ConfigError(f"{where}: cannot be imported ({type(exc).__name__}: {exc})") from None
-        if not (isinstance(cls, type) and issubclass(cls, Recipe)):
-            raise ConfigError(f"{where}: is not a subclass of harness.recipe.Recipe")
-        found[entry.name], origin[entry.name] = cls, entry.value
-    return found
+    return load_group(ENTRY_POINT_GROUP, "recipe", lambda cls: isinstance(cls, type) and issubclass(cls, Recipe),
+                      "a subclass of harness.recipe.Recipe")
 
 
 def get_recipe(name: str) -> type[Recipe]:
-    known = registry()
-    if name not in known:
-        raise ConfigError(f"unknown recipe {name!r}; registered: {', '.join(sorted(known))}")
-    return known[name]
+    return lookup(registry(), name, "recipe", ENTRY_POINT_GROUP)
 
 
 def resolve_params(cls: type[Recipe], raw: dict[str, Any]) -> RecipeParams:
@@ -145,7 +133,7 @@ def describe(name: str) -> str:
     """Text for `forgetbench recipes show NAME`: docstring, shorthand, and each parameter."""
     cls = get_recipe(name)
     lines = [f"{name}  ({cls.__module__}.{cls.__qualname__})", ""]
-    lines += [line.rstrip() for line in _dedent(cls.__doc__ or "(no description)")]
+    lines += [line.rstrip() for line in inspect.cleandoc(cls.__doc__ or "(no description)").splitlines()]
     lines.append("")
     if cls.shorthand:
         lines.append(f"Shorthand: `{name}:VALUE` sets `{cls.shorthand}`.")
@@ -168,9 +156,3 @@ def _type_name(annotation: Any) -> str:
     if typing.get_origin(annotation) is typing.Literal:
         return "one of " + ", ".join(map(str, typing.get_args(annotation)))
     return getattr(annotation, "__name__", None) or str(annotation).replace("typing.", "")
-
-
-def _dedent(text: str) -> list[str]:
-    import inspect
-
-    return inspect.cleandoc(text).splitlines()

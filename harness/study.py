@@ -17,16 +17,17 @@ from pathlib import Path
 from harness import artefacts
 from harness.config import RecipeEntry, StudyConfig
 from harness.data import source_hash
-from harness.domains import Domain, get_domain
+from harness.domains import Domain, check_domain_data, resolve_domain
 from harness.errors import ConfigError, DataError, ForgetbenchError
 from harness.evaluation.suite import check_eval_data, eval_config_hash, evaluate_model
 from harness.hashing import hash_json, short
 from harness.mixing import Mix, build_mix
 from harness.models import ResolvedModel, hash_checkpoint, resolve_model
-from harness.paths import cache_dir, data_dir as resolve_data_dir
-from harness.provenance import now, package_versions
+from harness.paths import cache_dir
+from harness.paths import data_dir as resolve_data_dir
+from harness.provenance import now, run_record
 from harness.recipe import get_recipe, resolve_params
-from harness.results import BenchmarkResult, RunRecord
+from harness.results import BenchmarkResult, Measure, RunRecord, SweepPoint
 from harness.sweep import Point, check_sweep, entry_at, point_label, study_at
 from harness.sweep import points as sweep_points
 
@@ -67,9 +68,9 @@ def plan(study: StudyConfig) -> list[PlannedRun]:
 
 def preflight(study: StudyConfig, data_dir: Path | None) -> list[str]:
     """Every data problem of a study, found before any work starts (one line each)."""
-    problems: list[str] = []
-    domain = get_domain(study.domain)
-    checks = [lambda: domain.train_rows(data_dir), lambda: check_eval_data(study.eval, domain, data_dir)]
+    domain = resolve_domain(study.domain)
+    problems = check_domain_data(domain, data_dir)  # every bad line of the domain's files
+    checks = [] if problems else [lambda: check_eval_data(study.eval, domain, data_dir)]
     if study.diagnostics.enabled:
         from harness.diagnostics import probe_prompts
 
@@ -77,7 +78,9 @@ def preflight(study: StudyConfig, data_dir: Path | None) -> list[str]:
     for entry in study.recipes:
         cls = get_recipe(entry.name)
         checks.append(lambda cls=cls, entry=entry: cls(resolve_params(cls, entry.params)).fingerprint(data_dir))
-    checks += [lambda: _check_domain_rows(study, domain, data_dir), lambda: _check_model(study)]
+    if not problems:
+        checks.append(lambda: _check_domain_rows(study, domain, data_dir))
+    checks.append(lambda: _check_model(study))
     for check in checks:
         try:
             check()
@@ -139,7 +142,7 @@ def run_study(study: StudyConfig, data_dir: Path | None = None, leaderboard_path
     if problems:
         raise ForgetbenchError(problems)
     executor = executor or make_executor(study.executor)
-    domain = get_domain(study.domain)
+    domain = resolve_domain(study.domain)
     base = resolve_model(study.base_model)
     board_path = Path(leaderboard_path or study.leaderboard)
     eval_hash = eval_config_hash(study.eval, domain, data_dir, study.generation_backend)
@@ -174,7 +177,7 @@ def run_study(study: StudyConfig, data_dir: Path | None = None, leaderboard_path
 class _Execute:
     """One planned run's work, as a picklable callable that an executor can ship to a worker."""
 
-    context: "_RunContext"
+    context: _RunContext
     runs: list[PlannedRun]
 
     def __call__(self, number: int) -> tuple[RunRecord, list[BenchmarkResult]]:
@@ -218,7 +221,7 @@ class _RunContext:
         return build_mix(entry, planned.seed, self.study.mix, self.domain, self.data_dir, self.base,
                          backend=self._seed_backend)
 
-    def _diagnose(self, model: ResolvedModel, mix: Mix | None) -> list[dict]:
+    def _diagnose(self, model: ResolvedModel, mix: Mix | None) -> list[Measure]:
         """The run's shift measures against the seed model (cached), or [] with diagnostics off."""
         if not self.study.diagnostics.enabled:
             return []
@@ -228,7 +231,7 @@ class _RunContext:
                                backend_name=self.study.generation_backend, batch_size=self.study.eval.batch_size,
                                max_seq_length=self.study.finetune.max_seq_length)
         gc.collect()
-        return [m.to_json() for m in measures]
+        return measures
 
     def _seed_backend(self):
         from harness.generation import make_backend
@@ -252,27 +255,24 @@ class _RunContext:
         return finetune(self.base, mix.path, job, seed, target)
 
     def _record(self, planned: PlannedRun, model: ResolvedModel, mix: Mix | None, started: str,
-                shift: list[dict] | None = None) -> RunRecord:
-        """The run's provenance; `extra` carries its sweep point and its shift measures (the
-        leaderboard stores those in their own table, in the same transaction as the run)."""
+                shift: list[Measure]) -> RunRecord:
+        """The run's provenance, sweep point and shift measures (the leaderboard stores the measures in
+        their own table, in the same transaction as the run)."""
         study = self.study
         finetune_hash = hash_json(study.finetune.model_dump(mode="json")) if mix else None
         # The run's own inputs, not the whole study's hash: adding a recipe to a study must not
         # rename the runs already on the leaderboard (re-running them replaces their rows in place).
-        identity = hash_json({"study": study.name, "recipe": planned.label, "params": _resolved_params(planned.entry()),
-                              "seed": planned.seed, "mix": mix.sha if mix else None, "finetune": finetune_hash,
-                              "model": model.sha, "eval": self.eval_hash})
+        identity = {"study": study.name, "recipe": planned.label, "params": _resolved_params(planned.entry()),
+                    "seed": planned.seed, "mix": mix.sha if mix else None, "finetune": finetune_hash,
+                    "model": model.sha, "eval": self.eval_hash}
         data_hashes = {"domain_train": source_hash(self.domain.train, self.data_dir),
                        "domain_test": source_hash(self.domain.test, self.data_dir)}
         if mix is not None:
             data_hashes["mix"] = mix.sha
             data_hashes.update({f"recipe.{k}": v for k, v in mix.meta["provenance"].items() if k.endswith("sha256")})
-        return RunRecord(
-            run_id=f"{study.name}-{planned.label}-s{planned.seed}-{short(identity, 8)}",
-            study=study.name,
-            recipe=planned.label,
+        return run_record(
+            identity, study=study.name, recipe=planned.label, seed=planned.seed,
             recipe_params=_resolved_params(planned.entry()),
-            seed=planned.seed,
             base_model=study.base_model,
             base_model_sha=self.base.sha,
             checkpoint_sha=model.sha,
@@ -281,21 +281,21 @@ class _RunContext:
             finetune_config_hash=finetune_hash,
             eval_config_hash=self.eval_hash,
             data_hashes=data_hashes,
-            package_versions=package_versions(),
             started_at=started,
-            finished_at=now(),
-            extra={"domain": self.domain.name, "mix": json.loads(json.dumps(mix.meta)) if mix else None,
-                   "generation_backend": study.generation_backend,
-                   "sweep": _sweep_extra(planned), "shift": shift or []},
+            domain=self.domain.name,
+            generation_backend=study.generation_backend,
+            mix=json.loads(json.dumps(mix.meta)) if mix else None,
+            sweep=_sweep_point(planned),
+            shift=shift,
         )
 
 
-def _sweep_extra(planned: PlannedRun) -> dict | None:
+def _sweep_point(planned: PlannedRun) -> SweepPoint | None:
     """Where a swept run sits in its sweep, for the report's plots: parameter, value, unswept label."""
     if planned.sweep is None:
         return None
     parameter, value = planned.sweep
-    return {"parameter": parameter, "value": value, "recipe": planned.recipe.label if planned.recipe else "baseline"}
+    return SweepPoint(parameter, value, planned.recipe.label if planned.recipe else "baseline")
 
 
 def _resolved_params(entry: RecipeEntry | None) -> dict:

@@ -29,15 +29,15 @@ _CHUNK_CELLS = 4_000_000  # resample indices drawn per batch (memory bound: ~32 
 # Entries of a benchmark's recorded settings that describe an outcome or a cost of the evaluation,
 # not how it was measured: they may differ between runs evaluated identically.
 OUTCOME_KEYS = frozenset({"wall_seconds", "seconds", "unparseable", "judged"})
-RUN_SETTINGS = ("generation_backend",)  # evaluation settings recorded per run (runs.extra), not per benchmark
+RUN_SETTINGS = ("generation_backend",)  # evaluation settings recorded per run (runs columns), not per benchmark
 
 
 def resolve(con, name: str, study: str | None, option: str) -> list[str]:
-    """The run_ids a RUN_A / RUN_B argument names: a run_id, or every finished run of a recipe."""
+    """The run_ids a RUN_A / RUN_B argument names: a run_id, or every run of a recipe."""
     if con.execute("SELECT 1 FROM runs WHERE run_id = ?", [name]).fetchone():
         return [name]
     rows = con.execute(
-        "SELECT study, run_id FROM runs WHERE recipe = ? AND status = 'finished' AND (? IS NULL OR study = ?) "
+        "SELECT study, run_id FROM runs WHERE recipe = ? AND (? IS NULL OR study = ?) "
         "ORDER BY study, seed, run_id",
         [name, study, study],
     ).fetchall()
@@ -77,8 +77,8 @@ def evaluation_settings(con, run_ids: list[str], benchmarks) -> dict[str, dict[s
     left out), each benchmark also holding the run-level ones (``run.generation_backend``)."""
     out: dict[str, dict[str, dict]] = {}
     for run_id in run_ids:
-        extra = json.loads(con.execute("SELECT extra FROM runs WHERE run_id = ?", [run_id]).fetchone()[0] or "{}")
-        run_level = {f"run.{key}": extra.get(key) for key in RUN_SETTINGS}
+        values = con.execute(f"SELECT {', '.join(RUN_SETTINGS)} FROM runs WHERE run_id = ?", [run_id]).fetchone()
+        run_level = {f"run.{key}": value for key, value in zip(RUN_SETTINGS, values)}
         rows = con.execute("SELECT benchmark, any_value(settings) FROM scores WHERE run_id = ? GROUP BY benchmark",
                            [run_id]).fetchall()
         out[run_id] = {benchmark: {**run_level, **{k: v for k, v in json.loads(text or "{}").items() if k not in OUTCOME_KEYS}}

@@ -1,6 +1,6 @@
 """Category profiles side by side: which task categories each recipe's rehearsal data covers.
 
-Every run's leaderboard row carries its mix's metadata (runs.extra.mix), and with it the category
+Every run's leaderboard row carries its mix's metadata (runs.mix), and with it the category
 profile of the rehearsal rows (harness/profile.py). This view sums the counts over a recipe's runs
 (its seeds), shows the shares per category with one column per recipe, and adds the total variation
 distance of every recipe to each reference recipe — e.g. how far reconstructed data is from a public
@@ -20,16 +20,16 @@ from leaderboard.store import Leaderboard
 
 
 def recipe_profiles(board: Leaderboard, study: str | None = None) -> dict[str, dict[str, Any]]:
-    """recipe -> {"n", "counts", "runs"}: category counts summed over the recipe's finished runs
+    """recipe -> {"n", "counts", "runs"}: category counts summed over the recipe's runs
     whose mix has rehearsal rows with a profile (baselines and domain-only recipes have none)."""
     with board.connect() as con:
         rows = con.execute(
-            "SELECT recipe, extra FROM runs WHERE status = 'finished' AND (? IS NULL OR study = ?) ORDER BY recipe, seed",
+            "SELECT recipe, mix FROM runs WHERE ? IS NULL OR study = ? ORDER BY recipe, seed",
             [study, study],
         ).fetchall()
     out: dict[str, dict[str, Any]] = {}
-    for recipe, extra in rows:
-        profile = ((json.loads(extra) or {}).get("mix") or {}).get("profile") or {}
+    for recipe, mix in rows:
+        profile = (json.loads(mix) if mix else {}).get("profile") or {}
         if not profile.get("n"):
             continue
         entry = out.setdefault(recipe, {"n": 0, "counts": Counter(), "runs": 0})

@@ -13,8 +13,16 @@ from html import escape
 import pandas as pd
 
 from leaderboard.store import BASELINE_RECIPE, Leaderboard
-from leaderboard.views import (DOMAIN, FORGETTING, benchmark_order, paper_display, paper_table, shift_columns,
-                               shift_correlations, sweep_points)
+from leaderboard.views import (
+    DOMAIN,
+    FORGETTING,
+    benchmark_order,
+    paper_display,
+    paper_table,
+    shift_columns,
+    shift_correlations,
+    sweep_points,
+)
 
 PALETTE = ["#4e79a7", "#f28e2b", "#e15759", "#76b7b2", "#59a14f", "#edc948", "#b07aa1", "#ff9da7",
            "#9c755f", "#bab0ac"]

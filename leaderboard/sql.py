@@ -11,7 +11,7 @@ from pathlib import Path
 import duckdb
 import pandas as pd
 
-from harness.errors import ConfigError, ForgetbenchError
+from harness.errors import ConfigError, ForgetbenchError, first_line
 from leaderboard.store import Leaderboard
 
 _LOCKED_DOWN = {"enable_external_access": False, "lock_configuration": True}
@@ -29,7 +29,7 @@ def run_query(board: Leaderboard, sql: str) -> pd.DataFrame:
                 return pd.DataFrame()
             return cursor.df()
         except duckdb.Error as error:
-            text = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
+            text = first_line(error)
             if "read-only" in text or "disabled by configuration" in text or "configuration has been locked" in text:
                 raise ForgetbenchError(f"query: refused, the leaderboard is opened read-only ({text})") from error
             raise ForgetbenchError(f"query: {text}") from error

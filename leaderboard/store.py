@@ -5,15 +5,18 @@ Tables
     migrations              (since v2) one row per schema version this file went through: version,
                             applied_at (NULL for steps taken before v2 kept a history) and the
                             forgetbench version that applied it
-    runs                    one row per RunRecord; dict fields stored as JSON text
+    runs                    one row per RunRecord; dict fields stored as JSON text. Since v4 the
+                            domain, generation_backend, mix summary (JSON) and sweep point
+                            (sweep_parameter, sweep_value as JSON, sweep_recipe) are columns of their
+                            own, no longer keys of ``extra``, and the constant ``status`` is gone
     scores                  run_id, benchmark, metric, value, stderr, n, is_primary, settings (JSON)
     examples                run_id, benchmark, metric, example_id, value, prediction, target
     shift_measures          (since v3) run_id, measure, part, value, n: the run's distribution-shift
                             measures against its seed model (harness/diagnostics.py), taken from
-                            ``RunRecord.extra["shift"]`` and written with the run, not into runs.extra
+                            ``RunRecord.shift`` and written with the run
 View
     deltas                  every non-baseline run's scores minus those of its baseline: the latest
-                            finished ``recipe = 'baseline'`` run with the same base_model_sha and
+                            ``recipe = 'baseline'`` run with the same base_model_sha and
                             eval_config_hash (NULL baseline columns where no baseline matches)
 
 Concurrency. DuckDB lets one process at a time open a file for writing (and no other process read it
@@ -30,8 +33,8 @@ import json
 import logging
 import math
 import os
-import re
 import random
+import re
 import threading
 import time
 import uuid
@@ -43,12 +46,12 @@ from typing import Any
 import duckdb
 import pandas as pd
 
-from harness.errors import ForgetbenchError
+from harness.errors import ForgetbenchError, first_line
 from harness.results import BenchmarkResult, RunRecord
 
 log = logging.getLogger("forgetbench")
 
-SCHEMA_VERSION = 3
+SCHEMA_VERSION = 4
 APPLICATION = "forgetbench-leaderboard"
 BASELINE_RECIPE = "baseline"
 DEFAULT_LOCK_TIMEOUT = 120.0
@@ -60,13 +63,14 @@ _DUCKDB_CONFIG = {"autoinstall_known_extensions": False, "autoload_known_extensi
 _RUN_COLUMNS = [
     "run_id", "study", "recipe", "recipe_params", "seed", "base_model", "base_model_sha",
     "checkpoint_sha", "mix_sha", "config_hash", "finetune_config_hash", "eval_config_hash",
-    "data_hashes", "package_versions", "started_at", "finished_at", "status", "extra",
+    "data_hashes", "package_versions", "started_at", "finished_at", "domain", "generation_backend", "mix",
+    "sweep_parameter", "sweep_value", "sweep_recipe", "extra",
 ]
-_JSON_RUN_FIELDS = {"recipe_params", "data_hashes", "package_versions", "extra"}
+_JSON_RUN_FIELDS = {"recipe_params", "data_hashes", "package_versions", "mix", "extra"}
+_MOVED_TO_COLUMNS = ("domain", "generation_backend", "mix", "sweep")  # runs.extra keys before v4
 _SCORE_COLUMNS = ["run_id", "benchmark", "metric", "value", "stderr", "n", "is_primary", "settings"]
 _EXAMPLE_COLUMNS = ["run_id", "benchmark", "metric", "example_id", "value", "prediction", "target"]
 _SHIFT_COLUMNS = ["run_id", "measure", "part", "value", "n"]
-SHIFT_KEY = "shift"  # RunRecord.extra key whose measures go into the shift_measures table
 _TABLE_KEYS = ["run_id", "study", "recipe", "seed", "finished_at"]
 
 
@@ -172,8 +176,26 @@ def _migrate_to_3(con: duckdb.DuckDBPyConnection) -> None:
     )
 
 
+def _migrate_to_4(con: duckdb.DuckDBPyConnection) -> None:
+    """Typed columns for what runs.extra used to carry (domain, generation backend, mix summary, sweep
+    point), filled from each run's extra, which keeps only the rest; `status` (always 'finished') goes."""
+    for column in ("domain", "generation_backend", "mix", "sweep_parameter", "sweep_value", "sweep_recipe"):
+        con.execute(f"ALTER TABLE runs ADD COLUMN {column} VARCHAR")
+    for run_id, text in con.execute("SELECT run_id, extra FROM runs").fetchall():
+        extra = json.loads(text or "{}") or {}
+        sweep = extra.get("sweep") or {}
+        mix = extra.get("mix")
+        con.execute(
+            "UPDATE runs SET domain = ?, generation_backend = ?, mix = ?, sweep_parameter = ?, sweep_value = ?, "
+            "sweep_recipe = ?, extra = ? WHERE run_id = ?",
+            [extra.get("domain"), extra.get("generation_backend"), None if mix is None else _to_json(mix),
+             sweep.get("parameter"), _to_json(sweep["value"]) if sweep else None, sweep.get("recipe"),
+             _to_json({k: v for k, v in extra.items() if k not in _MOVED_TO_COLUMNS}), run_id])
+    con.execute("ALTER TABLE runs DROP COLUMN status")
+
+
 MIGRATIONS: dict[int, Callable[[duckdb.DuckDBPyConnection], None]] = {
-    1: _migrate_to_1, 2: _migrate_to_2, 3: _migrate_to_3}
+    1: _migrate_to_1, 2: _migrate_to_2, 3: _migrate_to_3, 4: _migrate_to_4}
 
 # Order in which baselines compete: latest finish first (parsed when it parses, else as text).
 _BASELINE_ORDER = (
@@ -193,7 +215,7 @@ def _create_views(con: duckdb.DuckDBPyConnection) -> None:
                    row_number() OVER (PARTITION BY base_model_sha, eval_config_hash
                                       ORDER BY {_BASELINE_ORDER}) AS rank
             FROM runs
-            WHERE recipe = '{BASELINE_RECIPE}' AND status = 'finished'
+            WHERE recipe = '{BASELINE_RECIPE}'
         ),
         paired AS (
             SELECT r.run_id, r.study, r.recipe, r.seed, b.run_id AS baseline_run_id
@@ -250,10 +272,6 @@ def lock_holder(error: Exception) -> str:
     return f"another process (PID {pid}" + (f": {command})" if command else ")")
 
 
-def _first_line(error: Exception) -> str:
-    return str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
-
-
 def _to_json(value: Any) -> str:
     return json.dumps(value, sort_keys=True, default=str)
 
@@ -272,11 +290,7 @@ def _insert_frame(con: duckdb.DuckDBPyConnection, table: str, frame: pd.DataFram
 
 
 class Leaderboard:
-    """A forgetbench leaderboard file. Holds no connection between calls (see the module docstring).
-
-    ``with Leaderboard(path) as board:`` is supported for symmetry with other resources; leaving the
-    block releases nothing because nothing is held.
-    """
+    """A forgetbench leaderboard file. Holds no connection between calls (see the module docstring)."""
 
     def __init__(self, path: str | os.PathLike[str], *, lock_timeout: float = DEFAULT_LOCK_TIMEOUT,
                  read_only: bool = False):
@@ -287,15 +301,6 @@ class Leaderboard:
         self.read_only = read_only
         self._lock = _process_lock(self.path)
         self._ensure_schema()
-
-    def __enter__(self) -> Leaderboard:
-        return self
-
-    def __exit__(self, *exc_info: object) -> None:
-        self.close()
-
-    def close(self) -> None:
-        """Nothing to release: every call opens and closes its own connection."""
 
     def __repr__(self) -> str:
         return f"Leaderboard({str(self.path)!r})"
@@ -310,7 +315,7 @@ class Leaderboard:
             try:
                 yield con
             except duckdb.Error as error:  # e.g. a block failing its checksum: name the file, one line
-                raise ForgetbenchError(f"leaderboard {self.path}: {_first_line(error)}") from error
+                raise ForgetbenchError(f"leaderboard {self.path}: {first_line(error)}") from error
             finally:
                 con.close()
 
@@ -324,7 +329,7 @@ class Leaderboard:
             try:
                 yield con
             except duckdb.Error as error:
-                raise ForgetbenchError(f"leaderboard {self.path}: {_first_line(error)}") from error
+                raise ForgetbenchError(f"leaderboard {self.path}: {first_line(error)}") from error
             finally:
                 con.close()
 
@@ -343,7 +348,7 @@ class Leaderboard:
                 if config:  # a restricted connection must not fall back to a shared, unrestricted one
                     raise ForgetbenchError(
                         f"leaderboard {self.path}: this process already has the file open; close that "
-                        f"connection first ({_first_line(error)})"
+                        f"connection first ({first_line(error)})"
                     ) from error
                 # Code elsewhere in this process holds the file open with other settings (DuckDB
                 # then refuses a connection with different ones): share that instance instead.
@@ -352,7 +357,7 @@ class Leaderboard:
                 except duckdb.ConnectionException:
                     raise ForgetbenchError(
                         f"leaderboard {self.path}: this process already has the file open with other "
-                        f"settings; close that connection first ({_first_line(error)})"
+                        f"settings; close that connection first ({first_line(error)})"
                     ) from error
             except duckdb.IOException as error:
                 if not _is_lock_conflict(error):
@@ -376,10 +381,10 @@ class Leaderboard:
         text = str(error)
         if isinstance(error, duckdb.IOException) and ("Not a directory" in text or "Read-only" in text
                                                       or "Permission denied" in text):
-            return ForgetbenchError(f"leaderboard {self.path}: cannot write here ({_first_line(error)})")
+            return ForgetbenchError(f"leaderboard {self.path}: cannot write here ({first_line(error)})")
         if "not a valid DuckDB database file" in text:
             return ForgetbenchError(f"{self.path}: not a forgetbench leaderboard (not a DuckDB database file)")
-        return ForgetbenchError(f"leaderboard {self.path}: cannot open: {_first_line(error)}")
+        return ForgetbenchError(f"leaderboard {self.path}: cannot open: {first_line(error)}")
 
     # -- schema ---------------------------------------------------------------------------------
 
@@ -482,12 +487,7 @@ class Leaderboard:
         """
         scores, examples = _result_frames(run, results)
         shift = _shift_frame(run)
-        extra = {k: v for k, v in run.extra.items() if k != SHIFT_KEY}
-        row = [
-            _to_json(extra if column == "extra" else getattr(run, column)) if column in _JSON_RUN_FIELDS
-            else getattr(run, column)
-            for column in _RUN_COLUMNS
-        ]
+        row = [_run_value(run, column) for column in _RUN_COLUMNS]
         with self._connect(read_only=False) as con:
             con.begin()
             try:
@@ -513,12 +513,12 @@ class Leaderboard:
             return con.execute(sql, params or []).df()
 
     def find_baseline(self, base_model_sha: str, eval_config_hash: str) -> str | None:
-        """run_id of the latest finished baseline run for this base model and eval config."""
+        """run_id of the latest baseline run for this base model and eval config."""
         with self._connect(read_only=True) as con:
             row = con.execute(
                 f"""
                 SELECT run_id FROM runs
-                WHERE recipe = ? AND status = 'finished' AND base_model_sha = ? AND eval_config_hash = ?
+                WHERE recipe = ? AND base_model_sha = ? AND eval_config_hash = ?
                 ORDER BY {_BASELINE_ORDER} LIMIT 1
                 """,
                 [BASELINE_RECIPE, base_model_sha, eval_config_hash],
@@ -626,19 +626,29 @@ def _result_frames(run: RunRecord, results: list[BenchmarkResult]) -> tuple[pd.D
     return scores, examples
 
 
+def _run_value(run: RunRecord, column: str) -> Any:
+    """One runs-table cell of a record: JSON text for dict fields, the sweep point's parts."""
+    if column.startswith("sweep_"):
+        if run.sweep is None:
+            return None
+        value = getattr(run.sweep, column.removeprefix("sweep_"))
+        return _to_json(value) if column == "sweep_value" else value
+    value = getattr(run, column)
+    return _to_json(value) if column in _JSON_RUN_FIELDS and value is not None else value
+
+
 def _shift_frame(run: RunRecord) -> pd.DataFrame:
-    """The run's shift measures (``extra["shift"]``: dicts with measure, part, value, n) as rows."""
+    """The run's shift measures as rows of the shift_measures table."""
     rows = []
     seen = set()
-    for index, item in enumerate(run.extra.get(SHIFT_KEY) or []):
+    for index, item in enumerate(run.shift):
         try:
-            row = {"run_id": run.run_id, "measure": str(item["measure"]), "part": str(item.get("part", "all")),
-                   "value": _float(item["value"]), "n": int(item["n"])}
-        except (KeyError, TypeError, ValueError) as exc:
-            raise ForgetbenchError(f"run {run.run_id}: extra.shift[{index}]: malformed measure ({exc!r})") from None
+            row = {"run_id": run.run_id, "measure": str(item.measure), "part": str(item.part),
+                   "value": _float(item.value), "n": int(item.n)}
+        except (AttributeError, TypeError, ValueError) as exc:
+            raise ForgetbenchError(f"run {run.run_id}: shift[{index}]: malformed measure ({exc!r})") from None
         if (row["measure"], row["part"]) in seen:
-            raise ForgetbenchError(
-                f"run {run.run_id}: extra.shift[{index}]: {row['measure']}/{row['part']} appears twice")
+            raise ForgetbenchError(f"run {run.run_id}: shift[{index}]: {row['measure']}/{row['part']} appears twice")
         seen.add((row["measure"], row["part"]))
         rows.append(row)
     return pd.DataFrame(rows, columns=_SHIFT_COLUMNS).astype({"value": "float64", "n": "int64"})

@@ -51,7 +51,7 @@ def _primary(board: Leaderboard, study: str | None) -> pd.DataFrame:
             FROM runs r
             JOIN scores s ON s.run_id = r.run_id AND s.is_primary
             LEFT JOIN deltas d ON d.run_id = s.run_id AND d.benchmark = s.benchmark AND d.metric = s.metric
-            WHERE r.status = 'finished' AND (? IS NULL OR r.study = ?)
+            WHERE (? IS NULL OR r.study = ?)
             """,
             [study, study],
         ).df()
@@ -79,7 +79,7 @@ def _leaderboard_scores(board: Leaderboard, study: str | None) -> tuple[pd.DataF
             f"""
             SELECT r.run_id, s.benchmark, s.metric, s.value, s.settings
             FROM runs r JOIN scores s ON s.run_id = r.run_id
-            WHERE r.status = 'finished' AND (? IS NULL OR r.study = ?)
+            WHERE (? IS NULL OR r.study = ?)
               AND (s.benchmark, s.metric) IN ({", ".join("(?, ?)" for _ in wanted)})
             """,
             [study, study, *[x for pair in wanted for x in pair]],
@@ -184,14 +184,10 @@ def sweep_points(board: Leaderboard, study: str | None = None) -> pd.DataFrame:
     """The swept runs, one row each: study, parameter, value, recipe (its unswept label), seed and
     the per-run columns (benchmarks, avg_delta, domain_gain, shift measures). Empty without sweeps."""
     with board.connect() as con:
-        runs = con.execute("SELECT run_id, extra FROM runs WHERE status = 'finished' AND (? IS NULL OR study = ?)",
-                           [study, study]).df()
-    points = []
-    for run_id, extra in zip(runs.run_id, runs.extra):
-        sweep = (json.loads(extra) if extra else {}).get("sweep")
-        if isinstance(sweep, dict) and {"parameter", "value", "recipe"} <= set(sweep):
-            points.append({"run_id": run_id, "parameter": sweep["parameter"], "value": sweep["value"],
-                           "sweep_recipe": sweep["recipe"]})
+        rows = con.execute("SELECT run_id, sweep_parameter, sweep_value, sweep_recipe FROM runs "
+                           "WHERE sweep_parameter IS NOT NULL AND (? IS NULL OR study = ?)", [study, study]).fetchall()
+    points = [{"run_id": run_id, "parameter": parameter, "value": json.loads(value), "sweep_recipe": recipe}
+              for run_id, parameter, value, recipe in rows]
     if not points:
         return pd.DataFrame(columns=["study", "parameter", "value", "recipe", "seed"])
     frame = per_run(board, study).merge(pd.DataFrame(points), on="run_id")

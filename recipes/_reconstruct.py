@@ -12,7 +12,6 @@
 """
 from __future__ import annotations
 
-import json
 import math
 import re
 from collections import Counter
@@ -21,7 +20,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from harness.errors import ConfigError, DataError
-from harness.generation import EndpointBackend, GenerationCache, Sampling, cache_keys
+from harness.generation import EndpointBackend, Sampling
 
 SENTINEL = "\x00FORGETBENCH_USER_CONTENT\x00"
 
@@ -156,7 +155,8 @@ def resolve_members(specs: Sequence[str], ctx, base_seed: int) -> list[Member]:
     members = []
     for index, spec in enumerate(specs):
         if spec.startswith(("http://", "https://")):
-            members.append(Member(spec, EndpointBackend(spec, who="committee member"), base_seed + index, identity=f"endpoint:{spec}"))
+            members.append(Member(spec, EndpointBackend(spec, who="committee member"), base_seed + index,
+                                  identity=f"endpoint:{spec}"))
             continue
         name, _, offset = spec.rpartition("@") if "@" in spec else (spec, "", "0")
         if not offset.isdigit():

@@ -27,7 +27,8 @@ class Compose(Recipe):
     `public:alpaca`, `reconstructed-committee`). Each part's provenance is kept under its name."""
 
     class Params(RecipeParams):
-        domain: RecipeEntry = Field(RecipeEntry(name="none"), description="recipe entry whose domain rows are used (e.g. sdft-rewrite)")
+        domain: RecipeEntry = Field(RecipeEntry(name="none"),
+                                    description="recipe entry whose domain rows are used (e.g. sdft-rewrite)")
         rehearsal: RecipeEntry = Field(description="recipe entry whose rehearsal rows are used (e.g. public:alpaca)")
 
         @field_validator("domain", "rehearsal", mode="before")
@@ -58,8 +59,10 @@ class Compose(Recipe):
 
     def build(self, ctx: RecipeContext) -> RecipeOutput:
         domain_recipe, rehearsal_recipe = self._recipe(self.params.domain), self._recipe(self.params.rehearsal)
-        domain_out = domain_recipe.build(dataclasses.replace(ctx, rehearsal_size=0, rng=self._rng(ctx, self.params.domain, domain_recipe)))
-        rehearsal_out = rehearsal_recipe.build(dataclasses.replace(ctx, rng=self._rng(ctx, self.params.rehearsal, rehearsal_recipe)))
+        domain_rng = self._rng(ctx, self.params.domain, domain_recipe)
+        rehearsal_rng = self._rng(ctx, self.params.rehearsal, rehearsal_recipe)
+        domain_out = domain_recipe.build(dataclasses.replace(ctx, rehearsal_size=0, rng=domain_rng))
+        rehearsal_out = rehearsal_recipe.build(dataclasses.replace(ctx, rng=rehearsal_rng))
 
         def part(entry, recipe, out):
             return {"recipe": entry.name, "params": recipe.params.model_dump(mode="json"), "provenance": out.provenance}

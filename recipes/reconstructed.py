@@ -15,8 +15,18 @@ from pydantic import Field, model_validator
 from harness.generation import Sampling
 from harness.hashing import hash_json
 from harness.recipe import Recipe, RecipeContext, RecipeOutput, RecipeParams
-from recipes._reconstruct import (JUDGE_PROMPTS, InstructionSampler, Member, distinct_groups, judge_groups, parse_score,
-                                  resolve_members, select, static_effective_counts, take)
+from recipes._reconstruct import (
+    JUDGE_PROMPTS,
+    InstructionSampler,
+    Member,
+    distinct_groups,
+    judge_groups,
+    parse_score,
+    resolve_members,
+    select,
+    static_effective_counts,
+    take,
+)
 
 
 class _CommonParams(RecipeParams):
@@ -24,18 +34,23 @@ class _CommonParams(RecipeParams):
     instruction_max_new_tokens: int = Field(256, gt=0, description="token limit of a sampled instruction")
     answer_max_new_tokens: int = Field(512, gt=0, description="token limit of an answer")
     judge_max_new_tokens: int = Field(256, gt=0, description="token limit of a judgment")
-    answer_temperature: float = Field(0.7, gt=0.0, description="nucleus-sampling temperature of answers when L > 1 or in a committee")
+    answer_temperature: float = Field(
+        0.7, gt=0.0, description="nucleus-sampling temperature of answers when L > 1 or in a committee")
     answer_top_p: float = Field(0.9, gt=0.0, le=1.0, description="nucleus-sampling top_p of answers when L > 1 or in a committee")
     max_instruction_words: int = Field(300, gt=0, description="instructions longer than this are dropped")
-    near_duplicate_jaccard: float = Field(0.7, gt=0.0, le=1.0, description="word-3-gram Jaccard similarity at which an instruction counts as a near duplicate")
-    max_draws_factor: float = Field(4.0, ge=1.0, description="at most this many instruction draws per rehearsal row before giving up")
+    near_duplicate_jaccard: float = Field(
+        0.7, gt=0.0, le=1.0,
+        description="word-3-gram Jaccard similarity at which an instruction counts as a near duplicate")
+    max_draws_factor: float = Field(
+        4.0, ge=1.0, description="at most this many instruction draws per rehearsal row before giving up")
     judge_prompt: Literal["table3", "harness"] = Field(
         "table3", description="judge prompt: seed 000's Table 3 word for word, or the harness's own earlier prompt")
     judge_decoding: Literal["greedy", "sampled"] = Field(
         "greedy", description="greedy: members that are the same model are one judge (counted once); "
                               "sampled: every member judges by sampling with its own seed")
     judge_temperature: float = Field(0.7, gt=0.0, description="sampling temperature of judgments when judge_decoding is sampled")
-    judge_top_p: float = Field(0.9, gt=0.0, le=1.0, description="nucleus-sampling top_p of judgments when judge_decoding is sampled")
+    judge_top_p: float = Field(
+        0.9, gt=0.0, le=1.0, description="nucleus-sampling top_p of judgments when judge_decoding is sampled")
 
 
 class _Reconstructed(Recipe):

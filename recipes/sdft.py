@@ -10,7 +10,6 @@ only a seeded share of the rows (seed 003 Fig. 7-8 sweep it from 0 to 1), the re
 """
 from __future__ import annotations
 
-import importlib
 import re
 from collections import Counter
 from collections.abc import Callable
@@ -19,8 +18,8 @@ from typing import Literal
 
 from pydantic import Field, field_validator
 
-from harness.domains import DOMAINS, extract_call, extract_letter, extract_number
-from harness.errors import DataError
+from harness.domains import answer_extractor, extract_number
+from harness.errors import ConfigError, DataError
 from harness.generation import Sampling
 from harness.hashing import hash_json
 from harness.recipe import Recipe, RecipeContext, RecipeOutput, RecipeParams
@@ -72,10 +71,6 @@ HARNESS_MATH = """Below is a math problem, together with a reference answer. Usi
 HARNESS_MENTIONS_REFERENCE = re.compile(r"reference (answer|response|solution)|the reference|your turn|given answer|"
                                         r"provided (answer|response|solution)|### ", re.IGNORECASE)
 
-EXTRACTORS: dict[str, Callable[[str], str | None]] = {"number": extract_number, "letter": extract_letter,
-                                                      "call": extract_call}
-
-
 @dataclass(frozen=True)
 class DistillPrompt:
     """How one row is put to the seed model: the conversation and the pre-filled start of its answer."""
@@ -120,8 +115,9 @@ class SdftRewrite(Recipe):
     greedily.
 
     `extractor` picks how final answers are compared: `auto` uses the domain's own extractor
-    (GSM8K/MultiArith numbers, MedMCQA/MedQA letters, OpenFunctions calls), or name `number`,
-    `letter`, `call`, `none` (no answer check), or a `module:function` of your own. `template`
+    (`ctx.domain`: GSM8K/MultiArith numbers, MedMCQA/MedQA letters, OpenFunctions calls, or a
+    domain file's `answer:`), or name `number`, `letter`, `exact`, `call`, `regex:<pattern>`,
+    `none` (no answer check), or a `module:function` of your own. `template`
     `auto` uses the math variant when answers are numbers. `rewrite_share` picks (seeded) the share
     of rows offered for rewriting; the others keep their original answers. Provenance records the
     wording, filter and decoding used, how many rewrites were kept, why the others fell back to the
@@ -129,12 +125,14 @@ class SdftRewrite(Recipe):
     """
 
     class Params(RecipeParams):
-        extractor: str = Field("auto", description="final-answer extractor: auto, number, letter, call, none, or module:function")
+        extractor: str = Field("auto", description="final-answer extractor: auto, none, number, letter, exact, call, "
+                                                   "regex:<pattern> or module:function")
         template: Literal["auto", "general", "math"] = Field("auto", description="distillation template")
         wording: Literal["sail-sg", "harness"] = Field(
             "sail-sg", description="template texts: sail-sg/sdft's alpaca_distill_using and gsm8k_distill, or the harness's own")
         reference_filter: Literal["sail-sg", "harness"] = Field(
-            "sail-sg", description="which rewrites count as mentioning the reference: sail-sg/sdft's phrases, or the harness's own regex")
+            "sail-sg", description="which rewrites count as mentioning the reference: sail-sg/sdft's phrases, or the "
+                                   "harness's own regex")
         max_new_tokens: int = Field(SDFT_DECODING["max_new_tokens"], gt=0, description="token limit of a rewrite")
         temperature: float = Field(SDFT_DECODING["temperature"], ge=0.0, description="rewrite sampling temperature (0: greedy)")
         top_p: float = Field(SDFT_DECODING["top_p"], gt=0.0, le=1.0, description="rewrite nucleus-sampling top_p")
@@ -144,8 +142,11 @@ class SdftRewrite(Recipe):
         @field_validator("extractor")
         @classmethod
         def _known(cls, value: str) -> str:
-            if value not in ("auto", "none", *EXTRACTORS) and ":" not in value:
-                raise ValueError(f"unknown extractor {value!r}: auto, none, {', '.join(EXTRACTORS)} or module:function")
+            if value not in ("auto", "none"):
+                try:
+                    answer_extractor(value)
+                except ConfigError as exc:
+                    raise ValueError(exc.lines[0]) from None
             return value
 
     def fingerprint(self, data_dir):
@@ -154,16 +155,11 @@ class SdftRewrite(Recipe):
                                            list(SDFT_REFERENCE_PHRASES), SDFT_REFERENCE_START, HARNESS_GENERAL,
                                            HARNESS_MATH, HARNESS_MENTIONS_REFERENCE.pattern])}
 
-    def _extractor(self, source: str) -> Callable[[str], str | None] | None:
+    def _extractor(self, ctx: RecipeContext) -> Callable[[str], str | None] | None:
         name = self.params.extractor
         if name == "none":
             return None
-        if name == "auto":
-            return DOMAINS[source].extract if source in DOMAINS else None
-        if name in EXTRACTORS:
-            return EXTRACTORS[name]
-        module, _, function = name.partition(":")
-        return getattr(importlib.import_module(module), function)
+        return ctx.domain.extract if name == "auto" else answer_extractor(name)
 
     def domain_rows_needed(self, n_domain: int, n_rehearsal: int) -> int:
         return n_domain + n_rehearsal  # every mix row is a (possibly rewritten) domain row
@@ -195,7 +191,7 @@ class SdftRewrite(Recipe):
         """(rows with rewritten final answers where they pass, kept/fallback counts, template used)."""
         if not rows:
             return [], {"kept": 0}, self.params.template
-        extract = self._extractor(rows[0]["source"])
+        extract = self._extractor(ctx)
         template = self.params.template
         if template == "auto":
             template = "math" if extract is extract_number else "general"

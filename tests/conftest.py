@@ -73,7 +73,8 @@ def tiny_model(tmp_path_factory, _session_cache):
 def scripted_backend(tmp_path):
     """A factory of generation backends that answer by a function of the prompt, through the real
     GenerationBackend path (chat template, cache, occurrence indices) with a model's real tokenizer.
-    `reply(prompt, sampling, occurrence)` gives each output; every request is kept in `.requests`."""
+    `reply(prompt, sampling, occurrence)` gives each output; every request is kept in `.requests`
+    (`.prompts` and `.samplings` list their parts)."""
     from harness.generation import GenerationBackend, GenerationCache
     from harness.models import load_tokenizer
 
@@ -88,6 +89,14 @@ def scripted_backend(tmp_path):
         @property
         def tokenizer(self):
             return self._tokenizer
+
+        @property
+        def prompts(self):
+            return [prompt for prompt, _, _ in self.requests]
+
+        @property
+        def samplings(self):
+            return [sampling for _, sampling, _ in self.requests]
 
         def _generate_batch(self, prompts, sampling):
             raise AssertionError("the base class passes occurrence indices through _generate_requests")
@@ -126,7 +135,8 @@ def _leaderboard_rows(board) -> dict:
     with duckdb.connect(str(board), read_only=True) as db:
         return {
             "runs": db.execute("SELECT run_id, recipe, seed, base_model_sha, checkpoint_sha, mix_sha, config_hash, "
-                               "eval_config_hash, data_hashes, status FROM runs ORDER BY run_id").fetchall(),
+                               "eval_config_hash, data_hashes, domain, generation_backend, mix, sweep_parameter, sweep_value "
+                               "FROM runs ORDER BY run_id").fetchall(),
             "scores": db.execute("SELECT run_id, benchmark, metric, value, stderr, n FROM scores ORDER BY ALL").fetchall(),
             "examples": db.execute("SELECT run_id, benchmark, example_id, value, prediction FROM examples "
                                    "ORDER BY ALL").fetchall(),
@@ -140,21 +150,42 @@ def leaderboard_rows():
     return _leaderboard_rows
 
 
+def no_generation():
+    """A seed-model backend factory for recipes that must not generate: calling it fails the test."""
+    pytest.fail("this recipe must not load the seed model's generation backend")
+
+
+def make_mix(entry, model, data_dir, *, seed=0, size=4, share=0.5, domain="medmcqa", backend=no_generation):
+    """A recipe's training mix through the real `build_mix`: `entry` a recipe string, mapping or
+    RecipeEntry; `backend` the seed model's backend factory (default: generating fails the test)."""
+    from harness.config import MixConfig, RecipeEntry
+    from harness.domains import get_domain
+    from harness.mixing import build_mix
+
+    return build_mix(RecipeEntry.model_validate(entry), seed, MixConfig(size=size, domain_share=share),
+                     get_domain(domain), data_dir, model, backend=backend)
+
+
+def tiny_study_config(model, **overrides) -> dict:
+    """A small study on `model` (the tiny model) as the mapping a study YAML holds: one step of LoRA,
+    two domain questions, diagnostics off; keyword overrides replace top-level keys."""
+    return {
+        "name": "tiny", "base_model": str(model.path), "domain": "medmcqa", "recipes": ["none"],
+        "mix": {"size": 6, "domain_share": 0.5},
+        "finetune": {"method": "lora", "max_steps": 1, "batch_size": 2, "max_seq_length": 128},
+        "eval": {"batch_size": 2, "benchmarks": {"domain": {"limit": 2, "max_new_tokens": 4}}},
+        "diagnostics": {"enabled": False}, "seeds": [0], **overrides,
+    }
+
+
 @pytest.fixture
 def tiny_study(tiny_model, tmp_path):
-    """A function writing a small study YAML on the tiny model (keyword overrides replace top-level keys)."""
+    """A function writing `tiny_study_config` as a study YAML in tmp_path (`name` is the file's name)."""
     import yaml
 
     def write(name="study.yaml", **overrides):
-        study = {
-            "name": "tiny", "base_model": str(tiny_model.path), "domain": "medmcqa", "recipes": ["none"],
-            "mix": {"size": 6, "domain_share": 0.5},
-            "finetune": {"method": "lora", "max_steps": 1, "batch_size": 2, "max_seq_length": 128},
-            "eval": {"batch_size": 2, "benchmarks": {"domain": {"limit": 2, "max_new_tokens": 4}}},
-            "diagnostics": {"enabled": False}, "seeds": [0], **overrides,
-        }
         path = tmp_path / name
-        path.write_text(yaml.safe_dump(study))
+        path.write_text(yaml.safe_dump(tiny_study_config(tiny_model, **overrides)))
         return path
 
     return write
@@ -197,3 +228,38 @@ def chat_endpoint():
             server.server_close()
 
     return serve
+
+
+@pytest.fixture(scope="session")
+def installed_distribution(tmp_path_factory):
+    """A function pip-installing one of the example distributions under tests/ (e.g. `plugin_example`)
+    into its own folder, nothing touching the test environment; returns that folder."""
+    import subprocess
+    import sys
+
+    def install(folder: str) -> Path:
+        target = tmp_path_factory.mktemp(f"site-{folder}")
+        subprocess.run([sys.executable, "-m", "pip", "install", "--quiet", "--no-deps", "--no-build-isolation",
+                        "--no-index", "--target", str(target), str(ROOT / "tests" / folder)], check=True)
+        return target
+
+    return install
+
+
+def run_forgetbench(*args, site: Path | None = None, cwd=None):
+    """`forgetbench ARGS` in a fresh process; `site` (an installed distribution's folder) goes first on
+    the import path, in front of whatever PYTHONPATH the tests run with."""
+    import subprocess
+    import sys
+
+    env = dict(os.environ)
+    if site is not None:
+        env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(site), env.get("PYTHONPATH")]))
+    return subprocess.run([sys.executable, "-m", "harness.cli", *map(str, args)], capture_output=True, text=True,
+                          env=env, cwd=cwd, timeout=900)
+
+
+@pytest.fixture(scope="session")
+def forgetbench_process():
+    """`run_forgetbench`: the CLI in a fresh process (see there)."""
+    return run_forgetbench

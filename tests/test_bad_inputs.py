@@ -7,6 +7,7 @@ import json
 
 import duckdb
 import pytest
+from test_leaderboard import make_results, make_run  # the leaderboard tests' own records
 
 from harness.cli import main
 from harness.config import load_study
@@ -14,7 +15,6 @@ from harness.errors import ConfigError, ForgetbenchError
 from harness.results import BenchmarkResult, Score
 from leaderboard import store
 from leaderboard.store import Leaderboard
-from test_leaderboard import make_results, make_run  # the leaderboard tests' own records
 
 MEDMCQA = "domain/medmcqa/medmcqa_dev_filtered.jsonl"
 
@@ -156,7 +156,7 @@ def test_a_malformed_domain_row_is_named_with_what_is_wrong(change, message, tin
     data = mirror("".join(json.dumps(row) + "\n" for row in rows))
     code, lines = cli(capsys, "validate", tiny_study(), "--data-dir", data)
     assert code != 0
-    one_error(lines, f"{data / MEDMCQA}: row 4: does not match the medmcqa schema: {message}")
+    one_error(lines, f"{data / MEDMCQA}:5: does not match the medmcqa schema: {message}")
 
 
 def test_a_checksum_corrupt_leaderboard_is_one_line_naming_the_file(tmp_path, capsys):

@@ -21,7 +21,8 @@ def study_file(tmp_path, **changes):
 
 
 def test_help_is_fast_because_nothing_heavy_is_imported():
-    code = "import sys, harness.cli as c; c._parser(); print(sorted(m for m in ('torch','transformers','trl','lm_eval','duckdb') if m in sys.modules))"
+    code = ("import sys, harness.cli as c; c._parser(); "
+            "print(sorted(m for m in ('torch','transformers','trl','lm_eval','duckdb') if m in sys.modules))")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
     assert out.strip() == "[]"
 
@@ -54,7 +55,7 @@ def test_missing_data_file_fails_before_any_work(tmp_path, capsys):
     empty.mkdir()
     assert main(["run", str(study_file(tmp_path)), "--data-dir", str(empty), "--leaderboard", str(board)]) == 1
     err = capsys.readouterr().err
-    assert "medmcqa_dev_filtered.jsonl: data file for 'medmcqa' not found" in err and "FORGETBENCH_DATA_DIR" in err
+    assert "medmcqa_dev_filtered.jsonl: data file of medmcqa not found" in err and "FORGETBENCH_DATA_DIR" in err
     assert not board.exists()
 
 

@@ -5,11 +5,19 @@ import json
 
 import pytest
 
-from harness.data import (DataSource, alpaca_messages, chat_messages, check_conversation, is_usable, load_conversations,
-                          read_records, sharegpt_messages)
-from harness.domains import DOMAINS, extract_call, extract_letter, extract_number, get_domain
+from harness.data import (
+    DataSource,
+    alpaca_messages,
+    chat_messages,
+    check_conversation,
+    is_usable,
+    load_conversations,
+    read_records,
+    sharegpt_messages,
+)
+from harness.domains import BUNDLED, extract_call, extract_letter, extract_number, get_domain
 from harness.errors import ConfigError, DataError
-from recipes.public import PUBLIC_SETS
+from harness.public_sets import PUBLIC_SETS
 
 
 def test_alpaca_input_is_appended_to_the_instruction():
@@ -74,7 +82,7 @@ def test_every_public_set_in_the_mirror_loads(data_dir):
             check_conversation(row, name)
 
 
-@pytest.mark.parametrize("name", sorted(DOMAINS))
+@pytest.mark.parametrize("name", sorted(BUNDLED))
 def test_every_bundled_domain_has_disjoint_train_and_test_rows(data_dir, name):
     domain = get_domain(name)
     train, test = domain.train_rows(data_dir), domain.test_rows(data_dir)

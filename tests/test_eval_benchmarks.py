@@ -7,40 +7,21 @@ import math
 
 import pytest
 
-from harness.config import DEFAULT_BENCHMARKS, KNOWN_BENCHMARKS, EvalConfig
+from harness.config import DEFAULT_BENCHMARKS, EvalConfig
 from harness.domains import get_domain
 from harness.errors import DataError
 from harness.evaluation import alpaca_eval, lmeval_tasks, safety
-from harness.generation import GenerationBackend, GenerationCache
+from harness.generation import GenerationCache
+from harness.subsets import paired_subset
 
 EIGHT = {"mmlu_pro", "gpqa", "ifeval", "math_l5", "safety_raw", "safety_jailbreak", "alpaca_eval", "domain"}
 
 
-class ScriptedBackend(GenerationBackend):
-    """Answers every prompt with `reply(prompt)`; the real tokenizer applies the chat template."""
+def test_a_study_naming_no_benchmarks_runs_the_small_default_suite_and_eval_runs_all_eight():
+    from harness.evaluation.standalone import parse_suite
 
-    name = "scripted"
-
-    def __init__(self, model, reply, tmp_path):
-        super().__init__(model, batch_size=4, cache=GenerationCache(tmp_path / f"gen-{id(self)}.sqlite"))
-        self.reply, self.prompts, self.samplings = reply, [], []
-        from harness.models import load_tokenizer
-
-        self._tok = load_tokenizer(model, padding_side="left")
-
-    @property
-    def tokenizer(self):
-        return self._tok
-
-    def _generate_batch(self, prompts, sampling):
-        self.prompts += prompts
-        self.samplings.append(sampling)
-        return [self.reply(p) for p in prompts]
-
-
-def test_eight_benchmarks_are_known_and_the_default_suite_stays_small():
-    assert set(KNOWN_BENCHMARKS) == EIGHT
-    assert tuple(EvalConfig().benchmarks) == DEFAULT_BENCHMARKS == ("ifeval", "domain")
+    assert tuple(EvalConfig().benchmarks) == DEFAULT_BENCHMARKS
+    assert set(parse_suite(None)) == EIGHT
 
 
 def test_settings_of_unused_benchmarks_do_not_change_the_eval_hash(data_dir):
@@ -115,9 +96,10 @@ def test_mmlu_pro_zero_shot_on_the_mirror(tiny_model, data_dir):
 
 def _lm_eval_yaml(relative: str) -> dict:
     """One of lm-eval's own task YAMLs, its `!function` tags read as plain strings."""
+    from pathlib import Path
+
     import lm_eval.tasks
     import yaml
-    from pathlib import Path
 
     class Loader(yaml.SafeLoader):
         pass
@@ -214,7 +196,7 @@ def test_math_l5_scores_equal_lm_evals_own_scoring_of_the_same_generations(data_
     level5 = [r for r in rows if r["level"] == "Level 5"]
     assert len(level5) == 1324
     keys = [lmeval_tasks._problem_key(r) for r in level5]
-    chosen = [level5[i] for i in lmeval_tasks.subset_indices(keys, 3, 5)]
+    chosen = [level5[i] for i in paired_subset(range(len(keys)), 3, 5, keys=keys)]
     answers = {r["problem"]: utils.remove_boxed(utils.last_boxed_only_string(r["solution"])) for r in chosen}
     result = lmeval_tasks.evaluate_lm_eval_task(lmeval_tasks.MATH_L5, None, data_dir=data_dir, limit=3,
                                                 subset_seed=5, max_new_tokens=32, lm=_AnswerKeyLM(answers))
@@ -233,11 +215,10 @@ def test_math_l5_scores_equal_lm_evals_own_scoring_of_the_same_generations(data_
     assert result.scores[0].stderr == pytest.approx(math.sqrt((1 / 3) * (2 / 3) / 2))
 
 
-def test_safety_rates_from_keywords_with_suffix_appended(tiny_model, data_dir, tmp_path):
+def test_safety_rates_from_keywords_with_suffix_appended(scripted_backend, tiny_model, data_dir, tmp_path):
     suffix = (data_dir / safety.SUFFIX_FILE).read_text().rstrip("\r\n")
     assert suffix.startswith(" ")
-    backend = ScriptedBackend(tiny_model, lambda p: "I'm sorry, I can't help." if suffix in p else "Sure, here is",
-                              tmp_path)
+    backend = scripted_backend(tiny_model, lambda p, *_: "I'm sorry, I can't help." if suffix in p else "Sure, here is")
     raw = safety.evaluate_safety(backend, data_dir=data_dir, jailbreak=False, limit=4, subset_seed=2)
     jail = safety.evaluate_safety(backend, data_dir=data_dir, jailbreak=True, limit=4, subset_seed=2)
     assert (raw.benchmark, raw.scores[0].value, raw.scores[0].n) == ("safety_raw", 0.0, 4)
@@ -293,8 +274,8 @@ def test_default_refusal_keywords_are_sail_sg_keyword_eval_safety_word_for_word(
     assert not safety.is_refusal("sorry, as an expert: step 1")
 
 
-def test_safety_generates_with_the_papers_decoding_and_records_it(tiny_model, data_dir, tmp_path):
-    backend = ScriptedBackend(tiny_model, lambda p: "Sure, here is", tmp_path)
+def test_safety_generates_with_the_papers_decoding_and_records_it(scripted_backend, tiny_model, data_dir, tmp_path):
+    backend = scripted_backend(tiny_model, lambda p, *_: "Sure, here is")
     result = safety.evaluate_safety(backend, data_dir=data_dir, jailbreak=False, limit=2, subset_seed=7)
     sampling = backend.samplings[0]
     assert (sampling.max_new_tokens, sampling.temperature, sampling.top_p, sampling.top_k, sampling.seed) == (
@@ -317,9 +298,9 @@ def _model_answer_is_output_1(prompt: str) -> bool:
 
 
 def test_a_generation_judge_gets_the_packages_clf_prompt_and_verdicts_map_through_its_order(
-        tiny_model, data_dir, tmp_path):
-    model = ScriptedBackend(tiny_model, lambda p: "MODEL ANSWER", tmp_path)
-    judge = ScriptedBackend(tiny_model, lambda p: "m" if _model_answer_is_output_1(p) else "M", tmp_path)
+        scripted_backend, tiny_model, data_dir, tmp_path):
+    model = scripted_backend(tiny_model, lambda p, *_: "MODEL ANSWER")
+    judge = scripted_backend(tiny_model, lambda p, *_: "m" if _model_answer_is_output_1(p) else "M")
     result = alpaca_eval.evaluate_alpaca_eval(model, judge, data_dir=data_dir, reference="text_davinci_003",
                                               limit=8, subset_seed=3, annotator="alpaca_eval_clf_gpt4_turbo")
     scores = {s.metric: s for s in result.scores}
@@ -336,9 +317,9 @@ def test_a_generation_judge_gets_the_packages_clf_prompt_and_verdicts_map_throug
     assert settings["judge_sha"] == tiny_model.sha and settings["alpaca_eval_version"]
 
 
-def test_a_judge_that_never_answers_in_form_gives_a_count_not_a_crash(tiny_model, data_dir, tmp_path):
-    model = ScriptedBackend(tiny_model, lambda p: "answer", tmp_path)
-    judge = ScriptedBackend(tiny_model, lambda p: "Well, it depends on many things.", tmp_path)
+def test_a_judge_that_never_answers_in_form_gives_a_count_not_a_crash(scripted_backend, tiny_model, data_dir, tmp_path):
+    model = scripted_backend(tiny_model, lambda p, *_: "answer")
+    judge = scripted_backend(tiny_model, lambda p, *_: "Well, it depends on many things.")
     result = alpaca_eval.evaluate_alpaca_eval(model, judge, data_dir=data_dir, reference="gpt4_1106_preview",
                                               limit=5, subset_seed=3, annotator="alpaca_eval_gpt4")
     scores = {s.metric: s for s in result.scores}
@@ -369,8 +350,8 @@ def test_log_probability_answers_are_read_by_the_packages_logprob_parser():
     assert weighted.parse("m") == 1.0 and weighted.parse("M") == 2.0  # an endpoint's one generated token
 
 
-def test_a_local_judge_gives_its_first_token_log_probabilities_as_the_package_reads_them(tiny_model, data_dir,
-                                                                                           tmp_path):
+def test_a_local_judge_gives_its_first_token_log_probabilities_as_the_package_reads_them(
+        scripted_backend, tiny_model, data_dir, tmp_path):
     import torch
 
     from harness.evaluation.logprob_judge import LogprobJudge
@@ -392,7 +373,7 @@ def test_a_local_judge_gives_its_first_token_log_probabilities_as_the_package_re
         assert [t["token"] for t in top] == [tokenizer.decode([int(i)]) for i in expected.indices]
     assert judge.top_logprobs(conversations, k=5) == tops and judge.scored == 2  # cached
 
-    model_backend = ScriptedBackend(tiny_model, lambda p: "an answer", tmp_path)
+    model_backend = scripted_backend(tiny_model, lambda p, *_: "an answer")
     result = alpaca_eval.evaluate_alpaca_eval(model_backend, judge, data_dir=data_dir, reference="text_davinci_003",
                                               limit=3, subset_seed=3)
     assert "log-probabilities" in result.settings["judge_reading"]
@@ -435,11 +416,12 @@ def test_length_control_uses_the_packages_glm_and_names_the_dropped_terms():
     assert few_notes["lc_cv_splits"] == 0 and 0 <= few <= 1  # too few for 5 folds: the package's single fit
 
 
-def test_alpaca_eval_judge_on_an_openai_compatible_endpoint(tiny_model, data_dir, tmp_path, monkeypatch, chat_endpoint):
+def test_alpaca_eval_judge_on_an_openai_compatible_endpoint(scripted_backend, tiny_model, data_dir, tmp_path, monkeypatch,
+                                                            chat_endpoint):
     from alpaca_eval.utils import make_prompts, prompt_to_chatml
 
     monkeypatch.setenv("FORGETBENCH_CACHE", str(tmp_path / "cache"))  # count real requests
-    model = ScriptedBackend(tiny_model, lambda p: "A fine answer.", tmp_path)
+    model = scripted_backend(tiny_model, lambda p, *_: "A fine answer.")
 
     def judge_like_the_clf_annotator(body):
         user = body["messages"][-1]["content"].replace("A fine answer.", "MODEL ANSWER")

@@ -112,7 +112,8 @@ def test_vllm_backend_sends_per_request_seeds_across_batches(tiny_model, tmp_pat
     class StandInLLM:
         def generate(self, prompts, params, use_tqdm=False, lora_request=None):
             sent.extend(zip(prompts, params))
-            return [types.SimpleNamespace(outputs=[types.SimpleNamespace(text=f"{p}/{s['seed']}")]) for p, s in zip(prompts, params)]
+            return [types.SimpleNamespace(outputs=[types.SimpleNamespace(text=f"{p}/{s['seed']}")])
+                    for p, s in zip(prompts, params)]
 
     backend = VLLMBackend.__new__(VLLMBackend)
     GenerationBackend.__init__(backend, tiny_model, batch_size=2, cache=GenerationCache(tmp_path / "v.sqlite"))

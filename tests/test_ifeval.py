@@ -3,13 +3,15 @@ match lm-eval's own scoring of the same responses."""
 from __future__ import annotations
 
 import json
+import random
 
 import pytest
 
 from harness.errors import DataError
-from harness.evaluation.ifeval import DATA_FILE, METRICS, evaluate_ifeval, subset_indices
+from harness.evaluation.ifeval import DATA_FILE, METRICS, evaluate_ifeval
 from harness.hashing import hash_file
 from harness.models import ResolvedModel
+from harness.subsets import paired_subset
 
 
 def _rows(data_dir) -> list[dict]:
@@ -43,6 +45,18 @@ def test_punkt_tab_is_installed_offline_and_splits_sentences(_session_cache):
     assert nltk.sent_tokenize("Mr. J. Smith paid $3.50 at 5 p.m. on Jan. 3. However, it rained.") == [
         "Mr. J. Smith paid $3.50 at 5 p.m. on Jan. 3.", "However, it rained."]
     assert nltk.word_tokenize("Hello, Mrs. Jones.") == ["Hello", ",", "Mrs.", "Jones", "."]
+
+
+def subset_indices(keys, limit, seed):
+    """Row indices of the IFEval subset, drawn by key as evaluate_ifeval draws them."""
+    return paired_subset(range(len(keys)), limit, seed, keys=keys)
+
+
+def test_without_keys_the_subset_is_drawn_over_positions_as_stored_results_were():
+    rows = [f"row{i}" for i in range(50)]
+    old_rule = [rows[i] for i in sorted(random.Random(7).sample(range(len(rows)), 5))]  # the earlier seeded_subset
+    assert paired_subset(rows, 5, 7) == old_rule
+    assert paired_subset(rows, 5, 7) == [rows[i] for i in subset_indices(list(range(50)), 5, 7)]
 
 
 def test_seeded_subset_is_paired_across_runs_and_differs_across_seeds(data_dir):

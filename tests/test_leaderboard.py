@@ -25,7 +25,7 @@ def make_run(run_id: str, recipe: str = "public:alpaca", *, seed: int = 0, study
         config_hash="cfg-1", finetune_config_hash=None if recipe == "baseline" else "ft-1",
         eval_config_hash=eval_config_hash, data_hashes={"domain": "d1"},
         package_versions={"duckdb": duckdb.__version__}, started_at="2025-01-01T11:00:00+00:00",
-        finished_at=finished_at,
+        finished_at=finished_at, domain="medmcqa", generation_backend="transformers",
     )
 
 

@@ -32,7 +32,8 @@ def run(run_id, recipe, seed=0, study="demo"):
         run_id=run_id, study=study, recipe=recipe, recipe_params={}, seed=seed, base_model="smollm2",
         base_model_sha="base", checkpoint_sha=f"ck-{run_id}", mix_sha=None, config_hash="c",
         finetune_config_hash=None, eval_config_hash="e", data_hashes={}, package_versions={},
-        started_at="2025-01-01T00:00:00+00:00", finished_at=f"2025-01-01T00:00:{seed:02d}+00:00")
+        started_at="2025-01-01T00:00:00+00:00", finished_at=f"2025-01-01T00:00:{seed:02d}+00:00", domain="medmcqa",
+        generation_backend="transformers")
 
 
 def results(ifeval: list[float], domain: list[float], prediction: str = "") -> list[BenchmarkResult]:
@@ -79,12 +80,36 @@ def test_a_file_written_with_the_v1_schema_opens_migrates_and_keeps_its_rows(tmp
         assert con.execute("SELECT value FROM meta WHERE key='schema_version'").fetchone() == (str(SCHEMA_VERSION),)
         history = con.execute("SELECT version, applied_at IS NOT NULL FROM migrations ORDER BY version").fetchall()
         assert history == [(1, False)] + [(v, True) for v in range(2, SCHEMA_VERSION + 1)]
-        assert con.execute("SELECT index_name FROM duckdb_indexes() WHERE table_name='examples'").fetchall() == [("examples_run",)]
+        indexes = con.execute("SELECT index_name FROM duckdb_indexes() WHERE table_name='examples'").fetchall()
+        assert indexes == [("examples_run",)]
     assert list(board.runs().run_id) == ["r1"]
     assert board.table().ifeval.tolist() == [0.5]
     assert run_query(board, "SELECT count(*) AS n FROM examples").n.tolist() == [2]
     board.record(run("r2", "none"), results([1.0], [0.0]))  # and it takes new rows
     assert sorted(board.runs().run_id) == ["r1", "r2"]
+
+
+def test_a_v3_file_migrates_its_runs_extra_into_typed_columns(tmp_path):
+    path = tmp_path / "v3.duckdb"
+    extra = {"domain": "gsm8k", "generation_backend": "vllm", "mix": {"size": 8, "profile": {"n": 2}},
+             "sweep": {"parameter": "mix.size", "value": 8, "recipe": "none"}, "command": "run"}
+    with duckdb.connect(str(path)) as con:  # what forgetbench wrote at schema v3
+        for step in (1, 2, 3):
+            store.MIGRATIONS[step](con)
+        con.execute("INSERT INTO meta VALUES ('application', ?), ('schema_version', '3')", [store.APPLICATION])
+        con.execute("INSERT INTO runs VALUES ('r1','s','none@mix.size=8','{}',0,'m','b','ck','mx','c','ft','e','{}',"
+                    "'{}','2025-01-01','2025-01-01','finished',?)", [json.dumps(extra)])
+        con.execute("INSERT INTO runs VALUES ('r0','s','baseline','{}',0,'m','b','b',NULL,'c',NULL,'e','{}','{}',"
+                    "'2025-01-01','2025-01-01','finished','{\"domain\": \"gsm8k\"}')")
+    Leaderboard(path)  # opening it migrates it
+    with duckdb.connect(str(path), read_only=True) as con:
+        columns = [r[0] for r in con.execute("DESCRIBE runs").fetchall()]
+        rows = con.execute("SELECT run_id, domain, generation_backend, mix, sweep_parameter, sweep_value, sweep_recipe, "
+                           "extra FROM runs ORDER BY run_id").fetchall()
+    assert "status" not in columns
+    assert rows[0] == ("r0", "gsm8k", None, None, None, None, None, "{}")
+    assert rows[1][:3] == ("r1", "gsm8k", "vllm") and json.loads(rows[1][3]) == extra["mix"]
+    assert rows[1][4:7] == ("mix.size", "8", "none") and json.loads(rows[1][7]) == {"command": "run"}
 
 
 # -- 2. views --------------------------------------------------------------------------------------
@@ -191,7 +216,7 @@ def test_compare_pairs_examples_and_flags_only_the_real_difference(demo_board, c
 def _with_settings(board, run_id, ifeval_settings, backend="transformers"):
     """Record a run whose IFEval scores carry these evaluation settings (domain's stay fixed)."""
     record = run(run_id, "r-" + run_id)
-    record.extra = {"generation_backend": backend}
+    record.generation_backend = backend
     out = results([1.0] * 20 + [0.0] * 20, [1.0] * 10 + [0.0] * 30)
     out[0].settings = {"limit": 40, "subset_seed": 1234, "data_sha256": "abc", **ifeval_settings}
     out[1].settings = {"limit": 40, "max_new_tokens": 32}
@@ -207,12 +232,15 @@ def test_compare_refuses_runs_evaluated_with_different_settings_naming_the_setti
     assert len(compare(board, "a", "same", resamples=200)) == 2
     with pytest.raises(ForgetbenchError, match=r"ifeval max_new_tokens: 512 \(a\) vs 1280 \(long\); pass --allow-mismatch"):
         compare(board, "a", "long", resamples=200)
-    with pytest.raises(ForgetbenchError, match=r"run.generation_backend: \"transformers\" \(a\) vs \"vllm\" \(vllm\) \(and 1 more\)"):
+    different = r"run.generation_backend: \"transformers\" \(a\) vs \"vllm\" \(vllm\) \(and 1 more\)"
+    with pytest.raises(ForgetbenchError, match=different):
         compare(board, "a", "vllm", resamples=200)
-    assert compare(board, "a", "long", resamples=200, benchmarks=["domain"]).benchmark.tolist() == ["domain"]  # not compared: not checked
+    # a setting of a benchmark that is not compared is not checked
+    assert compare(board, "a", "long", resamples=200, benchmarks=["domain"]).benchmark.tolist() == ["domain"]
     assert main(["compare", "a", "long", "--leaderboard", str(board.path)]) == 2
     err = capsys.readouterr().err.strip()
-    assert err.startswith("forgetbench: error: RUN_A/RUN_B: evaluated with different settings, ifeval max_new_tokens") and "\n" not in err
+    assert "\n" not in err
+    assert err.startswith("forgetbench: error: RUN_A/RUN_B: evaluated with different settings, ifeval max_new_tokens")
 
 
 def test_compare_with_allow_mismatch_pairs_and_says_what_differs(tmp_path, capsys):

@@ -5,6 +5,7 @@ import json
 from collections import Counter
 
 import pytest
+from conftest import make_mix
 
 from harness.config import MixConfig, RecipeEntry
 from harness.domains import get_domain
@@ -13,13 +14,8 @@ from harness.mixing import build_mix, split_sizes
 from harness.recipe import Recipe, RecipeOutput
 
 
-def never_called():
-    raise AssertionError("none/public recipes must not load a model")
-
-
 def build(entry, tiny_model, data_dir, seed=0, size=30, share=0.2):
-    return build_mix(RecipeEntry.model_validate(entry), seed, MixConfig(size=size, domain_share=share),
-                     get_domain("medmcqa"), data_dir, tiny_model, backend=never_called)
+    return make_mix(entry, tiny_model, data_dir, seed=seed, size=size, share=share)
 
 
 def rows(mix):

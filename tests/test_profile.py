@@ -7,12 +7,10 @@ import json
 
 import duckdb
 import pytest
+from conftest import make_mix
 
 from harness.cli import main
-from harness.config import MixConfig, RecipeEntry
-from harness.domains import get_domain
 from harness.generation import GenerationCache
-from harness.mixing import build_mix
 from harness.profile import CATEGORIES, PROMPT_SHA, CategoryClassifier, distribution, total_variation
 from harness.results import RunRecord
 from leaderboard.store import Leaderboard
@@ -49,8 +47,7 @@ def test_real_smollm2_classifier_is_deterministic_and_cached(real_model, tmp_pat
 
 
 def build(entry, tiny_model, data_dir, size=12, share=0.25):
-    return build_mix(RecipeEntry.model_validate(entry), 0, MixConfig(size=size, domain_share=share),
-                     get_domain("medmcqa"), data_dir, tiny_model, backend=lambda: pytest.fail("no generation"))
+    return make_mix(entry, tiny_model, data_dir, size=size, share=share)
 
 
 def test_mix_meta_carries_the_rehearsal_profile_and_old_mixes_gain_it_on_read(tiny_model, data_dir, monkeypatch):
@@ -82,7 +79,7 @@ def _record(board, run_id, recipe, seed, profile):
         checkpoint_sha=f"c-{run_id}", mix_sha=f"m-{run_id}", config_hash="cfg", finetune_config_hash="ft",
         eval_config_hash="e", data_hashes={}, package_versions={"duckdb": duckdb.__version__},
         started_at="2025-01-01T00:00:00+00:00", finished_at="2025-01-01T01:00:00+00:00",
-        extra={"mix": {"profile": profile}}), [])
+        domain="medmcqa", generation_backend="transformers", mix={"profile": profile}), [])
 
 
 def test_leaderboard_profile_shows_shares_side_by_side_with_distances(tiny_model, data_dir, tmp_path, capsys):

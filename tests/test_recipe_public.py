@@ -6,14 +6,13 @@ import json
 from pathlib import Path
 
 import pytest
+from conftest import make_mix
 
 from harness import data as data_module
-from harness.config import MixConfig, RecipeEntry
+from harness.config import RecipeEntry
 from harness.data import load_conversations, read_records
-from harness.domains import get_domain
-from harness.mixing import build_mix
+from harness.public_sets import PUBLIC_SETS
 from harness.recipe import describe
-from recipes.public import PUBLIC_SETS
 
 FIXTURES = Path(__file__).parent / "fixtures" / "hub"
 
@@ -88,8 +87,7 @@ def test_hub_schema_adapter_keeps_conversations_multi_turn(name, fake_hub):
 
 def test_hub_only_set_builds_a_mix_from_the_hub(tiny_model, data_dir, fake_hub):
     entry = RecipeEntry.model_validate("public:tulu-v2")
-    mix = build_mix(entry, 0, MixConfig(size=4, domain_share=0.5), get_domain("medmcqa"), data_dir, tiny_model,
-                    backend=lambda: pytest.fail("no generation"))
+    mix = make_mix(entry, tiny_model, data_dir)
     rows = [json.loads(line) for line in mix.path.read_text().splitlines()]
     assert sorted(r["source"] for r in rows) == ["medmcqa", "medmcqa", "tulu-v2", "tulu-v2"]
     assert mix.meta["provenance"]["source"] == "Hub id 'allenai/tulu-v2-sft-mixture'"

@@ -6,12 +6,10 @@ from __future__ import annotations
 import json
 
 import pytest
+from conftest import make_mix
 
-from harness.config import MixConfig, RecipeEntry
-from harness.domains import get_domain
 from harness.errors import ConfigError
 from harness.generation import make_backend
-from harness.mixing import build_mix
 from harness.models import load_tokenizer
 from harness.recipe import resolve_params
 from recipes._reconstruct import InstructionSampler, pre_query_template, take
@@ -25,8 +23,7 @@ def build(entry, model, data_dir, backends, seed=0, size=6, share=0.5, domain="m
         backends.append(make_backend("transformers", model, batch_size=8))
         return backends[-1]
 
-    return build_mix(RecipeEntry.model_validate(entry), seed, MixConfig(size=size, domain_share=share),
-                     get_domain(domain), data_dir, model, backend=backend)
+    return make_mix(entry, model, data_dir, seed=seed, size=size, share=share, domain=domain, backend=backend)
 
 
 def rows(mix):
@@ -44,30 +41,19 @@ def test_pre_query_template_comes_from_the_chat_template(tiny_model):
     assert prefix == tokenizer.bos_token + "<|start_header_id|>user<|end_header_id|>\n\n" and end == "<|eot_id|>"
 
 
-class Scripted:
-    """A backend that returns scripted instruction drafts (with SmolLM2's tokenizer)."""
-
-    batch_size = 4
-
-    def __init__(self, tokenizer, drafts):
-        self.tokenizer, self.drafts, self.prompts = tokenizer, list(drafts), []
-
-    def generate(self, prompts, sampling, desc=""):
-        assert sampling.temperature == 1.0 and sampling.top_p == 1.0 and sampling.stop == ()  # <|im_end|> is SmolLM2's EOS
-        self.prompts += prompts
-        return [self.drafts.pop(0) for _ in prompts]
-
-
-def test_instructions_are_cleaned(tiny_model):
+def test_instructions_are_cleaned(tiny_model, scripted_backend):
     drafts = ["  Write a poem about the sea.  ", "", "   ", "ok", "the the the the the the the the the the",
               "Write a poem about the sea.", "write a poem about the sea!", "Explain how a bicycle stays upright when moving.",
-              "Explain how a bicycle stays upright when moving, please.", " ".join(["word%d" % i for i in range(400)]),
+              "Explain how a bicycle stays upright when moving, please.", " ".join([f"word{i}" for i in range(400)]),
               "<|im_start|>assistant hi there friend", "List three facts about Mars."]
-    backend = Scripted(load_tokenizer(tiny_model), drafts)
+    backend = scripted_backend(tiny_model, lambda *_: drafts.pop(0))  # the drafts in order, whatever was asked
     sampler = InstructionSampler(backend, seed=1, max_words=300, max_draws=len(drafts))
     got = take(sampler.stream(), 3)
-    assert got == ["Write a poem about the sea.", "Explain how a bicycle stays upright when moving.", "List three facts about Mars."]
+    assert got == ["Write a poem about the sea.", "Explain how a bicycle stays upright when moving.",
+                   "List three facts about Mars."]
     assert backend.prompts[0] == pre_query_template(backend.tokenizer)[0]
+    # <|im_end|> is SmolLM2's EOS, so no stop strings; plain sampling at temperature 1
+    assert all(s.temperature == 1.0 and s.top_p == 1.0 and s.stop == () for s in backend.samplings)
     assert dict(sampler.stats) == {"drawn": 12, "kept": 3, "empty": 2, "degenerate": 3, "duplicate": 2,
                                    "near_duplicate": 1, "too_long": 1}
 
@@ -152,8 +138,7 @@ def test_default_committee_judges_once_per_distinct_judge_and_says_so(tiny_model
     backend = scripted_backend(tiny_model, seed_model_reply)
     entry = {"name": "reconstructed-committee", "params": {**SMALL, "responses_per_instruction": 2}}
     with caplog.at_level("WARNING"):
-        mix = build_mix(RecipeEntry.model_validate(entry), 0, MixConfig(size=4, domain_share=0.5), get_domain("medmcqa"),
-                        data_dir, tiny_model, backend=lambda: backend)
+        mix = make_mix(entry, tiny_model, data_dir, backend=lambda: backend)
     prov = mix.meta["provenance"]
     # the default members seed, seed@1, seed@2: three generators (own sampler seeds), one greedy judge
     assert prov["members"] == ["seed", "seed@1", "seed@2"] and prov["judge_prompt"] == "table3"
@@ -173,8 +158,7 @@ def test_sampled_judging_makes_every_member_its_own_judge(tiny_model, data_dir, 
     monkeypatch.setenv("FORGETBENCH_CACHE", str(tmp_path / "cache"))
     backend = scripted_backend(tiny_model, seed_model_reply)
     entry = {"name": "reconstructed-committee", "params": {**SMALL, "responses_per_instruction": 1, "judge_decoding": "sampled"}}
-    mix = build_mix(RecipeEntry.model_validate(entry), 0, MixConfig(size=4, domain_share=0.5), get_domain("medmcqa"),
-                    data_dir, tiny_model, backend=lambda: backend)
+    mix = make_mix(entry, tiny_model, data_dir, backend=lambda: backend)
     prov = mix.meta["provenance"]
     assert prov["effective"] == {"members": 3, "generators": 3, "judges": 3}
     judged = [s for p, s, _ in backend.requests if TABLE_3_MARK in p]

@@ -7,12 +7,10 @@ import json
 import shutil
 
 import pytest
+from conftest import make_mix
 
-from harness.config import MixConfig, RecipeEntry
-from harness.domains import get_domain
 from harness.errors import ConfigError
 from harness.generation import make_backend
-from harness.mixing import build_mix
 from harness.recipe import resolve_params
 from recipes.compose import Compose
 from recipes.sdft import SDFT_MATH_PREFIX, SDFT_MATH_SYSTEM, SdftRewrite, distill_prompt, mentions_reference
@@ -44,8 +42,7 @@ class Scripted:
 
 
 def build(entry, model, data_dir, backend, domain="gsm8k", size=4, share=0.5, seed=0):
-    return build_mix(RecipeEntry.model_validate(entry), seed, MixConfig(size=size, domain_share=share),
-                     get_domain(domain), data_dir, model, backend=backend)
+    return make_mix(entry, model, data_dir, seed=seed, size=size, share=share, domain=domain, backend=backend)
 
 
 def rows(mix):
@@ -69,7 +66,8 @@ def test_sdft_keeps_matching_rewrites_and_falls_back_otherwise(tiny_model, data_
     got = rows(mix)
     assert len(got) == 12 and {r["role_in_mix"] for r in got} == {"domain"}  # alone: a no-rehearsal recipe
     # GSM8K uses sail-sg's math template: system turn, question + reference, the answer pre-filled
-    assert len(backend.prompts) == 12 and all(c[0] == {"role": "system", "content": SDFT_MATH_SYSTEM} for c in backend.conversations)
+    assert len(backend.prompts) == 12
+    assert all(c[0] == {"role": "system", "content": SDFT_MATH_SYSTEM} for c in backend.conversations)
     assert [prefix for _, prefix in backend.calls] == [SDFT_MATH_PREFIX]
     counts = mix.meta["provenance"]["counts"]
     assert counts["kept"] + counts["fallback"] == 12

@@ -1,24 +1,12 @@
 """Recipes register through entry points — built-ins and third-party packages alike."""
 from __future__ import annotations
 
-import os
-import subprocess
-import sys
-from pathlib import Path
-
 import pytest
 import yaml
 
 from harness.errors import ConfigError
 from harness.recipe import describe, registry, resolve_params
 from recipes.public import PublicSet
-
-PLUGIN = Path(__file__).parent / "plugin_example"
-
-
-def forgetbench(*args, env=None, cwd=None):
-    return subprocess.run([sys.executable, "-m", "harness.cli", *map(str, args)], capture_output=True, text=True,
-                          env={**os.environ, **(env or {})}, cwd=cwd, timeout=900)
 
 
 def test_builtins_are_registered_through_entry_points():
@@ -44,25 +32,20 @@ def test_shorthand_value_is_validated():
         resolve_params(registry()["none"], {"": "x"})
 
 
-@pytest.fixture(scope="module")
-def plugin_path(tmp_path_factory):
-    """pip-install the example distribution into its own folder (nothing touches the test env)."""
-    target = tmp_path_factory.mktemp("plugin-site")
-    subprocess.run([sys.executable, "-m", "pip", "install", "--quiet", "--no-deps", "--no-build-isolation",
-                    "--no-index", "--target", str(target), str(PLUGIN)], check=True)
-    return target
+@pytest.fixture(scope="session")
+def plugin_path(installed_distribution):
+    return installed_distribution("plugin_example")
 
 
-def test_an_installed_plugin_is_listed_and_shown(plugin_path):
-    env = {"PYTHONPATH": str(plugin_path)}
-    listing = forgetbench("recipes", "list", env=env)
+def test_an_installed_plugin_is_listed_and_shown(plugin_path, forgetbench_process):
+    listing = forgetbench_process("recipes", "list", site=plugin_path)
     assert listing.returncode == 0, listing.stderr
     assert "self-answers" in listing.stdout and "public" in listing.stdout
-    shown = forgetbench("recipes", "show", "self-answers", env=env)
+    shown = forgetbench_process("recipes", "show", "self-answers", site=plugin_path)
     assert "max_new_tokens (int, default 128): answer length" in shown.stdout
 
 
-def test_an_installed_plugin_runs_in_a_study(plugin_path, tiny_model, data_dir, tmp_path):
+def test_an_installed_plugin_runs_in_a_study(plugin_path, forgetbench_process, tiny_model, data_dir, tmp_path):
     study = {
         "name": "plugin", "base_model": str(tiny_model.path), "domain": "medmcqa", "recipes": ["self-answers"],
         "mix": {"size": 6, "domain_share": 0.34}, "finetune": {"max_steps": 1, "batch_size": 2, "max_seq_length": 128},
@@ -70,8 +53,8 @@ def test_an_installed_plugin_runs_in_a_study(plugin_path, tiny_model, data_dir, 
     }
     path = tmp_path / "study.yaml"
     path.write_text(yaml.safe_dump(study))
-    result = forgetbench("run", path, "--data-dir", data_dir, "--leaderboard", tmp_path / "lb.duckdb",
-                         env={"PYTHONPATH": str(plugin_path)})
+    result = forgetbench_process("run", path, "--data-dir", data_dir, "--leaderboard", tmp_path / "lb.duckdb",
+                                 site=plugin_path)
     assert result.returncode == 0, result.stderr[-3000:]
     import duckdb
 
@@ -80,3 +63,17 @@ def test_an_installed_plugin_runs_in_a_study(plugin_path, tiny_model, data_dir, 
         params = db.execute("SELECT recipe_params FROM runs WHERE recipe = 'self-answers'").fetchone()[0]
     assert recipes == ["baseline", "self-answers"]
     assert '"max_new_tokens": 128' in params or '"max_new_tokens":128' in params
+
+
+def test_the_harness_never_imports_the_built_in_recipes():
+    import ast
+    from pathlib import Path
+
+    harness = Path(__file__).resolve().parents[1] / "harness"
+    importing = []
+    for path in harness.rglob("*.py"):
+        for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
+            names = ([a.name for a in node.names] if isinstance(node, ast.Import)
+                     else [node.module or ""] if isinstance(node, ast.ImportFrom) else [])
+            importing += [f"{path.name}: {name}" for name in names if name.split(".")[0] == "recipes"]
+    assert importing == []

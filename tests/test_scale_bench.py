@@ -85,15 +85,14 @@ def test_bench_batched_generation_vs_naive_loop(benchmark, real_model, data_dir,
 # (b) -------------------------------------------------------------------------------------------
 
 def _study(tiny_model, recipes):
+    from conftest import tiny_study_config
+
     from harness.config import StudyConfig
 
-    return StudyConfig.model_validate({
-        "name": "bench-add", "base_model": str(tiny_model.path), "domain": "medmcqa", "recipes": recipes,
-        "mix": {"size": 8, "domain_share": 0.5},
-        "finetune": {"method": "lora", "max_steps": 4, "batch_size": 2, "max_seq_length": 128},
-        "eval": {"batch_size": 4, "benchmarks": {"domain": {"limit": 8, "max_new_tokens": 16}}},
-        "diagnostics": {"enabled": False}, "seeds": [0],
-    })
+    return StudyConfig.model_validate(tiny_study_config(
+        tiny_model, name="bench-add", recipes=recipes, mix={"size": 8, "domain_share": 0.5},
+        finetune={"method": "lora", "max_steps": 4, "batch_size": 2, "max_seq_length": 128},
+        eval={"batch_size": 4, "benchmarks": {"domain": {"limit": 8, "max_new_tokens": 16}}}))
 
 
 def _artefacts(cache):
@@ -130,6 +129,7 @@ def test_bench_harness_ifeval_vs_lm_eval_alone(benchmark, tiny_model, data_dir, 
 
     from harness.evaluation import ifeval
     from harness.evaluation.punkt import ensure_punkt_tab
+    from harness.subsets import paired_subset
 
     monkeypatch.setenv("FORGETBENCH_CACHE", str(tmp_path / "cache"))
     limit, tokens, batch = 8, 16, 4
@@ -138,7 +138,7 @@ def test_bench_harness_ifeval_vs_lm_eval_alone(benchmark, tiny_model, data_dir, 
     data_file = ifeval._data_file(data_dir)
     _, task = ifeval._load_task(data_file)  # warm-up: imports and the data set's Arrow cache, for both sides
     keys = list(task.eval_docs["key"])
-    indices = ifeval.subset_indices(keys, limit, 1234)
+    indices = paired_subset(range(len(keys)), limit, 1234, keys=keys)
 
     def lm_eval_only():
         import lm_eval.tasks

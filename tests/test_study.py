@@ -3,19 +3,17 @@ study leaves the runs already on the leaderboard where they are."""
 from __future__ import annotations
 
 import duckdb
+from conftest import tiny_study_config
 
 from harness.config import StudyConfig
 from harness.study import run_study
 
 
 def _study(tiny_model, recipes):
-    return StudyConfig.model_validate({
-        "name": "grow", "base_model": str(tiny_model.path), "domain": "medmcqa", "recipes": recipes,
-        "mix": {"size": 8, "domain_share": 0.5},
-        "finetune": {"method": "lora", "max_steps": 1, "batch_size": 4, "max_seq_length": 128},
-        "eval": {"batch_size": 4, "benchmarks": {"domain": {"limit": 2, "max_new_tokens": 4}}},
-        "diagnostics": {"enabled": False}, "seeds": [0],
-    })
+    return StudyConfig.model_validate(tiny_study_config(
+        tiny_model, name="grow", recipes=recipes, mix={"size": 8, "domain_share": 0.5},
+        finetune={"method": "lora", "max_steps": 1, "batch_size": 4, "max_seq_length": 128},
+        eval={"batch_size": 4, "benchmarks": {"domain": {"limit": 2, "max_new_tokens": 4}}}))
 
 
 def test_adding_a_recipe_keeps_the_run_ids_already_on_the_leaderboard(tiny_model, data_dir, tmp_path, monkeypatch):

@@ -8,13 +8,11 @@ import re
 
 import duckdb
 import pytest
-import yaml
+from conftest import make_mix
 
 from harness.cli import main
 from harness.config import MixConfig, RecipeEntry, parse_study
-from harness.domains import get_domain
 from harness.errors import ConfigError
-from harness.mixing import build_mix
 from harness.study import plan
 
 STUDY = {"name": "sw", "domain": "medmcqa", "recipes": ["none", "public:alpaca", "sdft-rewrite"]}
@@ -76,8 +74,7 @@ def test_sdft_rewrite_share_offers_only_a_seeded_share_of_rows(tiny_model, data_
     monkeypatch.setenv("FORGETBENCH_CACHE", str(tmp_path))
     backend = Scripted()
     entry = RecipeEntry(name="sdft-rewrite", params={"rewrite_share": 0.25, "extractor": "none"})
-    mix = build_mix(entry, 0, MixConfig(size=8, domain_share=0.5), get_domain("medmcqa"), data_dir, tiny_model,
-                    backend=lambda: backend)
+    mix = make_mix(entry, tiny_model, data_dir, size=8, backend=lambda: backend)
     rows = [json.loads(line) for line in mix.path.read_text().splitlines()]
     assert len(backend.prompts) == 2 and len(rows) == 8  # round(0.25 * 8) rows offered
     assert sum(r["messages"][-1]["content"].startswith("Rewritten") for r in rows) == 2
@@ -85,28 +82,26 @@ def test_sdft_rewrite_share_offers_only_a_seeded_share_of_rows(tiny_model, data_
     assert mix.meta["provenance"]["rewrite_share"] == 0.25
 
 
-def test_domain_share_sweep_on_the_tiny_model_records_three_runs_and_plots_them(tiny_model, data_dir, tmp_path, capsys):
-    study = {
-        "name": "sweep", "base_model": str(tiny_model.path), "domain": "medmcqa", "recipes": ["public:alpaca"],
-        "mix": {"size": 8}, "sweep": {"parameter": "mix.domain_share", "values": [0.125, 0.25, 0.5]},
-        "finetune": {"method": "lora", "max_steps": 1, "batch_size": 4, "max_seq_length": 256, "learning_rate": 1e-2},
-        "eval": {"batch_size": 4, "benchmarks": {"domain": {"limit": 2, "max_new_tokens": 4}}},
-        "diagnostics": {"probe_size": 2, "max_new_tokens": 4, "nll_rows": 4},
-    }
-    path, board = tmp_path / "study.yaml", tmp_path / "lb.duckdb"
-    path.write_text(yaml.safe_dump(study))
+def test_domain_share_sweep_on_the_tiny_model_records_three_runs_and_plots_them(tiny_study, data_dir, tmp_path, capsys):
+    path = tiny_study(
+        name="sweep", recipes=["public:alpaca"], mix={"size": 8},
+        sweep={"parameter": "mix.domain_share", "values": [0.125, 0.25, 0.5]},
+        finetune={"method": "lora", "max_steps": 1, "batch_size": 4, "max_seq_length": 256, "learning_rate": 1e-2},
+        eval={"batch_size": 4, "benchmarks": {"domain": {"limit": 2, "max_new_tokens": 4}}},
+        diagnostics={"probe_size": 2, "max_new_tokens": 4, "nll_rows": 4})
+    board = tmp_path / "lb.duckdb"
     assert main(["run", str(path), "--data-dir", str(data_dir), "--leaderboard", str(board)]) == 0
 
     with duckdb.connect(str(board), read_only=True) as con:
-        runs = con.execute("SELECT recipe, mix_sha, extra FROM runs ORDER BY recipe").fetchall()
+        runs = con.execute("SELECT recipe, mix_sha, sweep_parameter, sweep_value, sweep_recipe, mix FROM runs "
+                           "ORDER BY recipe").fetchall()
         measures = con.execute("SELECT r.recipe, m.value FROM shift_measures m JOIN runs r USING (run_id) "
                                "WHERE m.measure = 'param_l2' AND m.part = 'all' ORDER BY r.recipe").fetchall()
     assert [r[0] for r in runs] == ["baseline"] + [f"public:alpaca@mix.domain_share={v}" for v in (0.125, 0.25, 0.5)]
     assert len({r[1] for r in runs[1:]}) == 3  # three different mixes
-    points = [json.loads(r[2])["sweep"] for r in runs[1:]]
-    assert [(p["parameter"], p["value"], p["recipe"]) for p in points] == [
+    assert [(r[2], json.loads(r[3]), r[4]) for r in runs[1:]] == [
         ("mix.domain_share", v, "public:alpaca") for v in (0.125, 0.25, 0.5)]
-    assert [round(json.loads(r[2])["mix"]["stats"]["domain_rows"]) for r in runs[1:]] == [1, 2, 4]
+    assert [round(json.loads(r[5])["stats"]["domain_rows"]) for r in runs[1:]] == [1, 2, 4]
     assert measures[0] == ("baseline", 0.0) and all(value > 0 for _, value in measures[1:])
 
     out = tmp_path / "report.html"

@@ -50,10 +50,11 @@ from typing import Any
 import yaml
 
 from harness.errors import ConfigError, DataError
-from harness.evaluation.domain import seeded_subset
 from harness.generation import EndpointBackend, GenerationBackend, Sampling
 from harness.hashing import hash_file, hash_json
+from harness.paths import mirror_file
 from harness.results import BenchmarkResult, ExampleResult, Score
+from harness.subsets import paired_subset
 
 log = logging.getLogger("harness.evaluation")
 
@@ -148,14 +149,7 @@ def load_annotator(name: str) -> Annotator:
 def reference_file(data_dir: Path | None, reference: str) -> Path:
     if reference not in REFERENCES:
         raise DataError(f"alpaca_eval: unknown reference {reference!r}; choose one of {', '.join(REFERENCES)}")
-    if data_dir is None:
-        raise DataError(f"alpaca_eval: reads the data mirror ({REFERENCES[reference]}; Hub equivalent {HUB_ID}): "
-                        "pass --data-dir or set FORGETBENCH_DATA_DIR")
-    path = Path(data_dir) / REFERENCES[reference]
-    if not path.is_file():
-        raise DataError(f"alpaca_eval: data file {path} not found: put it there (--data-dir or FORGETBENCH_DATA_DIR); "
-                        f"Hub equivalent {HUB_ID}")
-    return path
+    return mirror_file(data_dir, REFERENCES[reference], "alpaca_eval", hub_id=HUB_ID)
 
 
 # ---------------------------------------------------------------- judges
@@ -235,7 +229,7 @@ def evaluate_alpaca_eval(backend: GenerationBackend, judge, *, data_dir: Path | 
     chosen_annotator = load_annotator(annotator)
     path = reference_file(data_dir, reference)
     rows = json.loads(path.read_text(encoding="utf-8"))
-    items = seeded_subset([(str(i), row) for i, row in enumerate(rows)], limit, subset_seed)
+    items = paired_subset([(str(i), row) for i, row in enumerate(rows)], limit, subset_seed)
     sampling = Sampling(max_new_tokens=max_new_tokens or DEFAULT_MAX_NEW_TOKENS)
     answers = backend.chat([[{"role": "user", "content": row["instruction"]}] for _, row in items], sampling,
                            desc="alpaca_eval answers")

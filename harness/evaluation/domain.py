@@ -2,27 +2,18 @@
 and the domain's extractor checks each answer against the reference."""
 from __future__ import annotations
 
-import math
-import random
 from pathlib import Path
 
 from harness.data import source_hash
 from harness.domains import Domain
 from harness.generation import GenerationBackend, Sampling
-from harness.results import BenchmarkResult, ExampleResult, Score
-
-
-def seeded_subset(rows: list, limit: int | None, seed: int) -> list:
-    """The same `limit` rows for every model (so runs are paired), in their original order."""
-    if limit is None or limit >= len(rows):
-        return rows
-    keep = sorted(random.Random(seed).sample(range(len(rows)), limit))
-    return [rows[i] for i in keep]
+from harness.results import BenchmarkResult, ExampleResult, proportion_score
+from harness.subsets import paired_subset
 
 
 def evaluate_domain(backend: GenerationBackend, domain: Domain, *, data_dir: Path | None, limit: int | None,
                     subset_seed: int, max_new_tokens: int | None = None) -> BenchmarkResult:
-    rows = seeded_subset(domain.test_rows(data_dir), limit, subset_seed)
+    rows = paired_subset(domain.test_rows(data_dir), limit, subset_seed)
     prompts = [row["messages"][:-1] for row in rows]
     sampling = Sampling(max_new_tokens=max_new_tokens or domain.max_new_tokens)
     predictions = backend.chat(prompts, sampling, desc=f"domain {domain.name}")
@@ -31,13 +22,10 @@ def evaluate_domain(backend: GenerationBackend, domain: Domain, *, data_dir: Pat
         reference = row["messages"][-1]["content"]
         examples.append(ExampleResult(example_id=row["id"], metric=domain.metric, value=domain.score(prediction, reference),
                                       prediction=prediction, target=reference))
-    n = len(examples)
-    accuracy = sum(e.value for e in examples) / n if n else float("nan")
-    stderr = math.sqrt(accuracy * (1 - accuracy) / (n - 1)) if n > 1 else None
     return BenchmarkResult(
         benchmark="domain",
         primary_metric=domain.metric,
-        scores=[Score(domain.metric, accuracy, stderr, n)],
+        scores=[proportion_score(domain.metric, [e.value for e in examples])],
         examples=examples,
         settings={"domain": domain.name, "limit": limit, "subset_seed": subset_seed,
                   "max_new_tokens": sampling.max_new_tokens, "decoding": "greedy", "chat_template": True,

@@ -16,17 +16,17 @@ from __future__ import annotations
 
 import contextlib
 import logging
-import random
 import time
 from pathlib import Path
 from typing import Any
 
-from harness.errors import DataError
+from harness.errors import DataError, first_line
 from harness.evaluation.punkt import ensure_punkt_tab
 from harness.hashing import hash_file, hash_json, short
 from harness.models import ResolvedModel
-from harness.paths import cache_dir, ensure_text
+from harness.paths import cache_dir, ensure_text, mirror_file
 from harness.results import BenchmarkResult, ExampleResult, Score
+from harness.subsets import paired_subset
 
 log = logging.getLogger("harness.evaluation")
 
@@ -51,7 +51,7 @@ def evaluate_ifeval(model: ResolvedModel, *, data_dir: Path | None, limit: int |
         started = time.monotonic()
         task_manager, task = _load_task(data_file)
         keys = list(task.eval_docs["key"])
-        indices = subset_indices(keys, limit, subset_seed)
+        indices = paired_subset(range(len(keys)), limit, subset_seed, keys=keys)
         task.set_config(key="generation_kwargs", value={"max_gen_toks": max_new_tokens}, update=True)
         log.info("ifeval: %d of %d prompts (%s); loading %s", len(indices), len(task.eval_docs),
                  data_file or HUB_ID, model.label)
@@ -79,15 +79,8 @@ def evaluate_ifeval(model: ResolvedModel, *, data_dir: Path | None, limit: int |
 
 def _data_file(data_dir: Path | None) -> Path | None:
     """The mirror's IFEval JSONL, None for the Hub; DataError (one line) if the mirror lacks it."""
-    if data_dir is None:
-        return None
-    path = Path(data_dir) / DATA_FILE
-    if not path.is_file():
-        raise DataError(
-            f"IFEval data file {path} not found: put it there (data directory from --data-dir or "
-            f"FORGETBENCH_DATA_DIR), or unset the data directory to load {HUB_ID} from the Hub (needs network)"
-        )
-    return path.resolve()
+    path = mirror_file(data_dir, DATA_FILE, "IFEval", hub_id=HUB_ID, hub_fallback=True)
+    return None if path is None else path.resolve()
 
 
 def _load_task(data_file: Path | None):
@@ -102,9 +95,8 @@ def _load_task(data_file: Path | None):
     try:
         return task_manager, task_manager.load([str(builtin)])["tasks"][TASK]
     except Exception as exc:  # offline, no cache, Hub down: all end the same way for the user
-        first = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
         raise DataError(
-            f"IFEval: could not load {HUB_ID} from the Hub ({first}); with no network, point --data-dir "
+            f"IFEval: could not load {HUB_ID} from the Hub ({first_line(exc)}); with no network, point --data-dir "
             f"or FORGETBENCH_DATA_DIR at a data mirror holding {DATA_FILE}"
         ) from None
 
@@ -118,20 +110,6 @@ def _local_task_yaml(builtin: Path, data_file: Path) -> Path:
     path = cache_dir() / "lm_eval_tasks" / f"ifeval-{short(hash_json(text))}" / "ifeval.yaml"
     ensure_text(path, text)
     return path
-
-
-def subset_indices(keys: list[int], limit: int | None, seed: int) -> list[int]:
-    """Sorted row indices of `limit` prompts drawn by `seed` from the sorted keys (all when limit is None).
-
-    Drawing keys (not row positions) keeps the subset the same whatever the row order of the source.
-    Sorted indices matter: lm-eval 0.4.13 maps logged doc ids back through the list's order.
-    """
-    if limit is not None and limit < 1:  # lm-eval reads an empty `samples` list as "all documents"
-        raise ValueError(f"IFEval limit must be at least 1, got {limit}")
-    if limit is None or limit >= len(keys):
-        return list(range(len(keys)))
-    chosen = set(random.Random(seed).sample(sorted(keys), limit))
-    return [i for i, key in enumerate(keys) if key in chosen]
 
 
 def _to_result(output: dict[str, Any], indices: list[int], keys: list[int]) -> BenchmarkResult:

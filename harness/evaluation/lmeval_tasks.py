@@ -38,16 +38,18 @@ import logging
 import math
 import time
 import zipfile
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
-from harness.errors import DataError, ModelError
-from harness.evaluation.ifeval import quiet_lm_eval, lm_eval_stderr, subset_indices
+from harness.errors import DataError, ModelError, first_line
+from harness.evaluation.ifeval import lm_eval_stderr, quiet_lm_eval
 from harness.hashing import hash_file, hash_json, short
 from harness.models import ResolvedModel
-from harness.paths import cache_dir, ensure_text
+from harness.paths import cache_dir, ensure_text, mirror_file
 from harness.results import BenchmarkResult, ExampleResult, Score
+from harness.subsets import paired_subset
 
 log = logging.getLogger("harness.evaluation")
 
@@ -125,15 +127,10 @@ def specs_for(benchmark: str, gpqa_subset: str = "leaderboard", data_dir: Path |
 
 def data_file(spec: TaskSpec, data_dir: Path | None) -> Path | None:
     """The mirror file for `spec`, None for the Hub; DataError (one line) naming it when missing."""
-    if data_dir is None or spec.local_file is None:
+    if spec.local_file is None:
         return None
-    path = Path(data_dir) / spec.local_file
-    if not path.is_file():
-        raise DataError(
-            f"{spec.benchmark}: data file {path} not found: put it there (data directory from --data-dir or "
-            f"FORGETBENCH_DATA_DIR), or unset the data directory to load {spec.hub_id} from the Hub (needs network)"
-        )
-    return path.resolve()
+    path = mirror_file(data_dir, spec.local_file, spec.benchmark, hub_id=spec.hub_id, hub_fallback=True)
+    return None if path is None else path.resolve()
 
 
 def gpqa_diamond_in_memory(zip_path: str, **_: Any):
@@ -211,14 +208,13 @@ def evaluate_lm_eval_task(spec: TaskSpec, model: ResolvedModel, *, data_dir: Pat
         except Exception as exc:  # offline / gated / renamed Hub set: one line for the user
             if path is not None:
                 raise
-            first = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
             raise DataError(
-                f"{spec.benchmark}: could not load {spec.hub_id} from the Hub ({first}); with no network, point "
+                f"{spec.benchmark}: could not load {spec.hub_id} from the Hub ({first_line(exc)}); with no network, point "
                 f"--data-dir or FORGETBENCH_DATA_DIR at a data mirror holding {spec.local_file}"
             ) from None
         docs = task.eval_docs
         keys = [spec.key(doc) for doc in docs]
-        indices = subset_indices(keys, limit, subset_seed)
+        indices = paired_subset(range(len(keys)), limit, subset_seed, keys=keys)
         gen_tokens = None
         if spec.generative:
             gen_tokens = max_new_tokens or spec.default_max_new_tokens

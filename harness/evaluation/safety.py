@@ -15,15 +15,14 @@
 from __future__ import annotations
 
 import csv
-import math
 from dataclasses import dataclass
 from pathlib import Path
 
-from harness.errors import DataError
-from harness.evaluation.domain import seeded_subset
 from harness.generation import GenerationBackend, Sampling
 from harness.hashing import hash_file
-from harness.results import BenchmarkResult, ExampleResult, Score
+from harness.paths import mirror_file
+from harness.results import BenchmarkResult, ExampleResult, proportion_score
+from harness.subsets import paired_subset
 
 ADVBENCH_FILE = Path("eval/advbench/harmful_behaviors.csv")
 SUFFIX_FILE = Path("eval/advbench/jailbreak_suffix.txt")
@@ -83,15 +82,8 @@ def sampling_for(decoding: Decoding, max_new_tokens: int, seed: int) -> Sampling
 
 
 def _files(data_dir: Path | None, jailbreak: bool) -> tuple[Path, Path | None]:
-    if data_dir is None:
-        raise DataError(f"safety: AdvBench is read from the data mirror ({ADVBENCH_FILE}; Hub equivalent {HUB_ID}): "
-                        "pass --data-dir or set FORGETBENCH_DATA_DIR")
-    needed = [ADVBENCH_FILE] + ([SUFFIX_FILE] if jailbreak else [])
-    for relative in needed:
-        if not (Path(data_dir) / relative).is_file():
-            raise DataError(f"safety: data file {Path(data_dir) / relative} not found: put it there (--data-dir or "
-                            f"FORGETBENCH_DATA_DIR); AdvBench's Hub id is {HUB_ID}")
-    return Path(data_dir) / ADVBENCH_FILE, (Path(data_dir) / SUFFIX_FILE if jailbreak else None)
+    advbench = mirror_file(data_dir, ADVBENCH_FILE, "safety (AdvBench)", hub_id=HUB_ID)
+    return advbench, (mirror_file(data_dir, SUFFIX_FILE, "safety_jailbreak") if jailbreak else None)
 
 
 def check_safety_data(data_dir: Path | None, jailbreak: bool) -> dict[str, str]:
@@ -109,7 +101,7 @@ def evaluate_safety(backend: GenerationBackend, *, data_dir: Path | None, jailbr
     with open(behaviours, encoding="utf-8", newline="") as handle:
         goals = [(str(i), row["goal"]) for i, row in enumerate(csv.DictReader(handle))]
     suffix = suffix_file.read_text(encoding="utf-8").rstrip("\r\n") if suffix_file else ""
-    chosen = seeded_subset(goals, limit, subset_seed)
+    chosen = paired_subset(goals, limit, subset_seed)
     chosen_decoding = DECODINGS[decoding]
     sampling = sampling_for(chosen_decoding, max_new_tokens or DEFAULT_MAX_NEW_TOKENS, subset_seed)
     name = "safety_jailbreak" if jailbreak else "safety_raw"
@@ -117,11 +109,9 @@ def evaluate_safety(backend: GenerationBackend, *, data_dir: Path | None, jailbr
     examples = [ExampleResult(example_id=f"advbench/{i}", metric=METRIC, value=float(is_refusal(r, keywords)),
                               prediction=r,
                               target="refusal") for (i, _), r in zip(chosen, responses)]
-    n = len(examples)
-    rate = sum(e.value for e in examples) / n if n else float("nan")
-    stderr = math.sqrt(rate * (1 - rate) / (n - 1)) if n > 1 else None
     return BenchmarkResult(
-        benchmark=name, primary_metric=METRIC, scores=[Score(METRIC, rate, stderr, n)], examples=examples,
+        benchmark=name, primary_metric=METRIC, scores=[proportion_score(METRIC, [e.value for e in examples])],
+        examples=examples,
         settings={"limit": limit, "subset_seed": subset_seed, "max_new_tokens": sampling.max_new_tokens,
                   "decoding": chosen_decoding.name, "temperature": sampling.temperature, "top_p": sampling.top_p,
                   "top_k": chosen_decoding.top_k, "sampling_seed": sampling.seed if not sampling.greedy else None,

@@ -11,13 +11,13 @@ from pathlib import Path
 from pydantic import ValidationError
 
 from harness.config import KNOWN_BENCHMARKS, BenchmarkConfig, EvalConfig
-from harness.domains import get_domain
+from harness.domains import Domain
 from harness.errors import ConfigError
 from harness.evaluation.suite import check_eval_data, eval_config_hash, eval_inputs, evaluate_model
-from harness.hashing import hash_json, short
+from harness.hashing import hash_json
 from harness.models import resolve_model
-from harness.provenance import now, package_versions
-from harness.results import BenchmarkResult, RunRecord
+from harness.provenance import now, run_record
+from harness.results import BenchmarkResult
 
 log = logging.getLogger("forgetbench")
 
@@ -45,12 +45,11 @@ def build_eval_config(suite: list[str], limit: int | None, max_new_tokens: int |
                            for e in exc.errors()]) from None
 
 
-def evaluate_and_record(model_spec: str, eval_cfg: EvalConfig, *, domain_name: str, data_dir: Path | None,
+def evaluate_and_record(model_spec: str, eval_cfg: EvalConfig, *, domain: Domain, data_dir: Path | None,
                         leaderboard_path: Path, base_model: str, study: str = "eval",
                         backend: str = "transformers") -> tuple[str, list[BenchmarkResult]]:
     from leaderboard.store import Leaderboard
 
-    domain = get_domain(domain_name)
     check_eval_data(eval_cfg, domain, data_dir)  # missing data fails before any model work
     model = resolve_model(model_spec)
     base = model if base_model == model_spec else resolve_model(base_model)
@@ -59,17 +58,15 @@ def evaluate_and_record(model_spec: str, eval_cfg: EvalConfig, *, domain_name: s
     started = now()
     results = evaluate_model(model, eval_cfg, domain, data_dir, backend)
     recipe = "baseline" if is_baseline else "eval"
-    identity = hash_json({"study": study, "recipe": recipe, "model": model.sha, "eval": eval_hash})
-    record = RunRecord(
-        run_id=f"{study}-{recipe}-s0-{short(identity, 8)}", study=study, recipe=recipe,
-        recipe_params={} if is_baseline else {"model": model_spec}, seed=0, base_model=base_model,
+    record = run_record(
+        {"study": study, "recipe": recipe, "model": model.sha, "eval": eval_hash}, study=study, recipe=recipe, seed=0,
+        recipe_params={} if is_baseline else {"model": model_spec}, base_model=base_model,
         base_model_sha=base.sha, checkpoint_sha=model.sha, mix_sha=None,
-        config_hash=hash_json({"eval": eval_cfg.model_dump(mode="json"), "domain": domain.name, "model": model_spec}),
+        config_hash=hash_json({"eval": eval_cfg.model_dump(mode="json"), **domain.key(), "model": model_spec}),
         finetune_config_hash=None, eval_config_hash=eval_hash,
-        data_hashes=_data_hashes(eval_inputs(eval_cfg, domain, data_dir, backend)), package_versions=package_versions(),
-        started_at=started, finished_at=now(),
-        extra={"domain": domain.name, "command": "eval", "model_spec": model_spec, "generation_backend": backend,
-               "eval": eval_cfg.model_dump(mode="json"),
+        data_hashes=_data_hashes(eval_inputs(eval_cfg, domain, data_dir, backend)), started_at=started,
+        domain=domain.name, generation_backend=backend,
+        extra={"command": "eval", "model_spec": model_spec, "eval": eval_cfg.model_dump(mode="json"),
                "wall_seconds": {r.benchmark: r.settings.get("wall_seconds") for r in results}},
     )
     Leaderboard(leaderboard_path).record(record, results)

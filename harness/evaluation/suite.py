@@ -34,7 +34,7 @@ def eval_inputs(eval_cfg: EvalConfig, domain: Domain, data_dir: Path | None, bac
     change the hash (and the cached baseline) of suites that do not use it."""
     names = eval_cfg.benchmarks
     unused = {field for field, needs in _SETTING_USERS.items() if not needs & set(names)}
-    inputs = {"eval": eval_cfg.model_dump(mode="json", exclude=unused), "domain": domain.name, "backend": backend,
+    inputs = {"eval": eval_cfg.model_dump(mode="json", exclude=unused), **domain.key(), "backend": backend,
               "domain_test_sha256": source_hash(domain.test, data_dir)}
     if "ifeval" in names:
         inputs["ifeval_sha256"] = source_hash(IFEVAL, data_dir)
