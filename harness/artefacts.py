@@ -29,6 +29,7 @@ from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
 
+from harness.errors import ForgetbenchError, first_line
 from harness.hashing import hash_file, hash_json
 from harness.paths import atomic_write_text, cache_dir
 
@@ -205,7 +206,9 @@ def sqlite_problem(path: Path, full: bool = False) -> str | None:
             rows = db.execute("PRAGMA integrity_check" if full else "PRAGMA quick_check").fetchall()
         finally:
             db.close()
-    except sqlite3.DatabaseError as exc:
+    except sqlite3.OperationalError as exc:  # locked, unopenable, read-only: the environment, not damage
+        raise ForgetbenchError(f"{path}: cannot check this SQLite cache ({first_line(exc)})") from None
+    except sqlite3.DatabaseError as exc:  # not a database, malformed: damage
         return f"not a readable SQLite database: {exc}"
     if rows != [("ok",)]:
         return f"SQLite check failed: {rows[0][0] if rows else 'no answer'}"

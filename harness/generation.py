@@ -348,6 +348,11 @@ def make_backend(name: str, model: ResolvedModel, batch_size: int = 8) -> Genera
     return TransformersBackend(model, batch_size=batch_size)
 
 
+def is_endpoint(spec: str) -> bool:
+    """An OpenAI-compatible endpoint spec (`http(s)://host/v1#model`) rather than a model spec."""
+    return spec.startswith(("http://", "https://"))
+
+
 class EndpointBackend:
     """An OpenAI-compatible chat-completions endpoint (`URL#model`), cached like a local backend: committee
     members and the AlpacaEval judge use it alike."""

@@ -58,6 +58,13 @@ def model_config(spec: str):
     """The model's transformers config, read without touching its weights (for `validate`); a
     ModelError naming the spec when there is none: a path that does not exist or holds no
     config.json, a Hub id that is neither cached nor reachable (HF_HUB_OFFLINE=1 included)."""
+    try:
+        return _read_config(spec)
+    except (OSError, ValueError, KeyError) as exc:  # a broken config.json, an unknown model_type
+        raise ModelError(f"model {spec!r}: its config cannot be read ({first_line(exc)})") from None
+
+
+def _read_config(spec: str):
     from transformers import AutoConfig
 
     if spec == BUILTIN_SMOLLM2:
@@ -97,8 +104,11 @@ def check_lora_targets(spec: str, targets: list[str], config) -> None:
 
     from harness.errors import ConfigError
 
-    with torch.device("meta"):
-        model = AutoModelForCausalLM.from_config(config)
+    try:
+        with torch.device("meta"):
+            model = AutoModelForCausalLM.from_config(config)
+    except (ValueError, KeyError) as exc:  # e.g. a config of a model that is not a causal LM
+        raise ModelError(f"model {spec!r}: not a causal language model transformers can build ({first_line(exc)})") from None
     names = [name for name, _ in model.named_modules()]
     unknown = [t for t in targets if not any(n == t or n.endswith(f".{t}") for n in names)]
     if unknown:

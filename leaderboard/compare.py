@@ -28,7 +28,9 @@ COLUMNS = ["benchmark", "metric", "n", "a_mean", "b_mean", "diff", "ci_low", "ci
 _CHUNK_CELLS = 4_000_000  # resample indices drawn per batch (memory bound: ~32 MB)
 # Entries of a benchmark's recorded settings that describe an outcome or a cost of the evaluation,
 # not how it was measured: they may differ between runs evaluated identically.
-OUTCOME_KEYS = frozenset({"wall_seconds", "seconds", "unparseable", "judged"})
+# Nested settings (GPQA's per-subset records) are filtered the same way.
+OUTCOME_KEYS = frozenset({"wall_seconds", "seconds", "unparseable", "judged", "subset_scores", "lc_not_fitted",
+                          "lc_cv_splits"})
 RUN_SETTINGS = ("generation_backend",)  # evaluation settings recorded per run (runs columns), not per benchmark
 
 
@@ -81,9 +83,18 @@ def evaluation_settings(con, run_ids: list[str], benchmarks) -> dict[str, dict[s
         run_level = {f"run.{key}": value for key, value in zip(RUN_SETTINGS, values)}
         rows = con.execute("SELECT benchmark, any_value(settings) FROM scores WHERE run_id = ? GROUP BY benchmark",
                            [run_id]).fetchall()
-        out[run_id] = {benchmark: {**run_level, **{k: v for k, v in json.loads(text or "{}").items() if k not in OUTCOME_KEYS}}
+        out[run_id] = {benchmark: {**run_level, **_without_outcomes(json.loads(text or "{}"))}
                        for benchmark, text in rows if benchmark in benchmarks}
     return out
+
+
+def _without_outcomes(value):
+    """`value` with every OUTCOME_KEYS entry removed, at any depth."""
+    if isinstance(value, dict):
+        return {k: _without_outcomes(v) for k, v in value.items() if k not in OUTCOME_KEYS}
+    if isinstance(value, list):
+        return [_without_outcomes(v) for v in value]
+    return value
 
 
 def settings_mismatches(settings: dict[str, dict[str, dict]]) -> list[tuple[str, str, str]]:

@@ -20,7 +20,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from harness.errors import ConfigError, DataError
-from harness.generation import EndpointBackend, Sampling
+from harness.generation import EndpointBackend, Sampling, is_endpoint
 
 SENTINEL = "\x00FORGETBENCH_USER_CONTENT\x00"
 
@@ -144,7 +144,7 @@ class Member:
 
 def member_model(spec: str) -> str:
     """The model part of a member spec: `seed@2` -> `seed`, `SPEC@N` -> `SPEC`, a URL as is."""
-    if spec.startswith(("http://", "https://")):
+    if is_endpoint(spec):
         return spec
     return spec.rpartition("@")[0] if "@" in spec else spec
 
@@ -154,7 +154,7 @@ def resolve_members(specs: Sequence[str], ctx, base_seed: int) -> list[Member]:
     anything else (`SPEC` or `SPEC@N`): a model spec for harness.models.resolve_model."""
     members = []
     for index, spec in enumerate(specs):
-        if spec.startswith(("http://", "https://")):
+        if is_endpoint(spec):
             members.append(Member(spec, EndpointBackend(spec, who="committee member"), base_seed + index,
                                   identity=f"endpoint:{spec}"))
             continue

@@ -12,7 +12,7 @@ from typing import Any, Literal
 
 from pydantic import Field, model_validator
 
-from harness.generation import Sampling
+from harness.generation import Sampling, is_endpoint
 from harness.hashing import hash_json
 from harness.recipe import Recipe, RecipeContext, RecipeOutput, RecipeParams
 from recipes._reconstruct import (
@@ -21,6 +21,7 @@ from recipes._reconstruct import (
     Member,
     distinct_groups,
     judge_groups,
+    member_model,
     parse_score,
     resolve_members,
     select,
@@ -125,8 +126,16 @@ class _Reconstructed(Recipe):
         return [group[0] for group in groups]
 
     def fingerprint(self, data_dir):
-        """The judge prompt texts: an edited prompt never reuses a stored mix."""
-        return {"judge_prompts_sha256": hash_json(JUDGE_PROMPTS)} if self.judged() else {}
+        """The judge prompt texts and the weights of members that are other models (by their hash): an
+        edited prompt or a changed member checkpoint never reuses a stored mix."""
+        found = {"judge_prompts_sha256": hash_json(JUDGE_PROMPTS)} if self.judged() else {}
+        other_models = sorted({member_model(s) for s in getattr(self.params, "members", ())} - {"seed"})
+        other_models = [spec for spec in other_models if not is_endpoint(spec)]
+        if other_models:
+            from harness.models import resolve_model
+
+            found["member_model_shas"] = {spec: resolve_model(spec).sha for spec in other_models}
+        return found
 
     def _sampling(self, member: Member) -> Sampling:
         p = self.params

@@ -99,6 +99,18 @@ def test_a_base_model_path_that_is_missing_or_has_no_config_is_refused(tiny_stud
     one_error(lines, f"'{empty}'", "no config.json")
 
 
+@pytest.mark.parametrize("config", ["{not json", '{"model_type": "no-such-architecture"}', '{"model_type": "vit"}'],
+                         ids=["broken-json", "unknown-model-type", "not-a-causal-lm"])
+def test_a_base_model_whose_config_cannot_build_a_causal_lm_is_one_line(config, tiny_study, data_dir, cache, tmp_path,
+                                                                         capsys):
+    model = tmp_path / "odd-model"
+    model.mkdir()
+    (model / "config.json").write_text(config)
+    code, lines = cli(capsys, "validate", tiny_study(base_model=str(model)), "--data-dir", data_dir)
+    assert code != 0
+    one_error(lines, f"model '{model}'")
+
+
 def test_a_hub_id_while_offline_is_refused_by_validate(tiny_study, data_dir, cache, monkeypatch, capsys):
     monkeypatch.setenv("HF_HUB_OFFLINE", "1")
     code, lines = cli(capsys, "validate", tiny_study(base_model="forgetbench-tests/no-such-model"), "--data-dir", data_dir)

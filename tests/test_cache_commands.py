@@ -128,3 +128,14 @@ def test_a_damaged_generation_cache_is_moved_aside_and_started_afresh(cache, cap
     [line] = [r.getMessage() for r in caplog.records if "is damaged" in r.getMessage()]
     assert line.startswith(f"cached generation cache {cache / 'generations.sqlite'} is damaged (not a readable SQLite "
                            f"database: file is not a database)")
+
+
+def test_a_generation_cache_that_cannot_be_opened_is_one_line_and_not_moved_aside(cache):
+    """Locked, unopenable or read-only is the environment, not damage: nothing is quarantined."""
+    from harness.errors import ForgetbenchError
+
+    unopenable = cache / "a-folder.sqlite"
+    unopenable.mkdir(parents=True)
+    with pytest.raises(ForgetbenchError, match=rf"^{unopenable}: cannot check this SQLite cache \(unable to open"):
+        artefacts.sqlite_problem(unopenable)
+    assert unopenable.is_dir() and not (cache / artefacts.QUARANTINE).exists()

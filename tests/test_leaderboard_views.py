@@ -227,6 +227,12 @@ def test_compare_refuses_runs_evaluated_with_different_settings_naming_the_setti
     board = Leaderboard(tmp_path / "lb.duckdb")
     _with_settings(board, "a", {"max_new_tokens": 512, "wall_seconds": 30.0})
     _with_settings(board, "same", {"max_new_tokens": 512, "wall_seconds": 95.5})  # only the cost differs
+    # outcomes recorded beside the settings, nested ones too (GPQA's per-subset records, the LC fit's state)
+    _with_settings(board, "pooled-a", {"subset_scores": {"main": 0.3}, "subset_settings": {"main": {"seconds": 4.0}},
+                                       "lc_not_fitted": False, "lc_cv_splits": 5})
+    _with_settings(board, "pooled-b", {"subset_scores": {"main": 0.4}, "subset_settings": {"main": {"seconds": 9.0}},
+                                       "lc_not_fitted": True, "lc_cv_splits": 0})
+    assert len(compare(board, "pooled-a", "pooled-b", resamples=200)) == 2
     _with_settings(board, "long", {"max_new_tokens": 1280, "wall_seconds": 30.0})
     _with_settings(board, "vllm", {"max_new_tokens": 512}, backend="vllm")
     assert len(compare(board, "a", "same", resamples=200)) == 2

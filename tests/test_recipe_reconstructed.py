@@ -166,6 +166,20 @@ def test_sampled_judging_makes_every_member_its_own_judge(tiny_model, data_dir, 
     assert all(len(c["scores"]) == 3 for r in prov["candidate_scores"] for c in r["candidates"])
 
 
+def test_a_committee_members_own_weights_key_the_mix(tiny_model):
+    """A member that is another model enters the mix key by its weights' hash, so a changed member
+    checkpoint never reuses a stored mix; seed-model and endpoint members need no hash."""
+    from harness.models import resolve_model
+    from recipes.reconstructed import ReconstructedCommittee
+
+    def fingerprint(members):
+        return ReconstructedCommittee(resolve_params(ReconstructedCommittee, {"members": members})).fingerprint(None)
+
+    assert "member_model_shas" not in fingerprint(["seed", "seed@1", "http://127.0.0.1:1/v1#judge"])
+    with_model = fingerprint(["seed", f"{tiny_model.path}@3"])
+    assert with_model["member_model_shas"] == {str(tiny_model.path): resolve_model(str(tiny_model.path)).sha}
+
+
 def test_recipes_show_states_the_default_committees_effective_counts(capsys):
     from harness.cli import main
 

@@ -50,7 +50,7 @@ from typing import Any
 import yaml
 
 from harness.errors import ConfigError, DataError
-from harness.generation import EndpointBackend, GenerationBackend, Sampling
+from harness.generation import EndpointBackend, GenerationBackend, Sampling, is_endpoint
 from harness.hashing import hash_file, hash_json
 from harness.paths import mirror_file
 from harness.results import BenchmarkResult, ExampleResult, Score
@@ -153,10 +153,6 @@ def reference_file(data_dir: Path | None, reference: str) -> Path:
 
 
 # ---------------------------------------------------------------- judges
-
-def is_endpoint(spec: str) -> bool:
-    return spec.startswith(("http://", "https://"))
-
 
 def judge_reading(spec: str, annotator: str) -> str:
     """How the judge's answers are read: "logprobs" (a local judge under a log-probability annotator)
