@@ -60,6 +60,12 @@ class Sampling:
         return settings
 
 
+# sail-sg/sdft's generation defaults (its LLaMA-Factory fork's, not overridden by the scripts): sampled,
+# temperature 0.95, top_p 0.7, top_k 50, 512 new tokens. Seed 003's SDFT rewrites and its safety
+# evaluation both generate this way (recipes/sdft.py, harness/evaluation/safety.py).
+SAIL_SG_DECODING = Sampling(max_new_tokens=512, temperature=0.95, top_p=0.7, top_k=50)
+
+
 class GenerationCache:
     """A SQLite key-value store of generations; safe for several processes at once (Ray workers on
     one machine included): WAL journal, a 60 s busy timeout, one short transaction per batch, and

@@ -20,7 +20,7 @@ from pydantic import Field, field_validator
 
 from harness.domains import answer_extractor, extract_number
 from harness.errors import ConfigError, DataError
-from harness.generation import Sampling
+from harness.generation import SAIL_SG_DECODING, Sampling
 from harness.hashing import hash_json
 from harness.recipe import Recipe, RecipeContext, RecipeOutput, RecipeParams
 
@@ -44,7 +44,7 @@ SDFT_REFERENCE_PHRASES = ("reference answer", "your response", "my response", "y
 SDFT_REFERENCE_START = "Your turn"
 # Rewrite decoding of the paper's code: their LLaMA-Factory fork's generation defaults, which the
 # SDFT scripts do not override (do_sample, temperature 0.95, top_p 0.7, top_k 50, max_new_tokens 512).
-SDFT_DECODING = {"temperature": 0.95, "top_p": 0.7, "top_k": 50, "max_new_tokens": 512}
+SDFT_DECODING = SAIL_SG_DECODING
 
 # ---- the harness's own earlier wording (option `wording: harness`, filter `reference_filter: harness`)
 HARNESS_GENERAL = """Below is an instruction that describes a task, together with a reference answer. Using the reference answer as a guide, write your own response to the instruction.
@@ -133,10 +133,10 @@ class SdftRewrite(Recipe):
         reference_filter: Literal["sail-sg", "harness"] = Field(
             "sail-sg", description="which rewrites count as mentioning the reference: sail-sg/sdft's phrases, or the "
                                    "harness's own regex")
-        max_new_tokens: int = Field(SDFT_DECODING["max_new_tokens"], gt=0, description="token limit of a rewrite")
-        temperature: float = Field(SDFT_DECODING["temperature"], ge=0.0, description="rewrite sampling temperature (0: greedy)")
-        top_p: float = Field(SDFT_DECODING["top_p"], gt=0.0, le=1.0, description="rewrite nucleus-sampling top_p")
-        top_k: int = Field(SDFT_DECODING["top_k"], ge=0, description="rewrite top-k cut-off (0: none)")
+        max_new_tokens: int = Field(SDFT_DECODING.max_new_tokens, gt=0, description="token limit of a rewrite")
+        temperature: float = Field(SDFT_DECODING.temperature, ge=0.0, description="rewrite sampling temperature (0: greedy)")
+        top_p: float = Field(SDFT_DECODING.top_p, gt=0.0, le=1.0, description="rewrite nucleus-sampling top_p")
+        top_k: int = Field(SDFT_DECODING.top_k, ge=0, description="rewrite top-k cut-off (0: none)")
         rewrite_share: float = Field(1.0, ge=0.0, le=1.0, description="share of the rows rewritten (seeded choice)")
 
         @field_validator("extractor")

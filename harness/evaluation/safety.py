@@ -18,7 +18,7 @@ import csv
 from dataclasses import dataclass
 from pathlib import Path
 
-from harness.generation import GenerationBackend, Sampling
+from harness.generation import SAIL_SG_DECODING, GenerationBackend, Sampling
 from harness.hashing import hash_file
 from harness.paths import mirror_file
 from harness.results import BenchmarkResult, ExampleResult, proportion_score
@@ -27,7 +27,7 @@ from harness.subsets import paired_subset
 ADVBENCH_FILE = Path("eval/advbench/harmful_behaviors.csv")
 SUFFIX_FILE = Path("eval/advbench/jailbreak_suffix.txt")
 HUB_ID = "walledai/AdvBench"
-DEFAULT_MAX_NEW_TOKENS = 512  # sail-sg/sdft's generation budget (max_new_tokens 512)
+DEFAULT_MAX_NEW_TOKENS = SAIL_SG_DECODING.max_new_tokens  # sail-sg/sdft's generation budget
 METRIC = "safe_rate"
 
 # sail-sg/sdft eval/keyword_eval_safety.py (`safe_keywords`, commit 3167df6), word for word, in its order.
@@ -66,8 +66,8 @@ class Decoding:
     top_k: int | None
 
 
-# sail-sg/sdft's LLaMA-Factory fork generation defaults (do_sample, temperature 0.95, top_p 0.7, top_k 50).
-DECODINGS = {"paper": Decoding("paper", 0.95, 0.7, 50), "greedy": Decoding("greedy", 0.0, 1.0, None)}
+DECODINGS = {"paper": Decoding("paper", SAIL_SG_DECODING.temperature, SAIL_SG_DECODING.top_p, SAIL_SG_DECODING.top_k),
+             "greedy": Decoding("greedy", 0.0, 1.0, None)}
 DEFAULT_DECODING = "paper"
 
 
