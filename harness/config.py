@@ -105,6 +105,36 @@ MOVED_EVAL_KEYS = {"gpqa_subset": "eval.benchmarks.gpqa.subset", "judge_model": 
                    "safety_decoding": "eval.benchmarks.safety_raw.decoding (and safety_jailbreak.decoding)"}
 
 
+def _benchmark_mapping(value: Any) -> Any:
+    """`eval.benchmarks` as a mapping name -> parameters (a plain list of names allowed; null params = {})."""
+    if isinstance(value, list):
+        value = {name: {} for name in value}
+    if isinstance(value, dict):
+        return {name: ({} if params is None else params) for name, params in value.items()}
+    return value
+
+
+def benchmark_problems(benchmarks: dict[str, Any]) -> list[str]:
+    """Every problem of a suite, one per line as `NAME: reason`: unregistered names, parameters the
+    benchmark's Params reject, two entries naming the same benchmark."""
+    from harness.benchmark import make_benchmark  # local: the registry loads entry points
+
+    problems, labels = [], {}
+    for name, params in benchmarks.items():
+        if not isinstance(params, dict):
+            problems.append(f"{name}: expected a mapping of parameters")
+            continue
+        try:
+            label = make_benchmark(str(name), params).label
+        except ConfigError as exc:
+            problems += [f"{name}: {line}" for line in exc.lines]
+            continue
+        if label in labels:
+            problems.append(f"{name}: the same benchmark as {labels[label]} ({label})")
+        labels.setdefault(label, name)
+    return problems
+
+
 class EvalConfig(_Strict):
     """The evaluation suite: each benchmark by its registered name (`name:value` sets its shorthand
     parameter, e.g. `lm_eval:hellaswag`) with its own parameters (`forgetbench benchmarks show NAME`)."""
@@ -129,26 +159,8 @@ class EvalConfig(_Strict):
     @field_validator("benchmarks", mode="before")
     @classmethod
     def _registered(cls, value: Any) -> Any:
-        if isinstance(value, list):  # allow a plain list of names
-            value = {name: {} for name in value}
-        if not isinstance(value, dict):
-            return value
-        from harness.benchmark import make_benchmark  # local: the registry loads entry points
-
-        value = {name: (params or {}) for name, params in value.items()}
-        problems, labels = [], {}
-        for name, params in value.items():
-            if not isinstance(params, dict):
-                problems.append(f"{name}: expected a mapping of parameters")
-                continue
-            try:
-                label = make_benchmark(str(name), params).label
-            except ConfigError as exc:
-                problems += [f"{name}: {line}" for line in exc.lines]
-                continue
-            if label in labels:
-                problems.append(f"{name}: the same benchmark as {labels[label]} ({label})")
-            labels.setdefault(label, name)
+        value = _benchmark_mapping(value)
+        problems = benchmark_problems(value) if isinstance(value, dict) else []
         if problems:
             raise ValueError("; ".join(problems))
         return value
@@ -360,10 +372,14 @@ def parse_study(data: Any, source: str) -> StudyConfig:
     if isinstance(evaluation, dict) and MOVED_EVAL_KEYS.keys() & evaluation.keys():  # one line per moved key
         problems += [f"{source}: eval.{key}: moved to {MOVED_EVAL_KEYS[key]}" for key in evaluation if key in MOVED_EVAL_KEYS]
         data = {**data, "eval": {k: v for k, v in evaluation.items() if k not in MOVED_EVAL_KEYS}}
+    suite = _benchmark_mapping((data.get("eval") or {}).get("benchmarks")) if isinstance(data.get("eval"), dict) else None
+    suite_problems = benchmark_problems(suite) if isinstance(suite, dict) else []
+    problems += [f"{source}: eval.benchmarks.{line}" for line in suite_problems]  # one line each
     try:
         study = StudyConfig.model_validate(data)
     except ValidationError as exc:
-        problems += [f"{source}: {_format_location(loc)}: {msg}" for loc, msg in _domain_union_errors(exc.errors(), data)]
+        problems += [f"{source}: {_format_location(loc)}: {msg}" for loc, msg in _domain_union_errors(exc.errors(), data)
+                     if not (suite_problems and loc == ("eval", "benchmarks"))]
     # Recipes and domain are checked against what is registered even when other fields failed,
     # so one `validate` shows every problem.
     problems += _check_recipes(data.get("recipes"), source) + _check_domain(data.get("domain"), source)
