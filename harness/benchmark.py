@@ -175,6 +175,22 @@ def benchmark_class(label: str) -> type[Benchmark] | None:
     return known.get(label.partition(":")[0])
 
 
+def averaged(cls: type[Benchmark] | None) -> bool:
+    """Whether a benchmark enters the leaderboard average: a general one with a leaderboard normalisation."""
+    return cls is not None and cls.group == "general" and cls.leaderboard is not None
+
+
+def column_key(label: str) -> tuple[int, int, str]:
+    """Where a benchmark sits in tables and suites: averaged general benchmarks, side, the others (not
+    averaged, or unknown to the registry), the domain group; within each by `column_order`, then name."""
+    cls = benchmark_class(label)
+    if averaged(cls):
+        return (0, cls.column_order, label)
+    if cls is not None and cls.group in ("side", "domain"):
+        return ({"side": 1, "domain": 3}[cls.group], cls.column_order, label)
+    return (2, 0, label)
+
+
 def resolve_params(cls: type[Benchmark], raw: dict[str, Any]) -> BenchmarkParams:
     """Validate raw parameters (the "" key is the `name:value` shorthand) into the benchmark's Params."""
     return validate_params(cls.Params, cls.shorthand, raw, "benchmark")

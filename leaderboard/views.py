@@ -30,7 +30,8 @@ import math
 
 import pandas as pd
 
-from harness.benchmark import Benchmark, benchmark_class
+from harness.benchmark import LeaderboardNorm, benchmark_class, column_key
+from harness.benchmark import averaged as is_averaged
 from harness.errors import ConfigError
 from leaderboard.store import BASELINE_RECIPE, Leaderboard
 
@@ -61,9 +62,9 @@ def normalise(raw: float, random_baseline: float) -> float:
     return max(0.0, (raw - random_baseline) / (1.0 - random_baseline) * 100.0)
 
 
-def _norm(benchmark: str):
+def _norm(benchmark: str) -> LeaderboardNorm | None:
     cls = benchmark_class(benchmark)
-    return cls.leaderboard if cls is not None and cls.group == "general" else None
+    return cls.leaderboard if is_averaged(cls) else None
 
 
 def _registered_norms() -> dict[str, object]:
@@ -74,7 +75,7 @@ def _registered_norms() -> dict[str, object]:
         known = registry()
     except ConfigError:
         return {}
-    return {name: cls.leaderboard for name, cls in known.items() if cls.leaderboard and cls.group == "general"}
+    return {name: cls.leaderboard for name, cls in known.items() if is_averaged(cls)}
 
 
 def leaderboard_score(benchmark: str, metrics: dict[str, float]) -> float:
@@ -112,25 +113,13 @@ def _leaderboard_scores(board: Leaderboard, study: str | None) -> tuple[pd.DataF
     return frame, {run_id: "; ".join(sorted(n)) for run_id, n in notes.items()}
 
 
-def _place(name: str) -> tuple[int, int, str]:
-    """Sort key of a benchmark column: averaged general, side, others (unknown or not averaged), domain."""
-    cls: type[Benchmark] | None = benchmark_class(name)
-    if cls is None:
-        return (2, 0, name)
-    if cls.group == "domain":
-        return (3, cls.column_order, name)
-    if cls.group == "side":
-        return (1, cls.column_order, name)
-    return (0, cls.column_order, name) if _norm(name) else (2, 0, name)
-
-
 def averaged(names) -> list[str]:
     """The benchmarks among `names` that enter the leaderboard average, in column order."""
     return [b for b in benchmark_order(names) if _norm(b) is not None]
 
 
 def benchmark_order(names) -> list[str]:
-    return sorted(set(names), key=_place)
+    return sorted(set(names), key=column_key)
 
 
 def avg_label(benchmarks) -> str:

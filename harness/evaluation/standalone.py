@@ -25,10 +25,10 @@ log = logging.getLogger("forgetbench")
 def default_suite() -> list[str]:
     """`forgetbench eval` without `--suite`: every registered benchmark that needs no parameter (the
     eight built-ins, and any a package registers)."""
-    from harness.benchmark import registry
+    from harness.benchmark import column_key, registry
 
-    return [name for name, cls in sorted(registry().items())
-            if not any(info.is_required() for info in cls.Params.model_fields.values())]
+    return sorted((name for name, cls in registry().items()
+                   if not any(info.is_required() for info in cls.Params.model_fields.values())), key=column_key)
 
 
 def parse_suite(names: str | None) -> list[str]:
