@@ -259,3 +259,20 @@ def test_an_installed_benchmark_is_listed_and_runs_in_a_study(benchmark_plugin, 
     assert paper.returncode == 0, paper.stderr
     header = [c for c in paper.stdout.splitlines()[0].split(",") if not c.endswith("_std")]
     assert header[:6] == ["study", "recipe", "runs", "echo", "domain", "domain_gain"]  # its group: side, before domain
+
+
+def test_a_studys_include_path_is_relative_to_the_study_file_and_kept_out_of_its_config_hash(tmp_path):
+    from harness.config import load_study
+
+    (tmp_path / "tasks").mkdir()
+    path = tmp_path / "study.yaml"
+    study = {"name": "s", "domain": "medmcqa", "recipes": ["none"],
+             "eval": {"benchmarks": ["lm_eval:mine"], "include_path": "tasks"}}
+    path.write_text(yaml.safe_dump(study))
+    loaded = load_study(path)
+    assert loaded.eval.include_path == tmp_path / "tasks"
+    elsewhere = tmp_path / "copy"
+    elsewhere.mkdir()
+    absolute = {**study, "eval": {**study["eval"], "include_path": str(tmp_path / "tasks")}}
+    (elsewhere / "study.yaml").write_text(yaml.safe_dump(absolute))
+    assert load_study(elsewhere / "study.yaml").config_hash() == loaded.config_hash()
