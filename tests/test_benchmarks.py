@@ -185,7 +185,7 @@ def _write_tasks(folder, data):
         """))
 
 
-def test_an_lm_eval_task_of_ones_own_runs_offline_with_all_its_metrics(tiny_model, tmp_path, fresh_cache, capsys):
+def test_an_lm_eval_task_of_ones_own_runs_offline_with_all_its_metrics(tiny_model, tmp_path, capsys):
     import duckdb
 
     from harness.cli import main
@@ -198,7 +198,8 @@ def test_an_lm_eval_task_of_ones_own_runs_offline_with_all_its_metrics(tiny_mode
     _write_tasks(tasks, data)
     board = tmp_path / "board.duckdb"
     command = ["eval", "--model", str(tiny_model.path), "--suite", "lm_eval:fb_tiny_mc,lm_eval:fb_tiny_gen",
-               "--include-path", str(tasks), "--limit", "3", "--batch-size", "2", "--leaderboard", str(board)]
+               "--include-path", str(tasks), "--limit", "3", "--batch-size", "2", "--leaderboard", str(board),
+               "--base-model", str(tiny_model.path)]
     assert main(command) == 0, capsys.readouterr().err
     with duckdb.connect(str(board), read_only=True) as db:
         scores = db.execute("SELECT benchmark, metric, n, is_primary FROM scores ORDER BY ALL").fetchall()
@@ -224,6 +225,10 @@ def test_an_lm_eval_task_of_ones_own_runs_offline_with_all_its_metrics(tiny_mode
     assert before["fingerprint"]["task_files"] != after["fingerprint"]["task_files"]
     assert {k: v for k, v in before.items() if k != "fingerprint"} == {k: v for k, v in after.items() if k != "fingerprint"}
     assert before["fingerprint"]["task_files"] == settings["fingerprint"]["task_files"]
+
+    (tasks / "fb_both.yaml").write_text("group: fb_both\ntask: [fb_tiny_mc, fb_tiny_gen]\n")
+    with pytest.raises(ConfigError, match="^lm_eval:fb_both: names a group of lm-eval tasks; name its tasks one by one"):
+        make_benchmark("lm_eval:fb_both").check_data(context(cfg, get_domain("medmcqa"), None, "transformers"))
 
 
 @pytest.fixture(scope="session")

@@ -121,7 +121,8 @@ class LmEvalTask(LmEvalBenchmark):
 
 
 @functools.lru_cache(maxsize=8)
-def _task_manager(include_path: str | None, defaults: bool):
+def _task_manager(include_path: str | None, defaults: bool, content: str | None):
+    """lm-eval's task index; `content` (the include folder's hash) keys it, so an edited folder is indexed anew."""
     from lm_eval.tasks import TaskManager
 
     return TaskManager(include_path=include_path, include_defaults=defaults)
@@ -135,25 +136,21 @@ def find_task(name: str, include_path: Path | None):
 
     if include_path is not None and not Path(include_path).is_dir():
         raise ConfigError(f"include_path {include_path}: not a folder of lm-eval task YAMLs")
+    content = folder_hashes(include_path) if include_path else None
     with quiet_lm_eval():
-        managers = ([_task_manager(str(include_path), False)] if include_path else []) + \
-                   [_task_manager(str(include_path) if include_path else None, True)]
-        for manager in managers:
+        # the include folder alone first (fast), lm-eval's ~13,000 built-in tasks only when needed
+        searches = ([(str(include_path), False)] if include_path else []) + \
+                   [(str(include_path) if include_path else None, True)]
+        for folder, defaults in searches:
+            manager = _task_manager(folder, defaults, content)
             if name in manager.all_subtasks:
                 return manager
             if name in manager.all_groups or name in manager.all_tags:
-                raise ConfigError(f"lm_eval:{name}: names a group of lm-eval tasks; name one of its tasks, e.g. "
-                                  f"lm_eval:{_first_member(manager, name)}")
+                raise ConfigError(f"lm_eval:{name}: names a group of lm-eval tasks; name its tasks one by one "
+                                  f"(lm-eval's `lm-eval ls tasks` lists them)")
     where = f" (looked in {include_path} and lm-eval's built-in tasks)" if include_path else \
         " among lm-eval's built-in tasks (a task of your own: --include-path DIR / eval.include_path)"
     raise ConfigError(f"lm_eval:{name}: no lm-eval task of that name{where}")
-
-
-def _first_member(manager, name: str) -> str:
-    try:
-        return next(iter(manager.load([name])["tasks"]))
-    except Exception:
-        return "TASK"
 
 
 def _inside(path: Path, folder: Path) -> bool:
