@@ -75,6 +75,8 @@ def describe_params(params_cls: type[BaseModel]) -> list[str]:
 
 
 def _type_name(annotation: Any) -> str:
+    if annotation in (None, type(None)):
+        return "unused"
     if typing.get_origin(annotation) is typing.Literal:
         return "one of " + ", ".join(map(str, typing.get_args(annotation)))
     return getattr(annotation, "__name__", None) or str(annotation).replace("typing.", "")
