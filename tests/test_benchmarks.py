@@ -149,6 +149,22 @@ def test_adding_a_benchmark_evaluates_only_it_and_removing_one_reuses_the_rest(t
     assert evaluations["evaluated"] == ["safety_raw"]  # its own parameter changed: only it again
 
 
+def test_adding_a_benchmark_to_an_evaluated_study_evaluates_only_it_for_each_model(tiny_study, tiny_model, data_dir,
+                                                                                 fresh_cache, evaluations, tmp_path):
+    from harness.config import load_study
+    from harness.study import run_study
+
+    small = {"limit": 2, "max_new_tokens": 4}
+    board = tmp_path / "lb.duckdb"
+    run_study(load_study(tiny_study("one.yaml")), data_dir, board)
+    assert evaluations["evaluated"] == ["domain", "domain"]  # baseline, then the fine-tuned `none`
+    evaluations["evaluated"].clear()
+    eval_settings = {"batch_size": 2, "benchmarks": {"domain": small, "safety_raw": small}}
+    run_study(load_study(tiny_study("two.yaml", eval=eval_settings)), data_dir, board)
+    assert evaluations["evaluated"] == ["safety_raw", "safety_raw"]  # the checkpoint and the domain results reused
+    assert len(list(fresh_cache.glob("checkpoints/*"))) == 1
+
+
 def _write_tasks(folder, data):
     """Two lm-eval tasks of one's own over a local JSONL file: multiple choice and generate_until."""
     folder.mkdir()
