@@ -74,6 +74,7 @@ def test_prune_removes_what_no_leaderboard_row_references_and_keeps_the_rest(tin
     assert {p.name for p in cache.glob("evals/*")} == recorded and len(recorded) == 2  # baseline and `none`
 
     caplog.set_level("INFO")
+    caplog.clear()  # only the rerun's lines (an earlier import of alpaca_eval sets the root logger to INFO)
     rows = leaderboard_rows(kept)
     kept.unlink()
     run(tiny_study("a.yaml"), kept, data_dir)  # everything it needs is still cached
