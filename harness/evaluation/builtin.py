@@ -25,18 +25,20 @@ from harness.hashing import hash_file, hash_json
 IFEVAL_MAX_NEW_TOKENS = 1280
 
 
-def _lm_eval_data_hash(benchmark: str, data_dir: Path | None, gpqa_subset: str = "leaderboard") -> str:
-    """The mirror files' hashes (a missing one is a DataError naming it), or for the Hub its id and
-    the task's setup."""
+def _lm_eval_fingerprint(benchmark: str, data_dir: Path | None, gpqa_subset: str = "leaderboard") -> dict[str, str]:
+    """`data`: the mirror files' hashes (a missing one is a DataError naming it), or for the Hub its id and
+    the task's setup; `tasks`: the lm-eval tasks run and what the harness overrides in them."""
     from harness.evaluation.lmeval_tasks import data_file, specs_for
 
+    specs = specs_for(benchmark, gpqa_subset, data_dir)
     hashes = []
-    for spec in specs_for(benchmark, gpqa_subset, data_dir):
+    for spec in specs:
         path = data_file(spec, data_dir)
         hashes.append(hash_file(path) if path is not None else
                       hash_json({"hub": spec.hub_id, "task": spec.task, "overrides": spec.overrides,
                                  "fewshot": "task default"}))
-    return hashes[0] if len(hashes) == 1 else hash_json(hashes)
+    tasks = [[spec.task, spec.builtin, spec.overrides, spec.local_overrides if data_dir else None] for spec in specs]
+    return {"data": hashes[0] if len(hashes) == 1 else hash_json(hashes), "tasks": hash_json(tasks)}
 
 
 class MmluPro(LmEvalBenchmark):
@@ -51,7 +53,7 @@ class MmluPro(LmEvalBenchmark):
     data_sources = ("mirror eval/mmlu_pro/test.jsonl", "Hub TIGER-Lab/MMLU-Pro")
 
     def fingerprint(self, ctx: BenchmarkContext) -> dict[str, Any]:
-        return {"data": _lm_eval_data_hash("mmlu_pro", ctx.data_dir)}
+        return _lm_eval_fingerprint("mmlu_pro", ctx.data_dir)
 
     def evaluate(self, ctx: BenchmarkContext):
         from harness.evaluation.lmeval_tasks import evaluate_benchmark
@@ -92,7 +94,7 @@ class Gpqa(LmEvalBenchmark):
             gpqa_diamond_in_memory(str(Path(ctx.data_dir) / GPQA_ZIP))  # wrong password / broken zip fails here
 
     def fingerprint(self, ctx: BenchmarkContext) -> dict[str, Any]:
-        return {"data": _lm_eval_data_hash("gpqa", ctx.data_dir, self.params.subset)}
+        return _lm_eval_fingerprint("gpqa", ctx.data_dir, self.params.subset)
 
     def evaluate(self, ctx: BenchmarkContext):
         from harness.evaluation.lmeval_tasks import evaluate_benchmark
@@ -122,7 +124,7 @@ class MathL5(LmEvalBenchmark):
     data_sources = ("mirror eval/math/test.jsonl", "Hub DigitalLearningGmbH/MATH-lighteval")
 
     def fingerprint(self, ctx: BenchmarkContext) -> dict[str, Any]:
-        return {"data": _lm_eval_data_hash("math_l5", ctx.data_dir)}
+        return _lm_eval_fingerprint("math_l5", ctx.data_dir)
 
     def evaluate(self, ctx: BenchmarkContext):
         from harness.evaluation.lmeval_tasks import evaluate_benchmark
