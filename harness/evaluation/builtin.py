@@ -16,9 +16,8 @@ from pydantic import Field
 from harness.benchmark import SCORING_VERSION, Benchmark, BenchmarkContext, BenchmarkParams, LeaderboardNorm
 from harness.data import DataSource, locate, source_hash
 from harness.errors import DataError
-from harness.evaluation import alpaca_eval, ifeval, safety
+from harness.evaluation import alpaca_eval, ifeval, lmeval_tasks, safety
 from harness.evaluation.lm_eval_task import LmEvalBenchmark, LoglikelihoodParams
-from harness.evaluation.lmeval_tasks import MATH_L5
 from harness.hashing import hash_file, hash_json
 
 # The Open LLM Leaderboard's IFEval budget: lm-eval tasks/leaderboard/ifeval/ifeval.yaml, max_gen_toks: 1280.
@@ -28,12 +27,10 @@ IFEVAL_MAX_NEW_TOKENS = 1280
 def _lm_eval_fingerprint(benchmark: str, data_dir: Path | None, gpqa_subset: str = "leaderboard") -> dict[str, str]:
     """`data`: the mirror files' hashes (a missing one is a DataError naming it), or for the Hub its id and
     the task's setup; `tasks`: the lm-eval tasks run and what the harness overrides in them."""
-    from harness.evaluation.lmeval_tasks import data_file, specs_for
-
-    specs = specs_for(benchmark, gpqa_subset, data_dir)
+    specs = lmeval_tasks.specs_for(benchmark, gpqa_subset, data_dir)
     hashes = []
     for spec in specs:
-        path = data_file(spec, data_dir)
+        path = lmeval_tasks.data_file(spec, data_dir)
         hashes.append(hash_file(path) if path is not None else
                       hash_json({"hub": spec.hub_id, "task": spec.task, "overrides": spec.overrides,
                                  "fewshot": "task default"}))
@@ -56,9 +53,7 @@ class MmluPro(LmEvalBenchmark):
         return _lm_eval_fingerprint("mmlu_pro", ctx.data_dir)
 
     def evaluate(self, ctx: BenchmarkContext):
-        from harness.evaluation.lmeval_tasks import evaluate_benchmark
-
-        return evaluate_benchmark("mmlu_pro", ctx.model, data_dir=ctx.data_dir, limit=self.params.limit,
+        return lmeval_tasks.evaluate_benchmark("mmlu_pro", ctx.model, data_dir=ctx.data_dir, limit=self.params.limit,
                                   subset_seed=ctx.subset_seed, batch_size=ctx.batch_size, backend=ctx.backend_name,
                                   lm=ctx.lm())
 
@@ -87,19 +82,16 @@ class Gpqa(LmEvalBenchmark):
     data_sources = ("mirror eval/gpqa/gpqa_diamond.zip (diamond, decrypted in memory)", "Hub Idavidrein/gpqa (gated)")
 
     def check_data(self, ctx: BenchmarkContext) -> None:
-        from harness.evaluation.lmeval_tasks import GPQA_ZIP, gpqa_diamond_in_memory, gpqa_subsets
-
         self.fingerprint(ctx)
-        if ctx.data_dir is not None and "diamond" in gpqa_subsets(self.params.subset, ctx.data_dir):
-            gpqa_diamond_in_memory(str(Path(ctx.data_dir) / GPQA_ZIP))  # wrong password / broken zip fails here
+        if ctx.data_dir is not None and "diamond" in lmeval_tasks.gpqa_subsets(self.params.subset, ctx.data_dir):
+            # a wrong password or a broken zip fails here, before any model work
+            lmeval_tasks.gpqa_diamond_in_memory(str(Path(ctx.data_dir) / lmeval_tasks.GPQA_ZIP))
 
     def fingerprint(self, ctx: BenchmarkContext) -> dict[str, Any]:
         return _lm_eval_fingerprint("gpqa", ctx.data_dir, self.params.subset)
 
     def evaluate(self, ctx: BenchmarkContext):
-        from harness.evaluation.lmeval_tasks import evaluate_benchmark
-
-        return evaluate_benchmark("gpqa", ctx.model, gpqa_subset=self.params.subset, data_dir=ctx.data_dir,
+        return lmeval_tasks.evaluate_benchmark("gpqa", ctx.model, gpqa_subset=self.params.subset, data_dir=ctx.data_dir,
                                   limit=self.params.limit, subset_seed=ctx.subset_seed, batch_size=ctx.batch_size,
                                   backend=ctx.backend_name, lm=ctx.lm())
 
@@ -110,7 +102,7 @@ class Gpqa(LmEvalBenchmark):
 
 
 class MathL5Params(BenchmarkParams):
-    max_new_tokens: int = Field(MATH_L5.default_max_new_tokens, gt=0, description="generation budget (max_gen_toks)")
+    max_new_tokens: int = Field(lmeval_tasks.MATH_L5.default_max_new_tokens, gt=0, description="generation budget (max_gen_toks)")
 
 
 class MathL5(LmEvalBenchmark):
@@ -127,9 +119,7 @@ class MathL5(LmEvalBenchmark):
         return _lm_eval_fingerprint("math_l5", ctx.data_dir)
 
     def evaluate(self, ctx: BenchmarkContext):
-        from harness.evaluation.lmeval_tasks import evaluate_benchmark
-
-        return evaluate_benchmark("math_l5", ctx.model, data_dir=ctx.data_dir, limit=self.params.limit,
+        return lmeval_tasks.evaluate_benchmark("math_l5", ctx.model, data_dir=ctx.data_dir, limit=self.params.limit,
                                   subset_seed=ctx.subset_seed, max_new_tokens=self.params.max_new_tokens,
                                   batch_size=ctx.batch_size, backend=ctx.backend_name, lm=ctx.lm())
 
