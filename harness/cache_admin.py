@@ -4,7 +4,9 @@ verify  hashes every file of every artefact folder against its manifest (harness
         parses single-file artefacts, and runs SQLite's integrity_check on the generation caches;
         `--fix` moves what is damaged under <cache>/corrupt/ (the next run rebuilds it).
 prune   deletes the mixes, checkpoints, evaluations and diagnostics no row of the given leaderboards
-        references, and everything under <cache>/corrupt/. An artefact written before manifests
+        references, and everything under <cache>/corrupt/. An evaluation (one benchmark's result) is
+        referenced by the `eval_key` recorded in its scores' settings; one written before results were
+        cached per benchmark (a whole suite) by its runs' (checkpoint, eval_config_hash). An artefact written before manifests
         recorded references is kept (its use is unknown) unless its reference can be read from it.
         The converted seed models and the generation caches are shared inputs, never pruned.
 """
@@ -80,10 +82,12 @@ class PruneResult:
 
 
 def referenced(leaderboards: list[Path]) -> dict[str, set]:
-    """The hashes leaderboard rows reference: mixes, checkpoints, (checkpoint, evaluation) pairs."""
+    """The hashes leaderboard rows reference: mixes, checkpoints, (checkpoint, evaluation) pairs of
+    whole-suite evaluations, and the cache keys of per-benchmark evaluations."""
+    from harness.evaluation.suite import EVAL_KEY
     from leaderboard.store import Leaderboard
 
-    refs: dict[str, set] = {"mix_sha": set(), "checkpoint_sha": set(), "eval": set()}
+    refs: dict[str, set] = {"mix_sha": set(), "checkpoint_sha": set(), "eval": set(), EVAL_KEY: set()}
     for path in leaderboards:
         board = Leaderboard(path, read_only=True)
         with board.connect(read_only=True) as con:
@@ -93,6 +97,10 @@ def referenced(leaderboards: list[Path]) -> dict[str, set]:
                     refs["mix_sha"].add(mix_sha)
                 refs["checkpoint_sha"].add(checkpoint_sha)
                 refs["eval"].add((checkpoint_sha, eval_hash))
+            for (settings,) in con.execute("SELECT DISTINCT settings FROM scores WHERE is_primary").fetchall():
+                key = json.loads(settings or "{}").get(EVAL_KEY)
+                if key:
+                    refs[EVAL_KEY].add(key)
     return refs
 
 
@@ -111,6 +119,8 @@ def _in_use(kind: str, folder: Path, refs: dict[str, set]) -> bool | None:
         sha = own.get("checkpoint_sha")
         return None if sha is None else sha in refs["checkpoint_sha"]
     if kind == "evals":
+        if "eval_key" in own:  # one benchmark's result
+            return own["eval_key"] in refs["eval_key"]
         if "model_sha" not in own:
             return None
         return (own["model_sha"], own["eval_config_hash"]) in refs["eval"]

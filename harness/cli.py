@@ -61,7 +61,10 @@ def _parser() -> argparse.ArgumentParser:
 
     p = commands.add_parser("eval", help="evaluate one model (seed model or any checkpoint) and record it")
     p.add_argument("--model", required=True, help="model spec: smollm2-135m-instruct, a checkpoint dir or a Hub id")
-    p.add_argument("--suite", help="comma-separated benchmarks (default: all eight)")
+    p.add_argument("--suite", help="comma-separated benchmarks, e.g. ifeval,gpqa,lm_eval:hellaswag (default: every "
+                                   "registered benchmark that needs no parameter: the eight built-ins)")
+    p.add_argument("--include-path", type=Path, metavar="DIR",
+                   help="a folder of lm-eval task YAMLs, for `lm_eval:<task>` of your own (as lm-eval's --include_path)")
     p.add_argument("--limit", type=int, help="examples per benchmark (seeded subset; default: all)")
     p.add_argument("--max-new-tokens", type=int, help="generation budget of every generative benchmark")
     p.add_argument("--domain", default="medmcqa", help="registered domain of the `domain` benchmark (default: %(default)s)")
@@ -109,6 +112,13 @@ def _parser() -> argparse.ArgumentParser:
     show = sub.add_parser("show", help="a recipe's description and parameters")
     show.add_argument("name")
     show.set_defaults(command=cmd_recipes_show)
+
+    p = commands.add_parser("benchmarks", help="list registered benchmarks or show one")
+    sub = p.add_subparsers(required=True, metavar="ACTION")
+    sub.add_parser("list", help="every registered benchmark").set_defaults(command=cmd_benchmarks_list)
+    show = sub.add_parser("show", help="a benchmark's description, group, data and parameters")
+    show.add_argument("name")
+    show.set_defaults(command=cmd_benchmarks_show)
 
     p = commands.add_parser("profile", help="task-category profile of a public set or data file, without a study")
     p.add_argument("--data", required=True, metavar="FILE_OR_SET",
@@ -220,11 +230,14 @@ def cmd_eval(args) -> int:
                           ("--batch-size", args.batch_size)):
         if value is not None and value < 1:
             raise ConfigError(f"{option}: must be at least 1, got {value}")
+    if args.include_path is not None and not args.include_path.is_dir():
+        raise ConfigError(f"--include-path {args.include_path}: not a folder (of lm-eval task YAMLs)")
     _check_outputs(args.leaderboard, "--leaderboard")  # before any evaluation work
     domain = _eval_domain(args)
     suite = parse_suite(args.suite) if args.suite or args.domain_file is None else ["domain"]
     eval_cfg = build_eval_config(suite, args.limit, args.max_new_tokens, args.batch_size,
-                                 args.subset_seed, judge_model=args.judge, alpaca_annotator=args.alpaca_annotator,
+                                 args.subset_seed, include_path=args.include_path, judge_model=args.judge,
+                                 alpaca_annotator=args.alpaca_annotator,
                                  alpaca_reference=args.alpaca_reference, gpqa_subset=args.gpqa_subset,
                                  safety_keywords=args.safety_keywords, safety_decoding=args.safety_decoding)
     run_id, results = evaluate_and_record(args.model, eval_cfg, domain=domain,
@@ -302,6 +315,22 @@ def cmd_recipes_list(args) -> int:
 
 def cmd_recipes_show(args) -> int:
     from harness.recipe import describe
+
+    print(describe(args.name))
+    return 0
+
+
+def cmd_benchmarks_list(args) -> int:
+    from harness.benchmark import registry
+
+    for name, cls in sorted(registry().items()):
+        summary = (cls.__doc__ or "").strip().splitlines()[0] if cls.__doc__ else ""
+        print(f"{name:<18} {cls.group:<8} {summary}")
+    return 0
+
+
+def cmd_benchmarks_show(args) -> int:
+    from harness.benchmark import describe
 
     print(describe(args.name))
     return 0

@@ -96,49 +96,85 @@ class FinetuneConfig(_Strict):
         return data
 
 
-class BenchmarkConfig(_Strict):
-    limit: int | None = Field(None, gt=0, description="examples evaluated (seeded subset); all if unset")
-    max_new_tokens: int | None = Field(None, gt=0, description="generation budget; benchmark default if unset")
-
-
-KNOWN_BENCHMARKS = ("mmlu_pro", "gpqa", "ifeval", "math_l5", "safety_raw", "safety_jailbreak", "alpaca_eval",
-                    "domain")
 DEFAULT_BENCHMARKS = ("ifeval", "domain")  # a study's suite when it names none (keeps the demo fast)
+# Settings that belonged to the whole evaluation and now belong to one benchmark's parameters.
+MOVED_EVAL_KEYS = {"gpqa_subset": "eval.benchmarks.gpqa.subset", "judge_model": "eval.benchmarks.alpaca_eval.judge_model",
+                   "alpaca_annotator": "eval.benchmarks.alpaca_eval.annotator",
+                   "alpaca_reference": "eval.benchmarks.alpaca_eval.reference",
+                   "safety_keywords": "eval.benchmarks.safety_raw.keywords (and safety_jailbreak.keywords)",
+                   "safety_decoding": "eval.benchmarks.safety_raw.decoding (and safety_jailbreak.decoding)"}
+
+
+def _benchmark_mapping(value: Any) -> Any:
+    """`eval.benchmarks` as a mapping name -> parameters (a plain list of names allowed; null params = {})."""
+    if isinstance(value, list):
+        value = {name: {} for name in value}
+    if isinstance(value, dict):
+        return {name: ({} if params is None else params) for name, params in value.items()}
+    return value
+
+
+def benchmark_problems(benchmarks: dict[str, Any]) -> list[str]:
+    """Every problem of a suite, one per line as `NAME: reason`: unregistered names, parameters the
+    benchmark's Params reject, two entries naming the same benchmark."""
+    from harness.benchmark import make_benchmark  # local: the registry loads entry points
+
+    problems, labels = [], {}
+    for name, params in benchmarks.items():
+        if not isinstance(params, dict):
+            problems.append(f"{name}: expected a mapping of parameters")
+            continue
+        try:
+            label = make_benchmark(str(name), params).label
+        except ConfigError as exc:
+            problems += [f"{name}: {line}" for line in exc.lines]
+            continue
+        if label in labels:
+            problems.append(f"{name}: the same benchmark as {labels[label]} ({label})")
+        labels.setdefault(label, name)
+    return problems
 
 
 class EvalConfig(_Strict):
-    benchmarks: dict[str, BenchmarkConfig] = Field(
-        default_factory=lambda: {name: BenchmarkConfig() for name in DEFAULT_BENCHMARKS}
-    )
+    """The evaluation suite: each benchmark by its registered name (`name:value` sets its shorthand
+    parameter, e.g. `lm_eval:hellaswag`) with its own parameters (`forgetbench benchmarks show NAME`)."""
+
+    benchmarks: dict[str, dict[str, Any]] = Field(
+        default_factory=lambda: {name: {} for name in DEFAULT_BENCHMARKS},
+        description="benchmark name -> its parameters (limit, max_new_tokens, and its own)")
     batch_size: int = Field(8, gt=0)
     subset_seed: int = Field(1234, description="seed of the example subset; fixed so runs are paired")
-    gpqa_subset: Literal["leaderboard", "diamond", "main", "extended"] = Field(
-        "leaderboard", description="GPQA set: leaderboard = the Open LLM Leaderboard's three subsets combined, as "
-                                   "many as the data source has (the mirror: diamond; the Hub: all three); or one")
-    judge_model: str = Field("smollm2-135m-instruct", description="AlpacaEval judge: a model spec, or an "
-                                                                  "OpenAI-compatible endpoint http(s)://host/v1#model")
-    alpaca_annotator: Literal["weighted_alpaca_eval_gpt4_turbo", "alpaca_eval_clf_gpt4_turbo", "alpaca_eval_gpt4"] = Field(
-        "weighted_alpaca_eval_gpt4_turbo", description="alpaca_eval annotator whose prompt and answer reading the "
-                                                       "judge uses (the package's own configs and prompt files)")
-    alpaca_reference: Literal["text_davinci_003", "gpt4_1106_preview"] = Field(
-        "text_davinci_003", description="AlpacaEval reference outputs the model is compared with")
-    safety_keywords: Literal["sail-sg", "extended"] = Field(
-        "sail-sg", description="refusal keywords: sail-sg/sdft's 29 (the SDFT paper's) or forgetbench's extended list")
-    safety_decoding: Literal["paper", "greedy"] = Field(
-        "paper", description="safety generation: paper = sampled, temperature 0.95, top_p 0.7, top_k 50 "
-                             "(sail-sg/sdft); greedy")
+    include_path: Path | None = Field(None, description="a folder of lm-eval task YAMLs for `lm_eval:<task>` "
+                                                        "(relative to the study file)")
+
+    @model_validator(mode="before")
+    @classmethod
+    def _moved(cls, value: Any) -> Any:
+        if isinstance(value, dict):
+            moved = [key for key in value if key in MOVED_EVAL_KEYS]
+            if moved:
+                raise ValueError("; ".join(f"{key}: moved to {MOVED_EVAL_KEYS[key]}" for key in moved))
+        return value
 
     @field_validator("benchmarks", mode="before")
     @classmethod
-    def _known(cls, value: Any) -> Any:
-        if isinstance(value, list):  # allow a plain list of names
-            value = {name: {} for name in value}
-        if isinstance(value, dict):
-            unknown = [name for name in value if name not in KNOWN_BENCHMARKS]
-            if unknown:
-                raise ValueError(f"unknown benchmark {unknown[0]!r}; known: {', '.join(KNOWN_BENCHMARKS)}")
-            return {name: (cfg or {}) for name, cfg in value.items()}
+    def _registered(cls, value: Any) -> Any:
+        value = _benchmark_mapping(value)
+        problems = benchmark_problems(value) if isinstance(value, dict) else []
+        if problems:
+            raise ValueError("; ".join(problems))
         return value
+
+    def suite(self) -> list:
+        """The benchmarks to run, in the order the study names them (harness.benchmark.Benchmark objects)."""
+        from harness.benchmark import make_benchmark
+
+        return [make_benchmark(name, params) for name, params in self.benchmarks.items()]
+
+    def relative_to(self, folder: Path) -> EvalConfig:
+        if self.include_path is None or self.include_path.is_absolute():
+            return self
+        return self.model_copy(update={"include_path": (folder / self.include_path).resolve()})
 
 
 class ExecutorConfig(_Strict):
@@ -279,6 +315,7 @@ class StudyConfig(_Strict):
         """Hash of everything that shapes results (not where files live: a domain's files count by
         their content hashes, recorded beside every run)."""
         data = self.model_dump(mode="json", exclude={"data_dir", "leaderboard"})
+        data["eval"].pop("include_path", None)  # where the task folder lives; its content is in each result's key
         if isinstance(self.domain, DomainFiles):
             data["domain"] = {k: v for k, v in data["domain"].items() if k not in ("train", "test")}
             data["domain"]["has_test"] = self.domain.test is not None
@@ -291,6 +328,8 @@ class StudyConfig(_Strict):
             update["data_dir"] = (folder / self.data_dir).resolve()
         if isinstance(self.domain, DomainFiles):
             update["domain"] = self.domain.relative_to(folder)
+        if self.eval.relative_to(folder) is not self.eval:
+            update["eval"] = self.eval.relative_to(folder)
         return self.model_copy(update=update) if update else self
 
 
@@ -329,10 +368,18 @@ def parse_study(data: Any, source: str) -> StudyConfig:
         raise ConfigError([f"{source}: (top level): expected a mapping of study settings"])
     problems: list[str] = []
     study = None
+    evaluation = data.get("eval")
+    if isinstance(evaluation, dict) and MOVED_EVAL_KEYS.keys() & evaluation.keys():  # one line per moved key
+        problems += [f"{source}: eval.{key}: moved to {MOVED_EVAL_KEYS[key]}" for key in evaluation if key in MOVED_EVAL_KEYS]
+        data = {**data, "eval": {k: v for k, v in evaluation.items() if k not in MOVED_EVAL_KEYS}}
+    suite = _benchmark_mapping((data.get("eval") or {}).get("benchmarks")) if isinstance(data.get("eval"), dict) else None
+    suite_problems = benchmark_problems(suite) if isinstance(suite, dict) else []
+    problems += [f"{source}: eval.benchmarks.{line}" for line in suite_problems]  # one line each
     try:
         study = StudyConfig.model_validate(data)
     except ValidationError as exc:
-        problems += [f"{source}: {_format_location(loc)}: {msg}" for loc, msg in _domain_union_errors(exc.errors(), data)]
+        problems += [f"{source}: {_format_location(loc)}: {msg}" for loc, msg in _domain_union_errors(exc.errors(), data)
+                     if not (suite_problems and loc == ("eval", "benchmarks"))]
     # Recipes and domain are checked against what is registered even when other fields failed,
     # so one `validate` shows every problem.
     problems += _check_recipes(data.get("recipes"), source) + _check_domain(data.get("domain"), source)

@@ -14,17 +14,15 @@ import functools
 import inspect
 import logging
 import random
-import typing
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, ClassVar
 
-from pydantic import BaseModel, ConfigDict, ValidationError
+from pydantic import BaseModel, ConfigDict
 
-from harness.errors import ConfigError
 from harness.hashing import hash_json
-from harness.registry import load_group, lookup
+from harness.registry import describe_params, load_group, lookup, validate_params
 
 if TYPE_CHECKING:
     from harness.data import Conversation
@@ -115,18 +113,7 @@ def get_recipe(name: str) -> type[Recipe]:
 
 def resolve_params(cls: type[Recipe], raw: dict[str, Any]) -> RecipeParams:
     """Validate raw parameters (the "" key is the `name:value` shorthand) into the recipe's Params."""
-    raw = dict(raw)
-    if "" in raw:
-        value = raw.pop("")
-        if cls.shorthand is None:
-            raise ConfigError(f"{value!r}: this recipe takes no `name:value` shorthand")
-        raw[cls.shorthand] = value
-    try:
-        return cls.Params.model_validate(raw)
-    except ValidationError as exc:
-        raise ConfigError(
-            [f"{'.'.join(map(str, e['loc'])) or '(params)'}: {e['msg'].removeprefix('Value error, ')}" for e in exc.errors()]
-        ) from None
+    return validate_params(cls.Params, cls.shorthand, raw, "recipe")
 
 
 def describe(name: str) -> str:
@@ -137,22 +124,9 @@ def describe(name: str) -> str:
     lines.append("")
     if cls.shorthand:
         lines.append(f"Shorthand: `{name}:VALUE` sets `{cls.shorthand}`.")
-    fields = cls.Params.model_fields
-    if not fields:
-        lines.append("Parameters: none.")
-    else:
-        lines.append("Parameters:")
-        for field_name, info in fields.items():
-            kind = _type_name(info.annotation)
-            default = "required" if info.is_required() else f"default {info.get_default(call_default_factory=True)!r}"
-            lines.append(f"  {field_name} ({kind}, {default})" + (f": {info.description}" if info.description else ""))
+    lines += describe_params(cls.Params)
     notes = cls.show_notes()
     if notes:
         lines += ["", *notes]
     return "\n".join(lines)
 
-
-def _type_name(annotation: Any) -> str:
-    if typing.get_origin(annotation) is typing.Literal:
-        return "one of " + ", ".join(map(str, typing.get_args(annotation)))
-    return getattr(annotation, "__name__", None) or str(annotation).replace("typing.", "")

@@ -1,10 +1,14 @@
-"""One registry pattern for everything a package can plug in (recipes, domains): an entry-point
-group, read once, where built-ins register exactly like third-party packages do."""
+"""One registry pattern for everything a package can plug in (recipes, domains, benchmarks): an
+entry-point group, read once, where built-ins register exactly like third-party packages do; and for
+the plugins that take parameters (recipes, benchmarks), one way to validate and document them."""
 from __future__ import annotations
 
+import typing
 from collections.abc import Callable
 from importlib import metadata
 from typing import Any
+
+from pydantic import BaseModel, ValidationError
 
 from harness.errors import ConfigError
 
@@ -38,3 +42,41 @@ def lookup(known: dict[str, Any], name: str, kind: str, group: str) -> Any:
     if name not in known:
         raise ConfigError(f"unknown {kind} {name!r}; registered: {', '.join(sorted(known))}")
     return known[name]
+
+
+def validate_params(params_cls: type[BaseModel], shorthand: str | None, raw: dict[str, Any], kind: str) -> Any:
+    """Validate raw parameters into `params_cls`; the "" key is the `name:value` shorthand, which sets
+    the `shorthand` field (a ConfigError when the plugin takes none). One line per problem, `field: reason`."""
+    raw = dict(raw)
+    if "" in raw:
+        value = raw.pop("")
+        if shorthand is None:
+            raise ConfigError(f"{value!r}: this {kind} takes no `name:value` shorthand")
+        raw[shorthand] = value
+    try:
+        return params_cls.model_validate(raw)
+    except ValidationError as exc:
+        raise ConfigError(
+            [f"{'.'.join(map(str, e['loc'])) or '(params)'}: {e['msg'].removeprefix('Value error, ')}" for e in exc.errors()]
+        ) from None
+
+
+def describe_params(params_cls: type[BaseModel]) -> list[str]:
+    """`show` lines for a Params model: each field with its type, default (or `required`) and description."""
+    fields = params_cls.model_fields
+    if not fields:
+        return ["Parameters: none."]
+    lines = ["Parameters:"]
+    for field_name, info in fields.items():
+        kind = _type_name(info.annotation)
+        default = "required" if info.is_required() else f"default {info.get_default(call_default_factory=True)!r}"
+        lines.append(f"  {field_name} ({kind}, {default})" + (f": {info.description}" if info.description else ""))
+    return lines
+
+
+def _type_name(annotation: Any) -> str:
+    if annotation in (None, type(None)):
+        return "unused"
+    if typing.get_origin(annotation) is typing.Literal:
+        return "one of " + ", ".join(map(str, typing.get_args(annotation)))
+    return getattr(annotation, "__name__", None) or str(annotation).replace("typing.", "")

@@ -70,7 +70,7 @@ def preflight(study: StudyConfig, data_dir: Path | None) -> list[str]:
     """Every data problem of a study, found before any work starts (one line each)."""
     domain = resolve_domain(study.domain)
     problems = check_domain_data(domain, data_dir)  # every bad line of the domain's files
-    checks = [] if problems else [lambda: check_eval_data(study.eval, domain, data_dir)]
+    checks = [] if problems else [lambda: check_eval_data(study.eval, domain, data_dir, study.generation_backend)]
     if study.diagnostics.enabled:
         from harness.diagnostics import probe_prompts
 

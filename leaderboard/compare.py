@@ -29,8 +29,9 @@ _CHUNK_CELLS = 4_000_000  # resample indices drawn per batch (memory bound: ~32 
 # Entries of a benchmark's recorded settings that describe an outcome or a cost of the evaluation,
 # not how it was measured: they may differ between runs evaluated identically.
 # Nested settings (GPQA's per-subset records) are filtered the same way.
+# `eval_key` names the result's cache folder, which includes the evaluated model's hash.
 OUTCOME_KEYS = frozenset({"wall_seconds", "seconds", "unparseable", "judged", "subset_scores", "lc_not_fitted",
-                          "lc_cv_splits"})
+                          "lc_cv_splits", "eval_key"})
 RUN_SETTINGS = ("generation_backend",)  # evaluation settings recorded per run (runs columns), not per benchmark
 
 

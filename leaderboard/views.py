@@ -1,13 +1,19 @@
 """The paper-style table: one row per recipe, one column per benchmark, mean ± std over seeds.
 
-Columns, in order: study, recipe, runs (how many seeds were averaged), then the general benchmarks
-(mmlu_pro, gpqa, ifeval, math_l5 — whichever are present) as raw primary scores, then the same four
-as Open LLM Leaderboard v2 scores (``mmlu_pro_lb`` ...: see `leaderboard_score`, 0-100 points, as in
-seed 000's Table 1), ``avg`` (the per-run mean of the leaderboard scores, as Table 1 averages; its
-header names the benchmarks, e.g. ``avg(gpqa,ifeval)``), ``avg_delta`` (that average minus the
-baseline's, in leaderboard points: negative means forgetting), ``lb_notes`` (where a score departs
-from the leaderboard's setup: MMLU-Pro run 0-shot, and which GPQA subsets went in), safety_raw,
-safety_jailbreak, alpaca_eval, any other benchmark, ``domain``
+Where a benchmark goes comes from the benchmark registry (harness/benchmark.py), never from a list
+here: its `group` (general, side, domain), whether it has a `leaderboard` normalisation (then it is
+*averaged*), its `column_order` and its `departure` notes. A benchmark the registry does not know (a
+row of a plugin no longer installed) is shown among the others, never averaged.
+
+Columns, in order: study, recipe, runs (how many seeds were averaged), then the averaged general
+benchmarks (for the built-ins mmlu_pro, gpqa, ifeval, math_l5 — whichever are present) as raw
+primary scores, then the same as Open LLM Leaderboard v2 scores (``mmlu_pro_lb`` ...: see
+`leaderboard_score`, 0-100 points, as in seed 000's Table 1), ``avg`` (the per-run mean of the
+leaderboard scores, as Table 1 averages; its header names the benchmarks, e.g.
+``avg(gpqa,ifeval)``), ``avg_delta`` (that average minus the baseline's, in leaderboard points:
+negative means forgetting), ``lb_notes`` (where a score departs from the leaderboard's setup:
+MMLU-Pro run 0-shot, and which GPQA subsets went in), the side benchmarks (safety_raw,
+safety_jailbreak, alpaca_eval), any other benchmark, the domain group (``domain``)
 and ``domain_gain`` (the domain score's delta to the baseline), then the run's headline shift
 measures against the seed model where recorded (output_bleu4, output_rougeL, output_cosine, param_l2,
 param_rel, train_nll; see harness/diagnostics.py). Each value column ``X`` has an ``X_std`` partner
@@ -24,19 +30,13 @@ import math
 
 import pandas as pd
 
+from harness.benchmark import LeaderboardNorm, benchmark_class, column_key
+from harness.benchmark import averaged as is_averaged
 from harness.errors import ConfigError
 from leaderboard.store import BASELINE_RECIPE, Leaderboard
 
-AVERAGED = ("mmlu_pro", "gpqa", "ifeval", "math_l5")
-# Open LLM Leaderboard v2 normalisation (seed 000 Table 1): the metrics that make each benchmark's score
-# (IFEval: the mean of prompt- and instruction-level strict accuracy) and its random baseline
-# (1 / number of choices for multiple choice, 0 for generative tasks).
-LEADERBOARD_METRICS = {"mmlu_pro": ("acc",), "gpqa": ("acc_norm",),
-                       "ifeval": ("prompt_level_strict_acc", "inst_level_strict_acc"), "math_l5": ("exact_match",)}
-RANDOM_BASELINE = {"mmlu_pro": 1 / 10, "gpqa": 1 / 4, "ifeval": 0.0, "math_l5": 0.0}
 LB_SUFFIX = "_lb"
 NOTES = "lb_notes"
-SIDE = ("safety_raw", "safety_jailbreak", "alpaca_eval")
 DOMAIN = "domain"
 SHIFT = ("output_bleu4", "output_rougeL", "output_cosine", "param_l2", "param_rel", "train_nll")
 FORGETTING = "avg_delta"  # average delta over the general benchmarks: negative means forgetting
@@ -62,18 +62,36 @@ def normalise(raw: float, random_baseline: float) -> float:
     return max(0.0, (raw - random_baseline) / (1.0 - random_baseline) * 100.0)
 
 
+def _norm(benchmark: str) -> LeaderboardNorm | None:
+    cls = benchmark_class(benchmark)
+    return cls.leaderboard if is_averaged(cls) else None
+
+
+def _registered_norms() -> dict[str, object]:
+    """Every registered benchmark that enters the leaderboard average, with its normalisation."""
+    from harness.benchmark import registry
+
+    try:
+        known = registry()
+    except ConfigError:
+        return {}
+    return {name: cls.leaderboard for name, cls in known.items() if is_averaged(cls)}
+
+
 def leaderboard_score(benchmark: str, metrics: dict[str, float]) -> float:
     """One benchmark's leaderboard score from its raw metrics (NaN when one it needs is missing)."""
-    needed = LEADERBOARD_METRICS[benchmark]
-    if any(m not in metrics or pd.isna(metrics[m]) for m in needed):
+    norm = _norm(benchmark)
+    if norm is None or any(m not in metrics or pd.isna(metrics[m]) for m in norm.metrics):
         return float("nan")
-    return normalise(sum(metrics[m] for m in needed) / len(needed), RANDOM_BASELINE[benchmark])
+    return normalise(sum(metrics[m] for m in norm.metrics) / len(norm.metrics), norm.random_baseline)
 
 
 def _leaderboard_scores(board: Leaderboard, study: str | None) -> tuple[pd.DataFrame, dict[str, str]]:
     """Per finished run: the leaderboard score of each averaged benchmark (a run_id x benchmark frame),
     and each run's notes on departures from the leaderboard setup."""
-    wanted = [(b, m) for b, metrics in LEADERBOARD_METRICS.items() for m in metrics]
+    wanted = [(b, m) for b, norm in _registered_norms().items() for m in norm.metrics]
+    if not wanted:
+        return pd.DataFrame(), {}
     with board.connect() as con:
         rows = con.execute(
             f"""
@@ -88,32 +106,24 @@ def _leaderboard_scores(board: Leaderboard, study: str | None) -> tuple[pd.DataF
     notes: dict[str, list[str]] = {}
     for (run_id, benchmark), group in rows.groupby(["run_id", "benchmark"], sort=False):
         scores.setdefault(run_id, {})[benchmark] = leaderboard_score(benchmark, dict(zip(group.metric, group.value)))
-        note = _departure(benchmark, json.loads(group.settings.iloc[0] or "{}"))
+        note = benchmark_class(benchmark).departure(json.loads(group.settings.iloc[0] or "{}"))
         if note:
             notes.setdefault(run_id, []).append(note)
     frame = pd.DataFrame.from_dict(scores, orient="index")
     return frame, {run_id: "; ".join(sorted(n)) for run_id, n in notes.items()}
 
 
-def _departure(benchmark: str, settings: dict) -> str | None:
-    """How a score's setup departs from the leaderboard's, as recorded in its settings (None if it does not)."""
-    if benchmark == "mmlu_pro" and settings.get("num_fewshot") == 0:
-        return f"mmlu_pro: 0-shot ({settings.get('fewshot_note') or 'leaderboard: 5-shot'})"
-    if benchmark == "gpqa":
-        subsets = settings.get("subsets") or ([settings["task"].rsplit("_", 1)[-1]] if settings.get("task") else [])
-        return f"gpqa: {'+'.join(subsets) or 'unknown subsets'}"
-    return None
+def averaged(names) -> list[str]:
+    """The benchmarks among `names` that enter the leaderboard average, in column order."""
+    return [b for b in benchmark_order(names) if _norm(b) is not None]
 
 
 def benchmark_order(names) -> list[str]:
-    names = set(names)
-    known = [b for b in (*AVERAGED, *SIDE) if b in names]
-    others = sorted(names - set(AVERAGED) - set(SIDE) - {DOMAIN})
-    return known + others + ([DOMAIN] if DOMAIN in names else [])
+    return sorted(set(names), key=column_key)
 
 
 def avg_label(benchmarks) -> str:
-    return f"avg({','.join(b for b in AVERAGED if b in benchmarks)})"
+    return f"avg({','.join(averaged(benchmarks))})"
 
 
 def per_run(board: Leaderboard, study: str | None = None, benchmarks: list[str] | None = None) -> pd.DataFrame:
@@ -133,15 +143,15 @@ def per_run(board: Leaderboard, study: str | None = None, benchmarks: list[str] 
     deltas = long.pivot(index=keys, columns="benchmark", values="delta")
     columns = benchmark_order(values.columns)
     wide = values[columns].copy()
-    averaged = [b for b in AVERAGED if b in columns]
-    if averaged:
-        label = avg_label(averaged)
+    averaged_here = averaged(columns)
+    if averaged_here:
+        label = avg_label(averaged_here)
         lb, notes = _leaderboard_scores(board, None)  # all studies: a baseline may be recorded by another
-        lb = lb.reindex(columns=averaged)
+        lb = lb.reindex(columns=averaged_here)
         run_ids = wide.index.get_level_values("run_id")
-        for name in averaged:
+        for name in averaged_here:
             wide[name + LB_SUFFIX] = lb[name].reindex(run_ids).to_numpy()
-        lb_columns = [name + LB_SUFFIX for name in averaged]
+        lb_columns = [name + LB_SUFFIX for name in averaged_here]
         wide[label] = wide[lb_columns].mean(axis=1, skipna=False)
         baseline_of = _baseline_runs(board, study)
         run_average = dict(zip(run_ids, wide[label]))
@@ -149,7 +159,7 @@ def per_run(board: Leaderboard, study: str | None = None, benchmarks: list[str] 
         wide["avg_delta"] = [run_average[r] - baseline_average.get(baseline_of[r], float("nan"))
                              if baseline_of.get(r) is not None else float("nan") for r in run_ids]
         wide[NOTES] = [notes.get(r, "") for r in run_ids]
-        first_side = len(averaged)
+        first_side = len(averaged_here)
         ordered = columns[:first_side] + lb_columns + [label, "avg_delta", NOTES] + columns[first_side:]
         wide = wide[ordered]
     if DOMAIN in columns:

@@ -65,8 +65,16 @@ def test_prune_removes_what_no_leaderboard_row_references_and_keeps_the_rest(tin
     assert "removed 3 artefacts" in out and "kept 4 in use and 0 of unknown use" in out  # mix, checkpoint, eval
     refs = [json.loads((p / "mix.json").read_text())["sha256"] for p in cache.glob("mixes/*")]
     assert refs == [row[5] for row in leaderboard_rows(kept)["runs"] if row[1] == "none"]
+    # each evaluation is one benchmark's result, kept because a score of `kept` records its cache key
+    import duckdb
+
+    with duckdb.connect(str(kept), read_only=True) as db:
+        recorded = {json.loads(s)["eval_key"] for (s,) in db.execute("SELECT settings FROM scores").fetchall()}
+    assert {artefacts.refs(p)["eval_key"] for p in cache.glob("evals/*")} == recorded
+    assert {p.name for p in cache.glob("evals/*")} == recorded and len(recorded) == 2  # baseline and `none`
 
     caplog.set_level("INFO")
+    caplog.clear()  # only the rerun's lines (an earlier import of alpaca_eval sets the root logger to INFO)
     rows = leaderboard_rows(kept)
     kept.unlink()
     run(tiny_study("a.yaml"), kept, data_dir)  # everything it needs is still cached

@@ -24,27 +24,46 @@ def test_a_study_naming_no_benchmarks_runs_the_small_default_suite_and_eval_runs
     assert set(parse_suite(None)) == EIGHT
 
 
-def test_settings_of_unused_benchmarks_do_not_change_the_eval_hash(data_dir):
-    from harness.evaluation.suite import eval_config_hash
+def test_a_benchmarks_own_settings_live_in_its_params_and_change_only_its_key(data_dir):
+    from harness.evaluation.suite import benchmark_identity, context
 
     domain = get_domain("medmcqa")
-    plain = EvalConfig(benchmarks=["domain"])
-    other_judge = EvalConfig(benchmarks=["domain"], judge_model="someone/else", gpqa_subset="main")
-    assert eval_config_hash(plain, domain, data_dir, "transformers") == eval_config_hash(
-        other_judge, domain, data_dir, "transformers")
+    plain = EvalConfig(benchmarks={"domain": {}, "gpqa": {}})
+    other = EvalConfig(benchmarks={"domain": {}, "gpqa": {"subset": "main"}})
+    ctx = context(plain, domain, data_dir, "transformers")
+    (domain_a, gpqa_a), (domain_b, gpqa_b) = ([benchmark_identity(b, ctx) for b in cfg.suite()] for cfg in (plain, other))
+    assert domain_a == domain_b and gpqa_a != gpqa_b
+    assert gpqa_b["params"]["subset"] == "main"
 
 
-def test_a_benchmarks_default_budget_is_part_of_the_eval_hash(data_dir, monkeypatch):
-    """Cached results (and paired baselines) must not outlive a change of a default they depend on."""
+def test_a_benchmarks_default_budget_is_part_of_its_key(data_dir):
+    """Cached results (and paired baselines) must not outlive a change of a default they depend on: the
+    default is a resolved parameter, so giving it explicitly is the same evaluation, and another is not."""
     from harness.evaluation import suite
 
     domain = get_domain("medmcqa")
-    default = EvalConfig(benchmarks=["ifeval", "safety_raw"])
-    explicit = EvalConfig(benchmarks={"ifeval": {"max_new_tokens": 64}, "safety_raw": {"max_new_tokens": 64}})
-    before = [suite.eval_config_hash(c, domain, data_dir, "transformers") for c in (default, explicit)]
-    monkeypatch.setattr(suite, "IFEVAL_MAX_NEW_TOKENS", 512)
-    after = [suite.eval_config_hash(c, domain, data_dir, "transformers") for c in (default, explicit)]
-    assert before[0] != after[0] and before[1] == after[1]
+    hashes = [suite.eval_config_hash(EvalConfig(benchmarks={"ifeval": budget}), domain, data_dir, "transformers")
+              for budget in ({}, {"max_new_tokens": 1280}, {"max_new_tokens": 64})]
+    assert hashes[0] == hashes[1] != hashes[2]
+    assert EvalConfig(benchmarks=["ifeval"]).suite()[0].params.max_new_tokens == 1280
+
+
+def test_log_likelihood_benchmarks_ignore_a_generation_budget():
+    given, plain = (EvalConfig(benchmarks={"mmlu_pro": budget, "gpqa": budget}).suite()
+                    for budget in ({"max_new_tokens": 32}, {}))
+    assert [b.params for b in given] == [b.params for b in plain]
+
+
+def test_old_top_level_eval_settings_name_their_new_place(tmp_path):
+    from harness.config import load_study
+    from harness.errors import ConfigError
+
+    path = tmp_path / "study.yaml"
+    path.write_text("name: s\ndomain: medmcqa\nrecipes: [none]\neval: {gpqa_subset: main, judge_model: x}\n")
+    with pytest.raises(ConfigError) as caught:
+        load_study(path)
+    assert caught.value.lines == [f"{path}: eval.gpqa_subset: moved to eval.benchmarks.gpqa.subset",
+                                  f"{path}: eval.judge_model: moved to eval.benchmarks.alpaca_eval.judge_model"]
 
 
 @pytest.mark.parametrize("name, missing", [
@@ -121,11 +140,11 @@ def test_mmlu_pro_from_the_hub_keeps_the_leaderboards_five_validation_shots():
 def test_ifeval_default_budget_is_the_open_llm_leaderboards():
     import inspect
 
+    from harness.evaluation.builtin import IFEval
     from harness.evaluation.ifeval import evaluate_ifeval
-    from harness.evaluation.suite import IFEVAL_MAX_NEW_TOKENS
 
     leaderboard = _lm_eval_yaml("leaderboard/ifeval/ifeval.yaml")["generation_kwargs"]["max_gen_toks"]
-    assert leaderboard == IFEVAL_MAX_NEW_TOKENS == 1280
+    assert leaderboard == IFEval.Params().max_new_tokens == 1280
     assert inspect.signature(evaluate_ifeval).parameters["max_new_tokens"].default == leaderboard
 
 
@@ -452,7 +471,7 @@ def test_alpaca_eval_judge_on_an_openai_compatible_endpoint(scripted_backend, ti
     # the evaluation hash takes the endpoint's identity (no model to resolve); a dead endpoint names the judge
     from harness.evaluation.suite import eval_config_hash
 
-    hashes = {eval_config_hash(EvalConfig(benchmarks=["alpaca_eval"], judge_model=spec), get_domain("medmcqa"),
+    hashes = {eval_config_hash(EvalConfig(benchmarks={"alpaca_eval": {"judge_model": spec}}), get_domain("medmcqa"),
                                data_dir, "transformers") for spec in (url, url + "-2")}
     assert len(hashes) == 2
     with pytest.raises(DataError, match=r"^alpaca_eval judge http://127.0.0.1:\d+/v1/chat/completions: request failed"):

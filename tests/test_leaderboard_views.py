@@ -329,3 +329,21 @@ def test_report_renders_in_headless_chromium_with_one_row_per_recipe(demo_board,
     keep = os.environ.get("FORGETBENCH_KEEP_SCREENSHOT")
     if keep:
         shutil.copy(shot, keep)
+
+
+def test_the_paper_view_places_benchmarks_by_their_registered_group_and_unknown_ones_among_the_others(tmp_path):
+    """Groups and the average come from the benchmark registry: a side benchmark sits before the others,
+    an lm_eval task (general, no leaderboard normalisation) and a benchmark no installed package
+    registers (an old row) sit among the others, and neither enters the average."""
+    def bench(name, value):
+        return BenchmarkResult(benchmark=name, primary_metric="acc", scores=[Score("acc", value, None, 4)],
+                               examples=[ExampleResult(f"{name}-0", "acc", value)])
+
+    board = Leaderboard(tmp_path / "groups.duckdb")
+    extra = [bench("retired_plugin", 0.3), bench("lm_eval:hellaswag", 0.4), bench("safety_raw", 0.9)]
+    board.record(run("base", "baseline"), results([1.0, 0.0], [1.0, 0.0]) + extra)
+    table = paper_table(board)
+    columns = [c for c in table.columns if not c.endswith("_std")]
+    assert columns == ["study", "recipe", "runs", "ifeval", "ifeval_lb", "avg(ifeval)", "avg_delta", "lb_notes",
+                       "safety_raw", "lm_eval:hellaswag", "retired_plugin", "domain", "domain_gain"]
+    assert table.loc[0, "avg(ifeval)"] == table.loc[0, "ifeval_lb"]  # only the averaged benchmark counts

@@ -4,7 +4,7 @@ length-controlled (LC) win-rate code.
 
 - The model under test answers the instructions (seeded subset of the 805; greedy, chat template,
   harness generation backend, cached).
-- Annotator (`EvalConfig.alpaca_annotator`): the prompt file and answer reading of one of the package's
+- Annotator (`eval.benchmarks.alpaca_eval.annotator`): the prompt file and answer reading of one of the package's
   annotator configs (`alpaca_eval/evaluators_configs/<name>/configs.yaml`), read from the installed
   package, never copied:
   * `weighted_alpaca_eval_gpt4_turbo` (default; AlpacaEval 2.0's default annotator) and
@@ -19,7 +19,7 @@ length-controlled (LC) win-rate code.
     list, its `max_tokens`, greedy, the package's `ranking_parser`).
   The filled prompt (`alpaca_eval.utils.make_prompts`) is split into chat messages with
   `alpaca_eval.utils.prompt_to_chatml`, as the package does for chat APIs.
-- Judge (`EvalConfig.judge_model`): a model spec (default the built-in SmolLM2, offline) or an
+- Judge (`eval.benchmarks.alpaca_eval.judge_model`): a model spec (default the built-in SmolLM2, offline) or an
   OpenAI-compatible endpoint `http(s)://host/v1#model`, sent through the one endpoint
   client (`harness.generation.EndpointBackend`, cached the same way).
 - Order: output_1 is the reference, output_2 the model (the package's convention); each pair is shown
@@ -135,7 +135,7 @@ def package_dir() -> Path:
 def load_annotator(name: str) -> Annotator:
     """The annotator config `name` from the installed package (its configs.yaml and prompt file)."""
     if name not in ANNOTATORS:
-        raise ConfigError(f"alpaca_annotator: unknown annotator {name!r}; choose one of {', '.join(ANNOTATORS)}")
+        raise ConfigError(f"alpaca_eval annotator: unknown annotator {name!r}; choose one of {', '.join(ANNOTATORS)}")
     configs = package_dir() / "evaluators_configs"
     config = yaml.safe_load((configs / name / "configs.yaml").read_text(encoding="utf-8"))[name]
     template_file = config["prompt_template"]

@@ -17,7 +17,7 @@ Per benchmark:
   test split, so there it runs 0-shot, and the result settings say so (`num_fewshot: 0`, `fewshot_note`);
   the paper view carries the note.
 - gpqa: `leaderboard_gpqa_{diamond,main,extended}` (4-way log-likelihood over shuffled choices,
-  `acc_norm`, 0-shot as on the leaderboard). `gpqa_subset: leaderboard` (the default) combines the
+  `acc_norm`, 0-shot as on the leaderboard). `subset: leaderboard` (the default) combines the
   subsets as lm-eval's `leaderboard_gpqa` group does (acc_norm averaged weighted by size, i.e. over all
   their documents together) — all three from the Hub, only diamond from the mirror (it has no
   main/extended); `settings.subsets` names those that went in. Diamond from the mirror's password zip: the task YAML names
@@ -112,7 +112,7 @@ GPQA_MIRROR_SUBSETS = ("diamond",)  # what the data mirror holds (eval/gpqa/gpqa
 
 
 def gpqa_subsets(choice: str, data_dir: Path | None) -> tuple[str, ...]:
-    """The GPQA subsets a `gpqa_subset` choice evaluates: `leaderboard` is all three the data source has."""
+    """The GPQA subsets a `subset` choice evaluates: `leaderboard` is all three the data source has."""
     if choice != "leaderboard":
         return (choice,)
     return GPQA_MIRROR_SUBSETS if data_dir is not None else GPQA_SUBSETS

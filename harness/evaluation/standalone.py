@@ -10,7 +10,7 @@ from pathlib import Path
 
 from pydantic import ValidationError
 
-from harness.config import KNOWN_BENCHMARKS, BenchmarkConfig, EvalConfig
+from harness.config import EvalConfig
 from harness.domains import Domain
 from harness.errors import ConfigError
 from harness.evaluation.suite import check_eval_data, eval_config_hash, eval_inputs, evaluate_model
@@ -22,27 +22,49 @@ from harness.results import BenchmarkResult
 log = logging.getLogger("forgetbench")
 
 
+def default_suite() -> list[str]:
+    """`forgetbench eval` without `--suite`: every registered benchmark that needs no parameter (the
+    eight built-ins, and any a package registers)."""
+    from harness.benchmark import column_key, registry
+
+    return sorted((name for name, cls in registry().items()
+                   if not any(info.is_required() for info in cls.Params.model_fields.values())), key=column_key)
+
+
 def parse_suite(names: str | None) -> list[str]:
     if not names:
-        return list(KNOWN_BENCHMARKS)
+        return default_suite()
     chosen = [n.strip() for n in names.split(",") if n.strip()]
-    unknown = [n for n in chosen if n not in KNOWN_BENCHMARKS]
-    if unknown or not chosen:
-        raise ConfigError(f"--suite: unknown benchmark {unknown[0] if unknown else names!r}; "
-                          f"known: {', '.join(KNOWN_BENCHMARKS)}")
+    if not chosen:
+        raise ConfigError(f"--suite: no benchmark named in {names!r}")
     return chosen
 
 
+# `forgetbench eval` options that fill one parameter of the benchmarks that have it.
+OPTION_PARAMS = {"judge_model": "judge_model", "alpaca_annotator": "annotator", "alpaca_reference": "reference",
+                 "gpqa_subset": "subset", "safety_keywords": "keywords", "safety_decoding": "decoding"}
+
+
 def build_eval_config(suite: list[str], limit: int | None, max_new_tokens: int | None, batch_size: int,
-                      subset_seed: int, **options: str | None) -> EvalConfig:
-    """`options`: EvalConfig fields given on the command line (None: the field's default)."""
-    extra = {k: v for k, v in options.items() if v}
+                      subset_seed: int, include_path: Path | None = None, **options: str | None) -> EvalConfig:
+    """The suite's config: each benchmark's parameters filled from the command line (`options`: the
+    keys of OPTION_PARAMS; None leaves the benchmark's default). An option reaches every benchmark
+    of the suite that has that parameter, and no other."""
+    from harness.benchmark import get_benchmark, split_label
+
+    benchmarks: dict[str, dict] = {}
     try:
-        return EvalConfig(benchmarks={n: BenchmarkConfig(limit=limit, max_new_tokens=max_new_tokens) for n in suite},
-                          batch_size=batch_size, subset_seed=subset_seed, **extra)
+        for label in suite:
+            fields = get_benchmark(split_label(label)[0]).Params.model_fields
+            given = {"limit": limit, "max_new_tokens": max_new_tokens,
+                     **{OPTION_PARAMS[k]: v for k, v in options.items()}}
+            benchmarks[label] = {k: v for k, v in given.items() if v is not None and k in fields}
+        return EvalConfig(benchmarks=benchmarks, batch_size=batch_size, subset_seed=subset_seed,
+                          include_path=include_path.resolve() if include_path else None)
     except ValidationError as exc:  # one line per problem, not pydantic's multi-line dump
-        raise ConfigError([f"eval settings: {'.'.join(str(p) for p in e['loc'])}: {e['msg']}"
-                           for e in exc.errors()]) from None
+        raise ConfigError([f"--suite: {e['msg'].removeprefix('Value error, ')}" for e in exc.errors()]) from None
+    except ConfigError as exc:
+        raise ConfigError([f"--suite: {line}" for line in exc.lines]) from None
 
 
 def evaluate_and_record(model_spec: str, eval_cfg: EvalConfig, *, domain: Domain, data_dir: Path | None,
@@ -50,7 +72,7 @@ def evaluate_and_record(model_spec: str, eval_cfg: EvalConfig, *, domain: Domain
                         backend: str = "transformers") -> tuple[str, list[BenchmarkResult]]:
     from leaderboard.store import Leaderboard
 
-    check_eval_data(eval_cfg, domain, data_dir)  # missing data fails before any model work
+    check_eval_data(eval_cfg, domain, data_dir, backend)  # missing data fails before any model work
     model = resolve_model(model_spec)
     base = model if base_model == model_spec else resolve_model(base_model)
     is_baseline = model.sha == base.sha
@@ -74,10 +96,10 @@ def evaluate_and_record(model_spec: str, eval_cfg: EvalConfig, *, domain: Domain
 
 
 def _data_hashes(inputs: dict) -> dict[str, str]:
+    """`benchmark.entry` for every string in each benchmark's data fingerprint (file hashes, judge)."""
     flat: dict[str, str] = {}
-    for key, value in inputs.items():
-        if isinstance(value, dict) and key.endswith("_data"):
-            flat.update({f"{key[:-5]}.{k}": str(v) for k, v in value.items()})
-        elif isinstance(value, str) and (key.endswith("sha256") or key.endswith("_data") or key.endswith("_sha")):
-            flat[key] = value
+    for identity in inputs["benchmarks"]:
+        for key, value in identity["fingerprint"].items():
+            if isinstance(value, str):
+                flat[f"{identity['benchmark']}.{key}"] = value
     return flat
