@@ -364,9 +364,12 @@ def write_figure_pngs(figures: list[Figure], folder: Path) -> list[Path]:
     written, and each file is written under a temporary name and renamed into place."""
     rendered = [(Path(folder) / f"{f.name}.png", figure_png(f)) for f in figures if f.chart is not None]
     Path(folder).mkdir(parents=True, exist_ok=True)
+    umask = os.umask(0)
+    os.umask(umask)
     for path, data in rendered:
         fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
         try:
+            os.fchmod(fd, 0o666 & ~umask)  # as open() would create it (mkstemp makes it private)
             with os.fdopen(fd, "wb") as handle:
                 handle.write(data)
             os.replace(tmp, path)
