@@ -136,6 +136,11 @@ def paired_deltas(board: Leaderboard, study: str | None, benchmarks: list[str] |
 def _delta_figure(board, study, benchmarks, label) -> Figure:
     deltas, skipped = paired_deltas(board, study, benchmarks, label)
     unpaired = (" Not compared: " + "; ".join(skipped) + ".") if skipped else ""
+    scored = {b for b in board.deltas(study).benchmark if not benchmarks or b in benchmarks}
+    unplotted = benchmark_order(scored - set(deltas.benchmark if not deltas.empty else []))
+    if unplotted and not deltas.empty:
+        unpaired += (f" No paired per-example results under the primary metric for {', '.join(unplotted)}, so no "
+                     "interval to draw (their scores are in the table).")
     if deltas.empty:
         why = ("Only the seed model is on the leaderboard: fine-tune a recipe to measure forgetting."
                if not skipped else "No recipe could be paired with the seed model.")

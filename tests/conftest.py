@@ -278,14 +278,15 @@ STUDY_METRICS = {"ifeval": "prompt_level_strict_acc", "mmlu_pro": "acc", "safety
 
 
 def record_study(path, recipes=tuple(STUDY_EFFECTS), seeds=(0, 1), *, baseline=True, shift=True, profiles=True,
-                 examples=80, study="med", sweep=None, prefix=""):
+                 examples=80, study="med", sweep=None, prefix="", alpaca_eval=False):
     """Record a study's runs on a leaderboard at `path` the way `forgetbench run` does: the seed model
     (unless `baseline=False`) and `recipes` x `seeds`, each scored per example on IFEval, MMLU-Pro,
     safety and the domain task (`examples` each; a recipe moves the seed model's pass rates by
     STUDY_EFFECTS, flipping seeded examples), with shift measures and rehearsal category profiles.
     `sweep=(parameter, values)` records each recipe once per value instead, labelled like
     `none@mix.domain_share=0.1`, its losses shrinking as the value grows. `prefix` starts every run_id
-    (to record a second study beside the first)."""
+    (to record a second study beside the first). `alpaca_eval` adds an AlpacaEval score shaped as the
+    harness records it: primary `win_rate`, examples under `win`."""
     import numpy as np
 
     from harness.profile import CATEGORIES
@@ -311,6 +312,10 @@ def record_study(path, recipes=tuple(STUDY_EFFECTS), seeds=(0, 1), *, baseline=T
             results.append(BenchmarkResult(benchmark, metric, scores,
                                            [ExampleResult(f"{benchmark}/{i}", metric, float(v)) for i, v in enumerate(values)],
                                            {"limit": examples, "subset_seed": 1234}))
+        if alpaca_eval:
+            wins = rng.random(examples) < 0.5
+            results.append(BenchmarkResult("alpaca_eval", "win_rate", [Score("win_rate", float(wins.mean()), None, examples)],
+                                           [ExampleResult(f"alpaca_eval/{i}", "win", float(w)) for i, w in enumerate(wins)]))
         board.record(RunRecord(
             run_id=run_id, study=study, recipe=recipe, recipe_params={}, seed=seed, base_model="smollm2-135m-instruct",
             base_model_sha="base", checkpoint_sha=f"ck-{run_id}", mix_sha=None if mix is None else f"mix-{run_id}",
