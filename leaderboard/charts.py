@@ -87,7 +87,7 @@ def _recipe_channels(colours: alt.Scale, present, shapes: bool = True) -> dict:
 
 def _configure(chart):
     return (chart.configure(font=FONT, background="white")
-            .configure_axis(labelFontSize=11, titleFontSize=12, labelLimit=360)
+            .configure_axis(labelFontSize=11, titleFontSize=12, labelLimit=360, labelSeparation=6)
             .configure_header(labelFontSize=12, titleFontSize=12, labelFontWeight="bold")
             .configure_legend(labelFontSize=11, titleFontSize=12, labelLimit=420)
             .configure_view(stroke="#ddd"))
@@ -163,7 +163,7 @@ def shift_chart(runs: pd.DataFrame, colours: alt.Scale, title: str) -> alt.TopLe
                alt.Tooltip("measure:N"), alt.Tooltip("value:Q", title="measure value", format=".4g"),
                alt.Tooltip("avg_delta:Q", title="avg_delta (points)", format="+.2f")]
     point = alt.Chart().mark_point(size=80, filled=True, opacity=0.9).encode(
-        x=alt.X("value:Q", title=None, scale=alt.Scale(zero=False, nice=True, padding=12)),
+        x=alt.X("value:Q", title=None, scale=alt.Scale(zero=False, nice=True, padding=12), axis=alt.Axis(tickCount=5)),
         y=alt.Y("avg_delta:Q", title="avg_delta (points)", scale=alt.Scale(zero=False, nice=True, padding=12)),
         **_recipe_channels(colours, runs.label), tooltip=tooltip)
     chart = alt.layer(point, data=alt.Data(values=records(runs))).properties(width=240, height=200)

@@ -150,7 +150,8 @@ def test_report_figures_option_writes_one_png_per_chart(study_board, tmp_path, c
 
 # Injected into a copy of the report: once every chart has rendered, writes per chart the data marks
 # drawn (SVG elements with a non-empty box, by mark type) and every pair of visible text labels whose
-# boxes overlap by more than a pixel, as JSON into the DOM that --dump-dom prints.
+# boxes overlap, or come closer than 2 px side by side (text boxes include the line's leading, so
+# stacked labels count only when they overlap), as JSON into the DOM that --dump-dom prints.
 CHECK = """
 (function () {
   function put(result) {
@@ -178,8 +179,8 @@ CHECK = """
       var overlaps = [];
       for (var i = 0; i < texts.length; i++) for (var j = i + 1; j < texts.length; j++) {
         var a = texts[i], b = texts[j];
-        if (Math.min(a[3], b[3]) - Math.max(a[1], b[1]) > 1 && Math.min(a[4], b[4]) - Math.max(a[2], b[2]) > 1)
-          overlaps.push([a[0], b[0]]);
+        var w = Math.min(a[3], b[3]) - Math.max(a[1], b[1]), h = Math.min(a[4], b[4]) - Math.max(a[2], b[2]);
+        if (w > -2 && h > 1) overlaps.push([a[0], b[0]]);  // over each other, or side by side closer than 2 px
       }
       return {id: div.id, rendered: div.dataset.rendered === "true", marks: marks, labels: texts.length, overlaps: overlaps};
     })});
