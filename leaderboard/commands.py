@@ -57,8 +57,9 @@ def add_commands(commands, default_leaderboard: Path) -> None:
     common(p, formats=False)
     p.set_defaults(command=cmd_export)
 
-    p = commands.add_parser("report", help="write a self-contained HTML report (table and charts)")
+    p = commands.add_parser("report", help="write a self-contained HTML report (table and interactive charts)")
     p.add_argument("--out", type=Path, default=Path("report.html"), help="HTML file (default: %(default)s)")
+    p.add_argument("--figures", type=Path, metavar="DIR", help="also write each chart as DIR/<name>.png")
     p.add_argument("--study", help="only runs of this study")
     p.add_argument("--benchmarks", nargs="+", metavar="B", help="only these benchmarks")
     common(p, formats=False)
@@ -152,10 +153,17 @@ def cmd_export(args) -> int:
 
 def cmd_report(args) -> int:
     from harness.paths import atomic_write_text, check_writable
-    from leaderboard.report import build_report
+    from leaderboard.report import report_figures, report_html, write_figure_pngs
 
     check_writable(args.out, "--out")
-    html = build_report(_board(args.leaderboard), args.study, args.benchmarks)
+    if args.figures:
+        check_writable(args.figures, "--figures", folder=True)
+    board = _board(args.leaderboard)
+    table, figures, after = report_figures(board, args.study, args.benchmarks)
+    html = report_html(board, args.study, table, figures, after)
+    if args.figures:
+        written = write_figure_pngs(figures, args.figures)
+        print(f"wrote {', '.join(str(p) for p in written) or f'no figure to {args.figures} (nothing to draw)'}")
     atomic_write_text(args.out, html)
     print(f"wrote {args.out}")
     return 0

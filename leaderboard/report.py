@@ -1,37 +1,85 @@
-"""A self-contained HTML report: the paper table, a bar chart of forgetting deltas per benchmark and
-recipe, a scatter of domain gain against average forgetting, and — where runs carry them — "why did
-it forget?": the correlation of each shift measure with the average forgetting, and for each sweep
-one small line chart per benchmark and shift measure against the swept value (a line per recipe).
-Charts are inline SVG drawn here (no plotting dependency, no scripts, no external resources); every
-text from the file is html-escaped."""
+"""A self-contained HTML report: the paper table and, as interactive Vega-Lite charts,
+
+- the per-benchmark difference of every recipe to the seed model (baseline) with its 95 % paired
+  bootstrap interval and Holm-corrected significance, exactly as `forgetbench compare` computes them;
+- domain gain against the change of the leaderboard average (avg_delta, negative = forgetting);
+- "why did it forget?": each shift measure against avg_delta, with the correlations that are defined;
+- the task-category profiles of the recipes' rehearsal data side by side;
+- per sweep, each benchmark and shift measure against the swept value.
+
+The Vega, Vega-Lite and vega-embed JavaScript is inlined (leaderboard/charts.py), so the file opens
+offline; hovering a mark shows its exact numbers and n. A figure with nothing to draw (one run, no
+baseline, no shift measures, no profiles) is replaced by a sentence saying why. `report_figures`
+gives the same figures for `write_figure_pngs`, one PNG per chart. Text from the leaderboard is
+html-escaped in the page and inert data in the charts.
+"""
 from __future__ import annotations
 
 import json
 import math
+import os
+import tempfile
 from html import escape
+from pathlib import Path
 
 import pandas as pd
 
+from harness.benchmark import registry as benchmark_registry
+from harness.errors import ConfigError
+from harness.profile import CATEGORIES
+from leaderboard.charts import (
+    Figure,
+    delta_chart,
+    figure_png,
+    gain_chart,
+    javascript_bundle,
+    profile_chart,
+    recipe_scale,
+    shift_chart,
+    sweep_chart,
+)
+from leaderboard.compare import compare
+from leaderboard.profile import recipe_profiles
 from leaderboard.store import BASELINE_RECIPE, Leaderboard
 from leaderboard.views import (
-    DOMAIN,
     FORGETTING,
+    averaged,
     benchmark_order,
     paper_display,
     paper_table,
+    per_run,
     shift_columns,
     shift_correlations,
     sweep_points,
 )
 
-PALETTE = ["#4e79a7", "#f28e2b", "#e15759", "#76b7b2", "#59a14f", "#edc948", "#b07aa1", "#ff9da7",
-           "#9c755f", "#bab0ac"]
 _CSS = """
-body{font-family:system-ui,sans-serif;margin:24px;color:#222;background:#fff}
+body{font-family:"DejaVu Sans","Liberation Sans",Arial,sans-serif;margin:24px;color:#222;background:#fff;max-width:1400px}
 table{border-collapse:collapse;margin:8px 0 24px}th,td{border:1px solid #ccc;padding:4px 8px;text-align:right}
-th{background:#f3f3f3}td.text{text-align:left}svg{border:1px solid #ddd;background:#fff;margin-bottom:24px}
-.note{color:#555;font-size:90%}.plots{display:flex;flex-wrap:wrap;gap:8px}.plots svg{margin-bottom:8px}
+th{background:#f3f3f3;text-align:left}td{white-space:nowrap}td.text{text-align:left}.wide{overflow-x:auto}.note{color:#555;font-size:90%;max-width:70em}
+.chart{margin:8px 0 28px}
 """
+_EMBED = """
+window.forgetbenchCharts = Promise.all(Array.from(document.querySelectorAll("script.chart-spec"), function (s) {
+  return vegaEmbed("#" + s.dataset.chart, JSON.parse(s.textContent), {actions: false, renderer: "svg"})
+    .then(function (result) { document.getElementById(s.dataset.chart).dataset.rendered = "true"; return result.view; });
+}));
+"""
+
+
+class _Labels:
+    """Display labels of (study, recipe) pairs, in first-seen order: `study/recipe` when the report
+    spans several studies; the order fixes each recipe's colour in every chart."""
+
+    def __init__(self, studies: int):
+        self.prefix = studies > 1
+        self.order: list[str] = []
+
+    def __call__(self, study: str, recipe: str) -> str:
+        label = f"{study}/{recipe}" if self.prefix else str(recipe)
+        if label not in self.order:
+            self.order.append(label)
+        return label
 
 
 def _e(value) -> str:
@@ -42,230 +90,296 @@ def _missing(value) -> bool:
     return value is None or (isinstance(value, float) and math.isnan(value))
 
 
-def _label(row) -> str:
-    return f"{row.study}/{row.recipe}" if row.study_count > 1 else str(row.recipe)
-
-
-def _table_html(display: pd.DataFrame) -> str:
+def _table_html(display: pd.DataFrame, table_id: str) -> str:
     head = "".join(f"<th>{_e(c)}</th>" for c in display.columns)
     body = []
     for row in display.itertuples(index=False, name=None):
         cells = "".join(
             f'<td class="{"num" if isinstance(v, (int, float)) and not isinstance(v, bool) else "text"}">'
-            f'{"-" if _missing(v) else _e(f"{v:.4f}" if isinstance(v, float) else v)}</td>'
+            f'{"" if _missing(v) else _e(f"{v:.4f}" if isinstance(v, float) else v)}</td>'
             for v in row)
         body.append(f"<tr>{cells}</tr>")
-    return (f'<table id="leaderboard-table"><thead><tr>{head}</tr></thead>'
-            f'<tbody>{"".join(body)}</tbody></table>')
+    return (f'<div class="wide"><table id="{table_id}"><thead><tr>{head}</tr></thead>'
+            f'<tbody>{"".join(body)}</tbody></table></div>')
 
 
-def _scale(lo: float, hi: float, a: float, b: float):
-    if hi - lo < 1e-12:
-        lo, hi = lo - 1, hi + 1
-    return lambda v: a + (v - lo) / (hi - lo) * (b - a)
+# -- the figures' data -------------------------------------------------------------------------------
 
-
-def _bar_chart(deltas: pd.DataFrame) -> str:
-    """Grouped bars: x = benchmark, one bar per recipe, y = mean delta to the baseline."""
-    if deltas.empty:
-        return '<p class="note">No deltas to plot (no run has a matching baseline).</p>'
-    benchmarks = list(dict.fromkeys(deltas.benchmark))
-    recipes = list(dict.fromkeys(deltas.label))
-    width, height, left, top, bottom = 1000, 360, 70, 20, 60
-    lo, hi = min(0.0, deltas.delta.min()), max(0.0, deltas.delta.max())
-    y = _scale(lo, hi, height - bottom, top)
-    group = (width - left - 20) / len(benchmarks)
-    bar = group * 0.8 / len(recipes)
-    parts = [f'<svg id="bar-chart" xmlns="http://www.w3.org/2000/svg" width="{width}" height="{height}" '
-             f'role="img" aria-label="forgetting deltas per benchmark and recipe">']
-    for tick in (lo, (lo + hi) / 2, hi):
-        parts.append(f'<text x="{left - 6}" y="{y(tick) + 4:.1f}" font-size="11" text-anchor="end">{tick:+.3f}</text>')
-    parts.append(f'<line x1="{left}" x2="{width - 20}" y1="{y(0):.1f}" y2="{y(0):.1f}" stroke="#333"/>')
-    for i, benchmark in enumerate(benchmarks):
-        x0 = left + i * group + group * 0.1
-        for j, recipe in enumerate(recipes):
-            hit = deltas[(deltas.benchmark == benchmark) & (deltas.label == recipe)]
-            if hit.empty or _missing(hit.delta.iloc[0]):
+def paired_deltas(board: Leaderboard, study: str | None, benchmarks: list[str] | None,
+                  label: _Labels) -> tuple[pd.DataFrame, list[str]]:
+    """`compare(baseline, recipe)` for every fine-tuned recipe (all its seeds; per run where its runs
+    pair with different baselines), with a `label` column; and one line per recipe not compared."""
+    pairing = board.deltas(study)[["run_id", "study", "recipe", "seed", "baseline_run_id"]].drop_duplicates()
+    frames, skipped = [], []
+    for (name, recipe), runs in pairing.groupby(["study", "recipe"], sort=True):
+        shown = label(name, recipe)
+        if runs.baseline_run_id.isna().any():
+            skipped.append(f"{shown}: no seed-model run with the same base model and evaluation settings")
+            continue
+        baselines = runs.baseline_run_id.unique()
+        sides = ([(baselines[0], recipe, shown)] if len(baselines) == 1 else
+                 [(r.baseline_run_id, r.run_id, label(name, f"{recipe} (seed {r.seed})")) for r in runs.itertuples()])
+        for baseline, side, side_label in sides:
+            try:
+                result = compare(board, baseline, side, study=name, benchmarks=benchmarks)
+            except ConfigError as error:
+                skipped.append(f"{side_label}: {str(error).removeprefix('RUN_A/RUN_B: ')}")
                 continue
-            value = float(hit.delta.iloc[0])
-            y_top, y_bottom = sorted((y(value), y(0)))
-            parts.append(f'<rect x="{x0 + j * bar:.1f}" y="{y_top:.1f}" width="{bar * 0.9:.1f}" '
-                         f'height="{max(y_bottom - y_top, 0.5):.1f}" fill="{PALETTE[j % len(PALETTE)]}">'
-                         f'<title>{_e(recipe)} on {_e(benchmark)}: {value:+.4f}</title></rect>')
-        parts.append(f'<text x="{left + (i + 0.5) * group:.1f}" y="{height - bottom + 18}" font-size="12" '
-                     f'text-anchor="middle">{_e(benchmark)}</text>')
-    x = left
-    for j, recipe in enumerate(recipes):
-        parts.append(f'<rect x="{x}" y="{height - 22}" width="12" height="12" fill="{PALETTE[j % len(PALETTE)]}"/>'
-                     f'<text x="{x + 16}" y="{height - 12}" font-size="12">{_e(recipe)}</text>')
-        x += 40 + 7 * len(str(recipe))
-    parts.append("</svg>")
-    return "".join(parts)
+            frames.append(result.assign(study=name, recipe=recipe, label=side_label))
+    if not frames:
+        return pd.DataFrame(), skipped
+    deltas = pd.concat(frames, ignore_index=True)
+    order = benchmark_order(deltas.benchmark.unique())
+    deltas["_order"] = [order.index(b) for b in deltas.benchmark]
+    return deltas.sort_values(["_order", "label"]).drop(columns="_order").reset_index(drop=True), skipped
 
 
-def _scatter(points: pd.DataFrame) -> str:
-    """x = average forgetting (avg_delta), y = domain gain, one labelled point per recipe."""
+def _delta_figure(board, study, benchmarks, label) -> Figure:
+    deltas, skipped = paired_deltas(board, study, benchmarks, label)
+    unpaired = (" Not compared: " + "; ".join(skipped) + ".") if skipped else ""
+    scored = {b for b in board.deltas(study).benchmark if not benchmarks or b in benchmarks}
+    unplotted = benchmark_order(scored - set(deltas.benchmark if not deltas.empty else []))
+    if unplotted and not deltas.empty:
+        unpaired += (f" No paired per-example results under the primary metric for {', '.join(unplotted)}, so no "
+                     "interval to draw (their scores are in the table).")
+    if deltas.empty:
+        why = ("Only the seed model is on the leaderboard: fine-tune a recipe to measure forgetting."
+               if not skipped else "No recipe could be paired with the seed model.")
+        return Figure("deltas", "Difference to the seed model per benchmark", why + unpaired)
+    note = ("Per benchmark, each recipe's mean per-example difference to the seed model (recipe − baseline; "
+            "below 0 = forgetting, for the domain a gain above 0) on the examples both were evaluated on, with "
+            "its 95 % paired bootstrap interval (10 000 resamples; a recipe with several seeds contributes "
+            "its per-example mean), exactly as `forgetbench compare baseline RECIPE` reports it. Filled points: "
+            "Holm-corrected p < 0.05 over the benchmarks of that comparison. Hover for the numbers and n."
+            + unpaired)
+    title = "Difference to the seed model (95% paired bootstrap CI)"
+    return Figure("deltas", title, note, lambda colours: delta_chart(deltas, colours, title))
+
+
+def _gain_figure(table: pd.DataFrame, label) -> Figure:
+    title = "Domain gain against forgetting"
+    tuned = table[table.recipe != BASELINE_RECIPE]
+    if tuned.empty:
+        return Figure("gain-vs-forgetting", title,
+                      "Only the seed model is on the leaderboard: there is no gain or forgetting to plot.")
+    if FORGETTING not in tuned.columns:
+        return Figure("gain-vs-forgetting", title,
+                      f"No general benchmark ({', '.join(averaged(benchmark_registry()))}) was evaluated, so there is no average "
+                      f"forgetting ({FORGETTING}) to plot the domain gain against.")
+    if "domain_gain" not in tuned.columns:
+        return Figure("gain-vs-forgetting", title,
+                      "The domain task was not evaluated, so there is no domain gain to plot.")
+    points = tuned[["study", "recipe", "runs", FORGETTING, f"{FORGETTING}_std", "domain_gain", "domain_gain_std"]]
+    points = points.dropna(subset=[FORGETTING, "domain_gain"])
     if points.empty:
-        return '<p class="note">No recipe has both an average delta and a domain gain to plot.</p>'
-    width, height, margin = 700, 420, 70
-    x = _scale(min(0.0, points.x.min()), max(0.0, points.x.max()), margin, width - margin)
-    y = _scale(min(0.0, points.y.min()), max(0.0, points.y.max()), height - margin, margin / 2)
-    parts = [f'<svg id="scatter" xmlns="http://www.w3.org/2000/svg" width="{width}" height="{height}" '
-             f'role="img" aria-label="domain gain against average forgetting">',
-             f'<line x1="{x(0):.1f}" x2="{x(0):.1f}" y1="{margin / 2}" y2="{height - margin}" stroke="#999"/>',
-             f'<line x1="{margin}" x2="{width - margin}" y1="{y(0):.1f}" y2="{y(0):.1f}" stroke="#999"/>',
-             f'<text x="{width / 2}" y="{height - 20}" font-size="12" text-anchor="middle">'
-             f'change of the leaderboard average, points (negative = forgetting)</text>',
-             f'<text x="16" y="{height / 2}" font-size="12" text-anchor="middle" '
-             f'transform="rotate(-90 16 {height / 2})">domain gain</text>']
-    for j, p in enumerate(points.itertuples()):
-        colour = PALETTE[j % len(PALETTE)]
-        parts.append(f'<circle cx="{x(p.x):.1f}" cy="{y(p.y):.1f}" r="6" fill="{colour}">'
-                     f'<title>{_e(p.label)}: avg delta {p.x:+.4f}, domain gain {p.y:+.4f}</title></circle>'
-                     f'<text x="{x(p.x) + (-9 if x(p.x) > width / 2 else 9):.1f}" y="{y(p.y) - 8:.1f}" font-size="12" '
-                     f'text-anchor="{"end" if x(p.x) > width / 2 else "start"}">{_e(p.label)}</text>')
-    parts.append("</svg>")
-    return "".join(parts)
+        return Figure("gain-vs-forgetting", title,
+                      "No fine-tuned recipe has a seed-model run evaluated with the same settings, so neither "
+                      "gain nor forgetting can be measured.")
+    points = points.assign(label=[label(s, r) for s, r in zip(points.study, points.recipe)])
+    return Figure("gain-vs-forgetting", title,
+                  f"One point per recipe: x = {FORGETTING}, the change of the Open LLM Leaderboard average against "
+                  "the seed model in leaderboard points (left = forgetting); y = the domain score's change (up = "
+                  "learned). The seed model sits where the grey rules cross. Bars: ± standard deviation over "
+                  "seeds (recipes with several). Hover for the numbers and n.",
+                  lambda colours: gain_chart(points, colours, title))
+
+
+def _shift_figure(board, study, benchmarks, label) -> tuple[Figure, str]:
+    title = "Shift measures against forgetting"
+    runs = per_run(board, study, benchmarks)
+    runs = runs[runs.recipe != BASELINE_RECIPE] if not runs.empty else runs
+    if runs.empty:
+        return Figure("shift-vs-forgetting", title,
+                      "Only the seed model is on the leaderboard: no fine-tuned run has moved away from it."), ""
+    measures = [m for m in shift_columns(runs) if runs[m].notna().any()]
+    if not measures:
+        return Figure("shift-vs-forgetting", title,
+                      "No shift measures are recorded for the fine-tuned runs (they need `diagnostics` enabled, "
+                      "the default)."), ""
+    if FORGETTING not in runs.columns or runs[FORGETTING].isna().all():
+        return Figure("shift-vs-forgetting", title,
+                      f"Shift measures are recorded, but no run has an average forgetting ({FORGETTING}) to plot "
+                      "them against: that needs a general benchmark and a seed-model run with the same "
+                      "evaluation settings."), ""
+    long = runs.melt(id_vars=["run_id", "study", "recipe", "seed", FORGETTING], value_vars=measures,
+                     var_name="measure", value_name="value").dropna(subset=["value", FORGETTING])
+    long = long.assign(label=[label(s, r) for s, r in zip(long.study, long.recipe)])
+    note = ("One point per fine-tuned run: x = how far it moved from the seed model (output similarities "
+            "output_bleu4/rougeL/cosine, weight change param_l2/param_rel, the seed's NLL of the training mix "
+            f"train_nll), y = {FORGETTING} in leaderboard points (down = forgetting). Hover for the run and numbers.")
+    return (Figure("shift-vs-forgetting", title, note, lambda colours: shift_chart(long, colours, title)),
+            _correlation_html(shift_correlations(board, study)))
 
 
 def _correlation_html(correlations: pd.DataFrame) -> str:
-    if correlations.empty:
-        return ('<p class="note">No shift measures to correlate (they need diagnostics on, fine-tuned runs and '
-                'a general benchmark for the average forgetting).</p>')
-    head = "".join(f"<th>{_e(c)}</th>" for c in ("study", "measure", "n", "Pearson r", "Spearman ρ"))
-    body = "".join(
-        f'<tr><td class="text">{_e(r.study)}</td><td class="text">{_e(r.measure)}</td><td>{int(r.n)}</td>'
-        f'<td>{"-" if _missing(r.pearson) else f"{r.pearson:+.3f}"}</td>'
-        f'<td>{"-" if _missing(r.spearman) else f"{r.spearman:+.3f}"}</td></tr>'
-        for r in correlations.itertuples())
-    return (f'<table id="correlation-table"><thead><tr>{head}</tr></thead><tbody>{body}</tbody></table>'
-            f'<p class="note">Across the fine-tuned runs of each study: correlation between each shift measure '
-            f'and {FORGETTING} (change of the Open LLM Leaderboard average against the seed model, in leaderboard '
-            f'points; negative = forgetting). A negative r for '
-            f'param_l2 or train_nll, or a positive one for the output similarities, says the runs that moved '
-            f'further from the seed model forgot more. Needs at least three runs.</p>')
-
-
-def _numeric(values) -> bool:
-    return all(isinstance(v, (int, float)) and not isinstance(v, bool) for v in values)
-
-
-def _tick(value: float, span: float) -> str:
-    """A y tick with as many decimals as the chart's span needs to tell its ticks apart."""
-    decimals = 3 if span <= 0 else min(max(2 - math.floor(math.log10(span)), 0), 8)
-    return f"{value:.{decimals}f}"
-
-
-def _line_chart(chart_id: str, title: str, parameter: str, lines: dict[str, list[tuple]],
-                reference: float | None) -> str:
-    """Small line chart: x = swept value (numeric scale, or categories in sweep order), y = `title`,
-    one line per recipe; a dashed line at the baseline's value where there is one."""
-    width, height, left, right, top, bottom = 340, 230, 56, 12, 26, 58
-    xs = list(dict.fromkeys(x for points in lines.values() for x, _ in points))
-    numeric = _numeric(xs)
-    if numeric:
-        xs = sorted(xs)
-        x = _scale(min(xs), max(xs), left + 10, width - right - 10)
-    else:
-        x = lambda v: _scale(0, max(len(xs) - 1, 1), left + 10, width - right - 10)(xs.index(v))  # noqa: E731
-    ys = [y for points in lines.values() for _, y in points] + ([reference] if reference is not None else [])
-    y = _scale(min(ys), max(ys), height - bottom, top)
-    parts = [f'<svg id="{_e(chart_id)}" class="sweep-plot" xmlns="http://www.w3.org/2000/svg" width="{width}" '
-             f'height="{height}" role="img" aria-label="{_e(title)} against {_e(parameter)}">',
-             f'<text x="{width / 2}" y="16" font-size="12" text-anchor="middle" font-weight="bold">{_e(title)}</text>',
-             f'<line x1="{left}" x2="{left}" y1="{top}" y2="{height - bottom}" stroke="#999"/>',
-             f'<line x1="{left}" x2="{width - right}" y1="{height - bottom}" y2="{height - bottom}" stroke="#999"/>']
-    lo, hi = min(ys), max(ys)
-    for tick in dict.fromkeys((lo, (lo + hi) / 2, hi)):
-        parts.append(f'<text x="{left - 4}" y="{y(tick) + 4:.1f}" font-size="10" text-anchor="end">'
-                     f'{_tick(tick, hi - lo)}</text>')
-    for value in xs:
-        parts.append(f'<text x="{x(value):.1f}" y="{height - bottom + 14}" font-size="10" text-anchor="middle">'
-                     f'{_e(value)}</text>')
-    parts.append(f'<text x="{(left + width - right) / 2}" y="{height - bottom + 28}" font-size="11" '
-                 f'text-anchor="middle">{_e(parameter)}</text>')
-    if reference is not None:
-        parts.append(f'<line x1="{left}" x2="{width - right}" y1="{y(reference):.1f}" y2="{y(reference):.1f}" '
-                     f'stroke="#555" stroke-dasharray="4 3"><title>baseline: {reference:.4g}</title></line>')
-    for j, (label, points) in enumerate(lines.items()):
-        colour = PALETTE[j % len(PALETTE)]
-        points = sorted(points, key=lambda p: xs.index(p[0]))
-        path = " ".join(f"{x(px):.1f},{y(py):.1f}" for px, py in points)
-        parts.append(f'<polyline points="{path}" fill="none" stroke="{colour}" stroke-width="2"/>')
-        parts += [f'<circle cx="{x(px):.1f}" cy="{y(py):.1f}" r="3.5" fill="{colour}"><title>{_e(label)} at '
-                  f'{_e(parameter)}={_e(px)}: {py:.4g}</title></circle>' for px, py in points]
-    legend_x = left
-    for j, label in enumerate(lines):
-        parts.append(f'<rect x="{legend_x}" y="{height - 16}" width="10" height="10" '
-                     f'fill="{PALETTE[j % len(PALETTE)]}"/>'
-                     f'<text x="{legend_x + 13}" y="{height - 7}" font-size="10">{_e(label)}</text>')
-        legend_x += 24 + 6 * len(str(label))
-    parts.append("</svg>")
+    defined = correlations.dropna(subset=["pearson"]) if not correlations.empty else correlations
+    undefined = sorted(set(correlations.measure) - set(defined.measure)) if not correlations.empty else []
+    parts = []
+    if not defined.empty:
+        head = "".join(f"<th>{_e(c)}</th>" for c in ("study", "measure", "n", "Pearson r", "Spearman ρ"))
+        body = "".join(
+            f'<tr><td class="text">{_e(r.study)}</td><td class="text">{_e(r.measure)}</td><td>{int(r.n)}</td>'
+            f'<td>{r.pearson:+.3f}</td><td>{"" if _missing(r.spearman) else f"{r.spearman:+.3f}"}</td></tr>'
+            for r in defined.itertuples())
+        parts.append(
+            f'<table id="correlation-table"><thead><tr>{head}</tr></thead><tbody>{body}</tbody></table>'
+            f'<p class="note">Across the fine-tuned runs of each study: correlation between each shift measure and '
+            f'{FORGETTING}. A negative r for param_l2 or train_nll, or a positive one for the output similarities, '
+            f'says the runs that moved further from the seed model forgot more.</p>')
+    if undefined:
+        parts.append(f'<p class="note">No correlation for {_e(", ".join(undefined))}: it needs at least three '
+                     f'runs with both numbers and a measure that varies.</p>')
     return "".join(parts)
 
 
-def _sweep_html(points: pd.DataFrame, baselines: dict[tuple[str, str], float]) -> str:
-    """One block per (study, swept parameter): a chart per benchmark, avg_delta and shift measure."""
+def _profile_figure(board, study, label) -> Figure:
+    title = "Task categories of the rehearsal data"
+    studies = [study] if study else sorted(board.runs().study.unique())
+    rows = []
+    for name in studies:
+        for recipe, found in recipe_profiles(board, name).items():
+            shown = label(name, recipe)
+            rows += [{"label": shown, "category": c, "count": found["counts"][c], "n": found["n"],
+                      "runs": found["runs"], "share": found["counts"][c] / found["n"]} for c in CATEGORIES]
+    if not rows:
+        return Figure("profiles", title,
+                      "No run has a category profile: only recipes that add rehearsal rows (public sets, "
+                      "reconstructed data, compose) record one.")
+    shares = pd.DataFrame(rows)
+    return Figure("profiles", title,
+                  "The share of each recipe's rehearsal rows per Magpie task category, as the seed model classifies "
+                  "them zero-shot (summed over the recipe's seeds). Hover for counts and n; "
+                  "`forgetbench leaderboard profile` prints them with total variation distances.",
+                  lambda colours: profile_chart(shares, colours, list(CATEGORIES), title))
+
+
+def _sweep_figures(board, study, table: pd.DataFrame, label) -> list[Figure]:
+    points = sweep_points(board, study)
     if points.empty:
-        return ""
-    blocks = []
-    for (study, parameter), sweep in points.groupby(["study", "parameter"], sort=True):
+        return []
+    baselines = {(row["study"], column): value for row in table[table.recipe == BASELINE_RECIPE].to_dict("records")
+                 for column, value in row.items() if isinstance(value, float) and not math.isnan(value)}
+    figures = []
+    for (name, parameter), sweep in points.groupby(["study", "parameter"], sort=True):
         skip = {"study", "parameter", "value", "recipe", "seed", "run_id"}
-        benchmarks = benchmark_order([c for c in sweep.columns if c not in skip and not c.startswith("avg(")
-                                      and c not in (FORGETTING, "domain_gain") and c not in shift_columns(sweep)])
-        charts = []
-        for column in [*benchmarks, *([FORGETTING] if FORGETTING in sweep.columns else []), *shift_columns(sweep)]:
-            data = sweep[["recipe", "value", column]].dropna()
-            if data.empty:
-                continue
+        shift = shift_columns(sweep)
+        metrics = benchmark_order([c for c in sweep.columns if c not in skip and not c.startswith("avg(")
+                                   and not c.endswith("_lb") and c not in (FORGETTING, "domain_gain", "lb_notes")
+                                   and c not in shift])
+        metrics += [FORGETTING] if FORGETTING in sweep.columns else []
+        metrics += shift
+        values = list(dict.fromkeys(json.dumps(v) for v in sweep.value))
+        numeric = all(isinstance(json.loads(v), (int, float)) and not isinstance(json.loads(v), bool) for v in values)
+        order = sorted(json.loads(v) for v in values) if numeric else [json.loads(v) for v in values]
+        rows = []
+        for metric in metrics:
+            data = sweep[["recipe", "value", metric]].dropna()
             data = data.assign(key=[json.dumps(v) for v in data.value])
-            means = data.groupby(["recipe", "key"], sort=False)[column].mean()
-            lines: dict[str, list[tuple]] = {}
-            for (recipe, key), value in means.items():
-                lines.setdefault(str(recipe), []).append((json.loads(key), float(value)))
-            chart_id = f"sweep-{len(blocks)}-{len(charts)}"
-            charts.append(_line_chart(chart_id, column, parameter, lines, baselines.get((study, column))))
-        blocks.append(f'<h3>{_e(study)}: sweep over {_e(parameter)}</h3>'
-                      f'<p class="note">Mean over seeds at each swept value, one line per recipe; the dashed line '
-                      f'is the seed model (baseline).</p><div class="plots">{"".join(charts)}</div>')
-    return "<h2>Sweeps</h2>" + "".join(blocks)
+            for (recipe, key), group in data.groupby(["recipe", "key"], sort=False):
+                x = json.loads(key)
+                baseline = FORGETTING if metric == FORGETTING else metric
+                shown = f"{name}/{recipe}" if label.prefix else str(recipe)
+                rows.append({"metric": metric, "label": shown, "x": x if numeric else str(x),
+                             "y": float(group[metric].mean()), "runs": len(group),
+                             "baseline": 0.0 if metric == FORGETTING else baselines.get((name, baseline))})
+        if not rows:
+            continue
+        frame = pd.DataFrame(rows)
+        title = f"{name}: sweep over {parameter}"
+        figures.append(Figure(f"sweep-{len(figures) + 1}", title,
+                              "Mean over seeds at each swept value, one line per recipe; the dashed line is the "
+                              "seed model (for avg_delta: no change). Hover for the numbers and n.",
+                              lambda _, frame=frame, parameter=parameter, numeric=numeric, order=order,
+                              title=title: sweep_chart(frame, parameter, numeric, order, title)))
+    return figures
+
+
+def report_figures(board: Leaderboard, study: str | None = None,
+                   benchmarks: list[str] | None = None) -> tuple[pd.DataFrame, list[Figure], dict[str, str]]:
+    """The paper table, the report's figures in order, and extra HTML to show after a figure (by name)."""
+    table = paper_table(board, study, benchmarks)
+    label = _Labels(table.study.nunique() if not table.empty else 0)
+    for row in table[table.recipe != BASELINE_RECIPE].itertuples():
+        label(row.study, row.recipe)
+    shift_figure, correlations = _shift_figure(board, study, benchmarks, label)
+    figures = [_delta_figure(board, study, benchmarks, label), _gain_figure(table, label), shift_figure,
+               _profile_figure(board, study, label), *_sweep_figures(board, study, table, label)]
+    colours = recipe_scale(label.order)  # every recipe named by any figure: one colour each, everywhere
+    for figure in figures:
+        figure.chart = figure.draw(colours) if figure.draw else None
+    return table, figures, {shift_figure.name: correlations}
+
+
+# -- output -----------------------------------------------------------------------------------------
+
+def _spec_json(figure: Figure) -> str:
+    """The figure's spec as JSON safe inside a <script> element (no `<`, `>` or `&` left)."""
+    text = json.dumps(figure.spec(), ensure_ascii=False, allow_nan=False)
+    return text.replace("<", "\\u003c").replace(">", "\\u003e").replace("&", "\\u0026")
+
+
+def _figure_html(figure: Figure, heading: str, after: str) -> str:
+    parts = [f'<section class="figure" id="figure-{_e(figure.name)}"><h2>{_e(heading)}</h2>',
+             f'<p class="note">{_e(figure.note)}</p>']
+    if figure.chart is not None:
+        chart_id = f"chart-{figure.name}"
+        parts.append(f'<div class="chart" id="{_e(chart_id)}" role="img" aria-label="{_e(figure.title)}"></div>'
+                     f'<script type="application/json" class="chart-spec" data-chart="{_e(chart_id)}">'
+                     f"{_spec_json(figure)}</script>")
+    parts.append(after + "</section>")
+    return "".join(parts)
+
+
+HEADINGS = {"deltas": "Forgetting: difference to the seed model per benchmark",
+            "gain-vs-forgetting": "Domain gain against average forgetting",
+            "shift-vs-forgetting": "Why did it forget? Shift measures against forgetting",
+            "profiles": "Rehearsal data: task categories"}
 
 
 def build_report(board: Leaderboard, study: str | None = None, benchmarks: list[str] | None = None) -> str:
-    """The whole report as one HTML string."""
-    table = paper_table(board, study, benchmarks)
-    table["study_count"] = table.study.nunique() if not table.empty else 0
-    deltas = board.deltas(study)
-    if benchmarks:
-        deltas = deltas[deltas.benchmark.isin(benchmarks)]
-    deltas = deltas[deltas.benchmark != DOMAIN]
-    multi = deltas.study.nunique() > 1
-    deltas = deltas.assign(label=[f"{s}/{r}" if multi else str(r) for s, r in zip(deltas.study, deltas.recipe)])
-    bars = deltas.groupby(["benchmark", "label"], sort=True, as_index=False).delta.mean()
-    recipes = table[table.recipe != BASELINE_RECIPE]
-    if {"avg_delta", "domain_gain"} <= set(recipes.columns):
-        points = pd.DataFrame({"label": [_label(r) for r in recipes.itertuples()],
-                               "x": recipes.avg_delta, "y": recipes.domain_gain}).dropna()
-    else:
-        points = pd.DataFrame(columns=["label", "x", "y"])
-    display = paper_display(table.drop(columns="study_count"))
-    baselines = {(row["study"], column): value for row in table[table.recipe == BASELINE_RECIPE].to_dict("records")
-                 for column, value in row.items() if isinstance(value, float) and not math.isnan(value)}
-    sweeps = _sweep_html(sweep_points(board, study), baselines)
-    why = ""
-    if not board.shift(study).empty:
-        why = ("<h2>Why did it forget? Shift measures against forgetting</h2>"
-               + _correlation_html(shift_correlations(board, study)))
+    """The whole report as one HTML string (scripts inline, no external resources)."""
+    return report_html(board, study, *report_figures(board, study, benchmarks))
+
+
+def report_html(board: Leaderboard, study: str | None, table: pd.DataFrame, figures: list[Figure],
+                after: dict[str, str]) -> str:
+    """The report page from `report_figures`' results."""
+    display = paper_display(table)
+    sections = []
+    for figure in figures:
+        if figure.name.startswith("sweep-") and not any(s.startswith("<h2>Sweeps") for s in sections):
+            sections.append("<h2>Sweeps</h2>")
+        sections.append(_figure_html(figure, HEADINGS.get(figure.name, figure.title), after.get(figure.name, "")))
+    charts = any(f.chart is not None for f in figures)
+    scripts = (f"<script>{javascript_bundle()}</script>", f"<script>{_EMBED}</script>") if charts else ("", "")
     title = f"forgetbench report — {study}" if study else "forgetbench report"
     return (
         f'<!DOCTYPE html><html lang="en"><head><meta charset="utf-8"><title>{_e(title)}</title>'
-        f"<style>{_CSS}</style></head><body><h1>{_e(title)}</h1>"
+        f"<style>{_CSS}</style>{scripts[0]}</head><body><h1>{_e(title)}</h1>"
         f'<p class="note">Leaderboard {_e(board.path.name)}. Values are primary metrics, mean ± std over '
-        f"seeds; avg(...) averages the general benchmarks named; avg_delta and domain_gain are differences "
-        f"to the baseline of the same base model and evaluation settings.</p>"
-        f"<h2>Leaderboard</h2>{_table_html(display)}"
-        f"<h2>Forgetting: delta to the baseline per benchmark</h2>{_bar_chart(bars)}"
-        f"<h2>Domain gain against average forgetting</h2>{_scatter(points)}"
-        f"{why}{sweeps}"
-        f"</body></html>\n"
+        f"seeds; avg(...) averages the general benchmarks named as Open LLM Leaderboard scores; avg_delta and "
+        f"domain_gain are differences to the seed model (baseline) of the same base model and evaluation "
+        f"settings. An empty cell: not measured.</p>"
+        f"<h2>Leaderboard</h2>{_table_html(display, 'leaderboard-table')}"
+        f"{''.join(sections)}{scripts[1]}</body></html>\n"
     )
+
+
+def write_figure_pngs(figures: list[Figure], folder: Path) -> list[Path]:
+    """One PNG per drawn figure, `<folder>/<name>.png`; every picture is rendered before any is
+    written, and each file is written under a temporary name and renamed into place."""
+    rendered = [(Path(folder) / f"{f.name}.png", figure_png(f)) for f in figures if f.chart is not None]
+    Path(folder).mkdir(parents=True, exist_ok=True)
+    umask = os.umask(0)
+    os.umask(umask)
+    for path, data in rendered:
+        fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
+        try:
+            os.fchmod(fd, 0o666 & ~umask)  # as open() would create it (mkstemp makes it private)
+            with os.fdopen(fd, "wb") as handle:
+                handle.write(data)
+            os.replace(tmp, path)
+        except BaseException:
+            Path(tmp).unlink(missing_ok=True)
+            raise
+    return [path for path, _ in rendered]

@@ -263,3 +263,106 @@ def run_forgetbench(*args, site: Path | None = None, cwd=None):
 def forgetbench_process():
     """`run_forgetbench`: the CLI in a fresh process (see there)."""
     return run_forgetbench
+
+
+# -- a study's leaderboard, as a finished study leaves it (for the views and the report) ------------
+
+STUDY_EFFECTS = {  # recipe -> per-benchmark change of the pass rate against the seed model
+    "none": {"ifeval": -0.25, "mmlu_pro": -0.10, "safety_raw": -0.30, "domain": 0.35},
+    "public:alpaca": {"ifeval": -0.08, "mmlu_pro": -0.02, "safety_raw": -0.05, "domain": 0.30},
+    "reconstructed-single": {"ifeval": -0.03, "mmlu_pro": -0.04, "safety_raw": 0.0, "domain": 0.25},
+    "sdft-rewrite": {"ifeval": -0.05, "mmlu_pro": 0.0, "safety_raw": -0.10, "domain": 0.30},
+}
+STUDY_BASE_RATES = {"ifeval": 0.55, "mmlu_pro": 0.35, "safety_raw": 0.85, "domain": 0.30}
+STUDY_METRICS = {"ifeval": "prompt_level_strict_acc", "mmlu_pro": "acc", "safety_raw": "safe_rate", "domain": "acc"}
+
+
+def record_study(path, recipes=tuple(STUDY_EFFECTS), seeds=(0, 1), *, baseline=True, shift=True, profiles=True,
+                 examples=80, study="med", sweep=None, prefix="", alpaca_eval=False):
+    """Record a study's runs on a leaderboard at `path` the way `forgetbench run` does: the seed model
+    (unless `baseline=False`) and `recipes` x `seeds`, each scored per example on IFEval, MMLU-Pro,
+    safety and the domain task (`examples` each; a recipe moves the seed model's pass rates by
+    STUDY_EFFECTS, flipping seeded examples), with shift measures and rehearsal category profiles.
+    `sweep=(parameter, values)` records each recipe once per value instead, labelled like
+    `none@mix.domain_share=0.1`, its losses shrinking as the value grows. `prefix` starts every run_id
+    (to record a second study beside the first). `alpaca_eval` adds an AlpacaEval score shaped as the
+    harness records it: primary `win_rate`, examples under `win`."""
+    import numpy as np
+
+    from harness.profile import CATEGORIES
+    from harness.results import BenchmarkResult, ExampleResult, Measure, RunRecord, Score, SweepPoint
+    from leaderboard import Leaderboard
+
+    board = Leaderboard(path)
+    base = {b: np.random.default_rng(i).random(examples) < rate for i, (b, rate) in enumerate(STUDY_BASE_RATES.items())}
+
+    def record(run_id, recipe, seed, effects, measures, mix, point=None):
+        run_id = prefix + run_id
+        rng = np.random.default_rng([len(run_id), seed, *map(ord, recipe)])
+        results = []
+        for benchmark, passed in base.items():
+            change, values = effects.get(benchmark, 0.0), passed.astype(float)
+            pool = np.flatnonzero(passed if change < 0 else ~passed)
+            flip = rng.choice(pool, size=min(len(pool), round(abs(change) * examples + rng.integers(0, 3))), replace=False)
+            values[flip] = 1.0 - values[flip]
+            metric = STUDY_METRICS[benchmark]
+            scores = [Score(metric, float(values.mean()), None, examples)]
+            if benchmark == "ifeval":
+                scores.append(Score("inst_level_strict_acc", float(min(1.0, values.mean() + 0.08)), None, examples))
+            results.append(BenchmarkResult(benchmark, metric, scores,
+                                           [ExampleResult(f"{benchmark}/{i}", metric, float(v)) for i, v in enumerate(values)],
+                                           {"limit": examples, "subset_seed": 1234}))
+        if alpaca_eval:
+            wins = rng.random(examples) < 0.5
+            results.append(BenchmarkResult("alpaca_eval", "win_rate", [Score("win_rate", float(wins.mean()), None, examples)],
+                                           [ExampleResult(f"alpaca_eval/{i}", "win", float(w)) for i, w in enumerate(wins)]))
+        board.record(RunRecord(
+            run_id=run_id, study=study, recipe=recipe, recipe_params={}, seed=seed, base_model="smollm2-135m-instruct",
+            base_model_sha="base", checkpoint_sha=f"ck-{run_id}", mix_sha=None if mix is None else f"mix-{run_id}",
+            config_hash="c", finetune_config_hash=None if mix is None else "ft", eval_config_hash="e", data_hashes={},
+            package_versions={}, started_at="2025-01-01T00:00:00+00:00", finished_at=f"2025-01-01T00:{seed:02d}:00+00:00",
+            domain="medmcqa", generation_backend="transformers", mix=mix, sweep=point,
+            shift=[Measure(m, "all", v, 16) for m, v in measures.items()]), results)
+
+    if baseline:
+        record("base", "baseline", 0, {}, {"output_bleu4": 1.0, "param_l2": 0.0, "train_nll": 1.9} if shift else {}, None)
+    categories = list(CATEGORIES)
+    for index, recipe in enumerate(recipes):
+        for seed in seeds:
+            loss = -sum(STUDY_EFFECTS[recipe][b] for b in ("ifeval", "mmlu_pro"))
+            measures = {"output_bleu4": round(0.9 - loss - 0.02 * seed, 4), "param_l2": round(0.5 + 4 * loss + 0.1 * seed, 4),
+                        "train_nll": round(1.2 + index * 0.3, 4)} if shift else {}
+            mix = {"size": 60, "domain_share": 0.17}
+            if profiles and recipe not in ("none", "sdft-rewrite"):
+                weights = np.random.default_rng(index).dirichlet(np.ones(len(categories)))
+                counts = {c: int(round(w * 50)) for c, w in zip(categories, weights)}
+                mix["profile"] = {"n": sum(counts.values()), "counts": counts}
+            if sweep is None:
+                record(f"{recipe}-{seed}", recipe, seed, STUDY_EFFECTS[recipe], measures, mix)
+                continue
+            parameter, values = sweep
+            for step, value in enumerate(values):
+                effects = {b: c if b == "domain" else c * (1 - 0.3 * step) for b, c in STUDY_EFFECTS[recipe].items()}
+                record(f"{recipe}-{seed}-{step}", f"{recipe}@{parameter}={value}", seed, effects,
+                       {m: v * (1 - 0.2 * step) for m, v in measures.items()}, mix, SweepPoint(parameter, value, recipe))
+    return board
+
+
+@pytest.fixture
+def study_board(tmp_path):
+    """A finished study's leaderboard (see `record_study`): the seed model and four recipes x two seeds."""
+    return record_study(tmp_path / "study.duckdb")
+
+
+def chart_specs(html: str) -> dict:
+    """The Vega-Lite specifications a report embeds, by figure name (`chart-deltas` -> `deltas`)."""
+    import json
+    import re
+
+    return {name: json.loads(text) for name, text in re.findall(
+        r'<script type="application/json" class="chart-spec" data-chart="chart-([^"]+)">(.*?)</script>', html, re.S)}
+
+
+def chart_rows(spec: dict) -> list[dict]:
+    """The rows a chart plots (its inline data)."""
+    return spec["data"]["values"]

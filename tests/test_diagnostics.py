@@ -9,7 +9,7 @@ import re
 import duckdb
 import pytest
 import torch
-from conftest import make_mix
+from conftest import chart_rows, chart_specs, make_mix
 from safetensors.torch import save_file
 
 import harness.diagnostics as diagnostics
@@ -201,4 +201,7 @@ def test_shift_measures_land_beside_the_scores_and_correlate_with_forgetting(tmp
 
     html = build_report(board, "why")
     section = re.search(r'<table id="correlation-table">.*?</table>', html).group(0)
-    assert "param_l2" in section and "output_cosine" in section and "<script" not in html
+    assert "param_l2" in section and "output_cosine" in section
+    plotted = chart_rows(chart_specs(html)["shift-vs-forgetting"])  # each run's measure against its avg_delta
+    assert {(r["run_id"], r["measure"]) for r in plotted} == {(f"r{i}", m) for i in range(4)
+                                                              for m in ("param_l2", "output_cosine")} - {("r1", "output_cosine")}

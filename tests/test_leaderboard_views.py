@@ -1,13 +1,9 @@
 """Leaderboard views and commands: schema migration, paper table, compare (paired bootstrap), read-only
-query, parquet export, the HTML report (rendered in headless Chromium where installed)."""
+query, parquet export."""
 from __future__ import annotations
 
 import json
 import math
-import os
-import re
-import shutil
-import subprocess
 
 import duckdb
 import numpy as np
@@ -20,7 +16,6 @@ from harness.errors import ForgetbenchError
 from harness.results import BenchmarkResult, ExampleResult, RunRecord, Score
 from leaderboard import SCHEMA_VERSION, Leaderboard
 from leaderboard.compare import compare, holm, paired_bootstrap
-from leaderboard.report import build_report
 from leaderboard.sql import run_query
 from leaderboard.views import paper_table
 
@@ -294,41 +289,7 @@ def test_query_runs_select_and_export_writes_parquet(demo_board, tmp_path, capsy
     assert len(pd.read_parquet(tmp_path / "pq2" / "runs.parquet")) == 6
 
 
-# -- 4. HTML report --------------------------------------------------------------------------------
-
-def test_report_is_self_contained_and_escapes_text(demo_board):
-    html = build_report(demo_board)
-    assert "<script" not in html and "&lt;script&gt;alert(&quot;x&quot;)&lt;/script&gt;&amp;" in html
-    assert not re.search(r"""(src|href)\s*=\s*["']?(http|//)""", html)
-    assert html.count("<svg") == 2 and html.count("<circle") == 3  # the three fine-tuned recipes
-    assert len(re.findall(r"<tbody>.*</tbody>", html)) == 1
-    assert re.search(r"<tbody>(.*)</tbody>", html).group(1).count("<tr>") == len(paper_table(demo_board))
-
-
-CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
-
-
-@pytest.mark.skipif(not os.path.exists(CHROMIUM), reason="headless Chromium not installed (apt-get install -y chromium)")
-def test_report_renders_in_headless_chromium_with_one_row_per_recipe(demo_board, tmp_path):
-    out = tmp_path / "report.html"
-    assert main(["report", "--out", str(out), "--leaderboard", str(demo_board.path)]) == 0
-    flags = [CHROMIUM, "--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
-             "--disable-background-networking", "--disable-component-update", "--disable-sync",
-             f"--user-data-dir={tmp_path / 'profile'}", "--window-size=1200,1600"]
-    shot = tmp_path / "report.png"
-    subprocess.run([*flags, f"--screenshot={shot}", out.as_uri()], check=True, capture_output=True, timeout=120)
-    data = shot.read_bytes()
-    assert data[:8] == b"\x89PNG\r\n\x1a\n" and len(data) > 20_000  # a real picture, not a blank page
-    width, height = int.from_bytes(data[16:20], "big"), int.from_bytes(data[20:24], "big")
-    assert (width, height) == (1200, 1600)
-    dom = subprocess.run([*flags, "--dump-dom", out.as_uri()], check=True, capture_output=True, text=True,
-                         timeout=120).stdout
-    rows = re.search(r'<table id="leaderboard-table">.*?<tbody>(.*?)</tbody>', dom, re.S).group(1)
-    assert rows.count("<tr>") == len(paper_table(demo_board)) == 4
-    assert "<rect" in dom and "<circle" in dom
-    keep = os.environ.get("FORGETBENCH_KEEP_SCREENSHOT")
-    if keep:
-        shutil.copy(shot, keep)
+# The HTML report's tests, headless Chromium included, are in tests/test_report.py.
 
 
 def test_the_paper_view_places_benchmarks_by_their_registered_group_and_unknown_ones_among_the_others(tmp_path):

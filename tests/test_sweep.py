@@ -4,11 +4,10 @@ sweep expressible; a domain-share sweep on the tiny model records three runs and
 from __future__ import annotations
 
 import json
-import re
 
 import duckdb
 import pytest
-from conftest import make_mix
+from conftest import chart_rows, chart_specs, make_mix
 
 from harness.cli import main
 from harness.config import MixConfig, RecipeEntry, parse_study
@@ -108,13 +107,12 @@ def test_domain_share_sweep_on_the_tiny_model_records_three_runs_and_plots_them(
     assert main(["report", "--out", str(out), "--leaderboard", str(board)]) == 0
     html = out.read_text()
     assert "sweep over mix.domain_share" in html
-    charts = re.findall(r'<svg id="sweep-[^"]*" class="sweep-plot".*?</svg>', html)
-    titles = [re.search(r'font-weight="bold">([^<]*)<', c).group(1) for c in charts]
-    assert titles[0] == "domain" and {"param_l2", "train_nll", "output_cosine"} <= set(titles)
-    domain_chart = charts[0]
-    line = re.search(r'points="([^"]*)"', domain_chart).group(1)
-    assert domain_chart.count("<circle") == 3 and len(line.split()) == 3
-    assert all(f">{v}<" in domain_chart for v in ("0.125", "0.25", "0.5"))  # the swept values on the x axis
+    rows = chart_rows(chart_specs(html)["sweep-1"])  # per metric: the mean at each swept value, per recipe
+    metrics = list(dict.fromkeys(r["metric"] for r in rows))
+    assert metrics[0] == "domain" and {"param_l2", "train_nll", "output_cosine"} <= set(metrics)
+    domain = [r for r in rows if r["metric"] == "domain"]
+    assert [r["x"] for r in domain] == [0.125, 0.25, 0.5] and {r["label"] for r in domain} == {"public:alpaca"}
+    assert all(r["runs"] == 1 and r["baseline"] is not None for r in domain)  # the seed model's score beside them
 
     capsys.readouterr()
     assert main(["leaderboard", "--leaderboard", str(board), "--format", "csv"]) == 0
