@@ -315,7 +315,7 @@ def record_study(path, recipes=tuple(STUDY_EFFECTS), seeds=(0, 1), *, baseline=T
         if alpaca_eval:
             wins = rng.random(examples) < 0.5
             results.append(BenchmarkResult("alpaca_eval", "win_rate", [Score("win_rate", float(wins.mean()), None, examples)],
-                                           [ExampleResult(f"alpaca_eval/{i}", "win", float(w)) for i, w in enumerate(wins)]))
+                                           [ExampleResult(f"alpaca_eval/{i}", "win_rate", float(w)) for i, w in enumerate(wins)]))
         board.record(RunRecord(
             run_id=run_id, study=study, recipe=recipe, recipe_params={}, seed=seed, base_model="smollm2-135m-instruct",
             base_model_sha="base", checkpoint_sha=f"ck-{run_id}", mix_sha=None if mix is None else f"mix-{run_id}",

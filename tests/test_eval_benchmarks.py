@@ -398,7 +398,8 @@ def test_a_local_judge_gives_its_first_token_log_probabilities_as_the_package_re
     assert "log-probabilities" in result.settings["judge_reading"]
     assert result.settings["annotator"] == "weighted_alpaca_eval_gpt4_turbo"
     assert all(len(json.loads(json.loads(e.target)["judge"])) == 5 for e in result.examples)
-    assert all(math.isnan(e.value) or 0 <= e.value <= 1 for e in result.examples)
+    assert all(0 <= e.value <= 1 for e in result.examples)
+    assert {e.metric for e in result.examples} <= {"win_rate", "unparseable"}
 
 
 def _length_biased_pairs(n=100, p_longer=0.8, p_shorter=0.2, share_longer=0.7):
@@ -466,6 +467,8 @@ def test_alpaca_eval_judge_on_an_openai_compatible_endpoint(scripted_backend, ti
     assert first == expected and [m["role"] for m in first] == ["system", "user"]
     scores = {s.metric: s.value for s in result.scores}
     assert scores["win_rate"] == 1.0 and scores["unparseable"] == 0
+    # per-example outcomes under the primary metric, so compare pairs them; their mean is the win rate
+    assert [e.metric for e in result.examples] == ["win_rate"] * 4 and [e.value for e in result.examples] == [1.0] * 4
     assert result.settings["judge_endpoint"] == base_url
     assert result.settings["judge_endpoint_model"] == "judge-model" and result.settings["judge_sha"] is None
     # the evaluation hash takes the endpoint's identity (no model to resolve); a dead endpoint names the judge

@@ -113,13 +113,13 @@ def test_a_figure_with_nothing_to_draw_is_a_sentence_saying_why(tmp_path, case, 
         assert "window.vegaEmbed=" not in html  # no chart, no 0.9 MB of JavaScript
 
 
-def test_a_benchmark_without_paired_examples_is_named_not_silently_dropped(tmp_path):
-    """AlpacaEval records its examples under `win` while its primary score is `win_rate`: compare
-    finds no pairs for it, and the report says so beside the chart of the others."""
+def test_alpaca_eval_pairs_on_its_per_example_wins_and_is_drawn_beside_the_others(tmp_path):
+    """AlpacaEval records each judged example under its primary metric `win_rate`, so compare pairs it
+    with the baseline and the delta chart draws it; nothing is named as undrawable."""
     board = record_study(tmp_path / "lb.duckdb", recipes=("none",), seeds=(0,), alpaca_eval=True)
     deltas = next(f for f in report_figures(board)[1] if f.name == "deltas")
-    assert deltas.chart is not None and "alpaca_eval" not in {r["benchmark"] for r in chart_rows(deltas.spec())}
-    assert "No paired per-example results under the primary metric for alpaca_eval" in deltas.note
+    assert "alpaca_eval" in {r["benchmark"] for r in chart_rows(deltas.spec())}
+    assert "No paired per-example results" not in deltas.note
 
 
 def test_correlations_are_listed_only_where_they_are_defined(tmp_path):

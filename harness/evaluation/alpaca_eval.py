@@ -243,7 +243,11 @@ def evaluate_alpaca_eval(backend: GenerationBackend, judge, *, data_dir: Path | 
     # the package's switch-back: 3 - x turns a preference for the shown output_1 into one for output_2
     preferences = [3 - p if switch else p for p, switch in zip(shown_preferences, switched)]
     pairs["preference"] = preferences
-    examples = [ExampleResult(example_id=f"alpaca_eval/{i}", metric="win", value=p - 1.0, prediction=answer,
+    # Each judged example under the primary metric (preference - 1: 1 a win, 0 a loss, 0.5 a tie, a weighted
+    # judge's probability in between; their mean is `get_winrate`'s win rate), so `compare` pairs them;
+    # one the judge's answer could not be read for is recorded as `unparseable` (value 1), not as a loss.
+    examples = [ExampleResult(example_id=f"alpaca_eval/{i}", metric="unparseable" if pd.isna(p) else "win_rate",
+                              value=1.0 if pd.isna(p) else p - 1.0, prediction=answer,
                               target=json.dumps({"judge": verdict, "model_shown_as": "output_1" if s else "output_2"}))
                 for (i, _), answer, verdict, s, p in zip(items, answers, verdicts, switched, preferences)]
 

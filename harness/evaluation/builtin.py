@@ -222,7 +222,8 @@ class AlpacaEval(Benchmark):
     def scoring_code(self) -> dict[str, Any]:
         from importlib.metadata import version
 
-        return {"alpaca_eval": version("alpaca_eval"), "harness_scoring": SCORING_VERSION}  # prompts, win-rate code
+        # prompts, win-rate code; 2: per-example outcomes recorded under the primary metric `win_rate`
+        return {"alpaca_eval": version("alpaca_eval"), "harness_scoring": SCORING_VERSION, "alpaca_examples": 2}
 
     def evaluate(self, ctx: BenchmarkContext):
         backend = ctx.generator()
