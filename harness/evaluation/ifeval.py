@@ -42,9 +42,10 @@ _FILTER = "none"  # lm-eval's name for the task's only (identity) filter
 
 def evaluate_ifeval(model: ResolvedModel, *, data_dir: Path | None, limit: int | None, subset_seed: int,
                     max_new_tokens: int = 1280, batch_size: int | None = None,
-                    backend: str | GenerationBackend = "transformers") -> BenchmarkResult:
+                    backend: str | GenerationBackend = "transformers", lm: Any = None) -> BenchmarkResult:
     """Generate IFEval responses with `model` and score them with lm-eval's IFEval scoring; `backend`
-    a backend name or an existing `GenerationBackend` (see `lmeval_tasks.load_lm`)."""
+    a backend name or an existing `GenerationBackend` (see `lmeval_tasks.load_lm`), or `lm` an lm-eval
+    model instance (for tests)."""
     data_file = _data_file(data_dir)
     ensure_punkt_tab()  # before lm-eval imports its IFEval utilities (they try to download it)
     _seed_langdetect()
@@ -61,7 +62,7 @@ def evaluate_ifeval(model: ResolvedModel, *, data_dir: Path | None, limit: int |
                  data_file or HUB_ID, model.label)
         from harness.evaluation.lmeval_tasks import load_lm  # imported here: lmeval_tasks imports this module
 
-        lm = load_lm(model, batch_size, backend)
+        lm = lm if lm is not None else load_lm(model, batch_size, backend)
         log.info("ifeval: generating (max %d new tokens)", max_new_tokens)
         output = simple_evaluate(
             model=lm, tasks=[task], task_manager=task_manager,

@@ -15,8 +15,9 @@ generation and log-likelihood goes through the backend's persistent cache. It re
 - `loglikelihood_rolling`: HFLM's disjoint rolling windows over the same scoring.
 - `apply_chat_template` / `chat_template` / `tokenizer_name`: HFLM's, on the backend's tokenizer.
 
-`lm_for(backend)` gives the model of an existing backend; `lm_eval --model forgetbench --model_args
-pretrained=SPEC[,generation_backend=vllm][,batch_size=N]` builds one from a model spec.
+`lm_for(backend)` gives the model of an existing backend. Once this module is imported, lm-eval also
+builds one by name from a model spec: `simple_evaluate(model="forgetbench",
+model_args="pretrained=SPEC[,generation_backend=vllm][,batch_size=N]", ...)`.
 """
 from __future__ import annotations
 
