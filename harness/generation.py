@@ -212,7 +212,6 @@ class GenerationBackend(ABC):
                 self.cache.put_many({key: json.dumps(value) for key, value in fresh.items()})
                 found.update(fresh)
                 self.scored += len(chunk)
-                pause_point("generation")
         return [found[key] for key in keys]
 
     def _score_pairs(self, pairs: list[tuple[list[int], list[int]]]) -> list[tuple[float, bool]]:
