@@ -10,7 +10,9 @@ kernel reports), never past a count cap: the caller's `batch_size` when given, e
 batch's generations reach the cache only when the whole batch is done).
 
 Requests are sorted by token length (longest first) so that a batch pads little and memory peaks
-show up in the first batch.
+show up in the first batch. Greedy outputs do not depend on the batching; sampled ones do (one random
+stream per batch), and their batches depend only on the prompts and the cap whenever the cap fits in
+memory, so a rerun draws the same samples.
 """
 from __future__ import annotations
 

@@ -156,7 +156,8 @@ class BackendLM(TemplateLM):
             if window <= 0:
                 raise ValueError(f"max_gen_toks {sampling.max_new_tokens} leaves no room for a prompt in the "
                                  f"model's {self.max_length}-token window")
-            prompts = [self._prompt(requests[i].args[0], window) for i in members]
+            prefix = _special_prefix(self.tokenizer)
+            prompts = [self._prompt(requests[i].args[0], window, prefix) for i in members]
             for index, text in zip(members, self.backend.generate(prompts, sampling, desc="lm-eval generate_until")):
                 outputs[index] = postprocess_generated_text(generation=text, stop=until, think_end_token=None)
                 self.cache_hook.add_partial("generate_until", requests[index].args, outputs[index])
@@ -187,11 +188,10 @@ class BackendLM(TemplateLM):
         )
         return sampling, until
 
-    def _prompt(self, context: str, window: int) -> str:
+    def _prompt(self, context: str, window: int, prefix: str) -> str:
         """The prompt text the backend generates from: what HFLM's batch encoding feeds the model, i.e.
-        the tokenizer's special prefix where it adds one (HFLM keeps it unless the text starts with
+        the tokenizer's special `prefix` where it adds one (HFLM keeps it unless the text starts with
         BOS), and a context longer than `window` tokens cut from the left."""
-        prefix = _special_prefix(self.tokenizer)
         bos = self.tokenizer.bos_token
         if prefix and not (bos and context.startswith(bos)):
             context = prefix + context
