@@ -154,9 +154,7 @@ class GenerationBackend(ABC):
         keys = cache_keys([self.name, self.model.sha], prompts, sampling)
         occurrences = occurrence_indices(prompts)
         outputs = self.cache.get_many(keys)
-        # one generation per distinct key: greedy repeats of a prompt share theirs (see `cache_keys`)
-        first = {key: i for i, key in reversed(list(enumerate(keys)))}
-        missing = [i for i, key in enumerate(keys) if key not in outputs and first[key] == i]
+        missing = [i for i, key in enumerate(keys) if key not in outputs]
         if missing:
             log.info("%s: %d prompts (%d cached) with %s", desc, len(prompts), len(prompts) - len(missing), self.model.label)
             done = 0
@@ -237,12 +235,10 @@ def occurrence_indices(texts: Sequence[str]) -> list[int]:
 
 
 def cache_keys(identity: list, texts: Sequence[str], sampling: Sampling) -> list[str]:
-    """One generation-cache key per text under a generator's identity; when sampling, the k-th repeat
-    of the same text in one request gets its own key (occurrence index k), so repeated sampling stays
-    distinct. Greedy decoding has one answer per prompt: every repeat takes the first one's key (k 0)."""
+    """One generation-cache key per text under a generator's identity; the k-th repeat of the same
+    text in one request gets its own key (occurrence index k), so repeated sampling stays distinct."""
     settings = sampling.key()
-    occurrences = [0] * len(texts) if sampling.greedy else occurrence_indices(texts)
-    return [hash_json([*identity, text, settings, k]) for text, k in zip(texts, occurrences)]
+    return [hash_json([*identity, text, settings, k]) for text, k in zip(texts, occurrence_indices(texts))]
 
 
 def _cut_at_stop(text: str, stop: Sequence[str]) -> str:

@@ -64,7 +64,3 @@ def test_greedy_outputs_do_not_depend_on_the_batching(tiny_model, tmp_path, monk
              .generate([p], sampling)[0] for i, p in enumerate(prompts)]
     assert alone == auto and all("e" not in text for text in auto)  # each sequence cut at its own stop
 
-
-def test_greedy_repeats_of_a_prompt_are_generated_once(backend):
-    outputs = backend.generate(["Hello", "Hello", "Bye", "Hello"], Sampling(max_new_tokens=4))
-    assert backend.generated == 2 and outputs[0] == outputs[1] == outputs[3]
