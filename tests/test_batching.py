@@ -54,13 +54,18 @@ def test_generation_batches_shrink_with_free_memory_and_respect_the_cap(backend,
     assert [len(b) for b in backend._generation_batches(prompts, sampling)] == [14, 13, 13]
 
 
-def test_greedy_outputs_do_not_depend_on_the_batching(tiny_model, tmp_path, monkeypatch):
-    prompts = [f"<|im_start|>user\n{'Tell me more. ' * n}<|im_end|>\n<|im_start|>assistant\n" for n in range(1, 9)]
+def test_greedy_outputs_do_not_depend_on_the_batching(tiny_model, tmp_path):
+    prompts = [f"<|im_start|>user\n{'Tell me more. ' * n}<|im_end|>\n<|im_start|>assistant\n" for n in (1, 4, 2, 6, 3)]
     sampling = Sampling(max_new_tokens=10, stop=("e",))
-    auto = TransformersBackend(tiny_model, cache=GenerationCache(tmp_path / "a.sqlite")).generate(prompts, sampling)
-    pairs = TransformersBackend(tiny_model, batch_size=2, cache=GenerationCache(tmp_path / "b.sqlite"))
-    assert pairs.generate(prompts, sampling) == auto
-    alone = [TransformersBackend(tiny_model, batch_size=1, cache=GenerationCache(tmp_path / f"{i}.sqlite"))
-             .generate([p], sampling)[0] for i, p in enumerate(prompts)]
-    assert alone == auto and all("e" not in text for text in auto)  # each sequence cut at its own stop
 
+    def backend(name, batch_size=None, like=None):
+        made = TransformersBackend(tiny_model, batch_size=batch_size, cache=GenerationCache(tmp_path / f"{name}.sqlite"))
+        if like is not None:  # one loaded model and tokenizer for all
+            made._model, made._tokenizer = like._model, like._tokenizer
+        return made
+
+    first = backend("auto")
+    auto = first.generate(prompts, sampling)
+    assert backend("pairs", 2, first).generate(prompts, sampling) == auto
+    alone = [backend(f"one{i}", 1, first).generate([p], sampling)[0] for i, p in enumerate(prompts)]
+    assert alone == auto and all("e" not in text for text in auto)  # each sequence cut at its own stop
