@@ -60,11 +60,11 @@ def test_ifeval_responses_equal_lm_evals_hf_model(real_model, data_dir, both):
     same_answers(hf_seen, our_seen)
 
 
-@pytest.mark.parametrize("benchmark", ["mmlu_pro", "gpqa"])
-def test_multiple_choice_loglikelihoods_equal_lm_evals_hf_model(real_model, data_dir, both, benchmark):
+@pytest.mark.parametrize("name", ["mmlu_pro", "gpqa"])  # not `benchmark`: pytest-benchmark's fixture name
+def test_multiple_choice_loglikelihoods_equal_lm_evals_hf_model(real_model, data_dir, both, name):
     (hf, hf_seen), (ours, our_seen) = both
     hf_seen.clear(), our_seen.clear()
     run = dict(data_dir=data_dir, limit=LIMIT, subset_seed=SEED, gpqa_subset="diamond")
-    same_examples(lmeval_tasks.evaluate_benchmark(benchmark, real_model, lm=hf, **run),
-                  lmeval_tasks.evaluate_benchmark(benchmark, real_model, lm=ours, **run))
+    same_examples(lmeval_tasks.evaluate_benchmark(name, real_model, lm=hf, **run),
+                  lmeval_tasks.evaluate_benchmark(name, real_model, lm=ours, **run))
     same_answers(hf_seen, our_seen)
