@@ -175,6 +175,20 @@ class GenerationBackend(ABC):
         request itself uses it); by default just `_generate_batch`."""
         return self._generate_batch(prompts, sampling)
 
+    @property
+    def config(self):
+        """The model's transformers config (read once, without loading weights)."""
+        if getattr(self, "_config", None) is None:
+            from transformers import AutoConfig
+
+            self._config = AutoConfig.from_pretrained(self.model.path)
+        return self._config
+
+    @property
+    def max_length(self) -> int:
+        """The longest sequence the model takes, found as lm-eval's HF model finds it."""
+        return model_max_length(self.config, self.tokenizer)
+
     def _generation_batches(self, prompts: list[str], sampling: Sampling) -> list[list[int]]:
         """Indices of `prompts` in batches: longest prompt (in tokens) first, each batch as large as
         `_generation_batch_size` allows for its longest prompt, sizes evened out."""
@@ -276,23 +290,6 @@ class TransformersBackend(GenerationBackend):
         import torch
 
         return "cuda" if torch.cuda.is_available() else "cpu"
-
-    @property
-    def config(self):
-        """The model's transformers config (read without loading weights)."""
-        if self._config is None:
-            if self._model is not None:
-                self._config = self._model.config
-            else:
-                from transformers import AutoConfig
-
-                self._config = AutoConfig.from_pretrained(self.model.path)
-        return self._config
-
-    @property
-    def max_length(self) -> int:
-        """The longest sequence the model takes, found as lm-eval's HF model finds it."""
-        return model_max_length(self.config, self.tokenizer)
 
     def _footprint(self):
         import torch
