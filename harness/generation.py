@@ -333,8 +333,8 @@ class TransformersBackend(GenerationBackend):
             # seeded per batch content, so the same request reproduces the same samples
             torch.manual_seed(int(hash_json([sampling.seed, prompts])[:8], 16))
         if sampling.stop:
-            # transformers' StopStringCriteria marks each sequence done on its own; done ones get padding
-            options.update(stop_strings=list(sampling.stop), tokenizer=tokenizer)
+            # each sequence is marked done on its own (done ones get padding until the batch ends)
+            options["stopping_criteria"] = [generated_stop_criterion(tokenizer, sampling.stop, inputs["input_ids"].shape[1])]
         with torch.inference_mode():
             output = model.generate(**inputs, **options)
         new_tokens = output[:, inputs["input_ids"].shape[1]:]
@@ -393,6 +393,25 @@ class TransformersBackend(GenerationBackend):
             logprobs = torch.log_softmax(logits, dim=-1, dtype=torch.float32)
         # kept column j is position first + j; a sequence's own positions end at len(s) - 1
         return [logprobs[row, :len(s) - first][-k:].cpu() for row, (s, k) in enumerate(zip(sequences, keep))]
+
+
+def generated_stop_criterion(tokenizer, stops: Sequence[str], prompt_width: int):
+    """A transformers stopping criterion marking each sequence done once a stop string appears in the
+    text it generated, looking at its last (longest stop string's tokens + 2) generated tokens, as
+    lm-eval's HF model does. transformers' own `stop_strings` also match across the prompt's end (a
+    prompt ending in a newline and a first generated newline would stop at "\n\n"); a stop string
+    tokenised longer than the window is still cut from the text afterwards, only found later."""
+    import torch
+    from transformers import StoppingCriteria
+
+    window = max(len(tokenizer.encode(stop, add_special_tokens=False)) for stop in stops) + 2
+
+    class Criterion(StoppingCriteria):
+        def __call__(self, input_ids, scores, **kwargs):
+            tails = tokenizer.batch_decode(input_ids[:, prompt_width:][:, -window:])
+            return torch.tensor([any(stop in tail for stop in stops) for tail in tails], device=input_ids.device)
+
+    return Criterion()
 
 
 def _takes_logits_to_keep(model) -> bool:

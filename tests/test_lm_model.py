@@ -22,6 +22,8 @@ GENERATE_REQUESTS = [  # different stop lists and budgets in one call: grouped l
     ("<|im_start|>user\nCount to five.<|im_end|>\n<|im_start|>assistant\n", {"until": ["3", "."], "max_gen_toks": 9}),
     ("Once upon a time", {"until": [], "max_gen_toks": 7, "temperature": 0.0}),
     (CHAT, {"until": ["\n"], "max_gen_toks": 12, "do_sample": False}),
+    # the prompt ends in a newline: only the generated text may complete a stop string
+    (CHAT, {"until": ["\n\n"], "max_gen_toks": 6}),
 ]
 
 
