@@ -80,7 +80,7 @@ class BenchmarkContext:
     domain: Domain  # the study's domain task (the `domain` benchmark scores it)
     data_dir: Path | None  # local mirror, or None for the Hugging Face Hub
     subset_seed: int  # seed of every benchmark's example subset (paired runs)
-    batch_size: int = 8
+    batch_size: int | None = None  # cap on generation batches; None: memory decides
     backend_name: str = "transformers"  # the study's generation backend
     include_path: Path | None = None  # extra lm-eval task folder (`--include-path`, `eval.include_path`)
     log: logging.Logger = field(default_factory=lambda: logging.getLogger("forgetbench.benchmark"))
@@ -104,9 +104,9 @@ class BenchmarkContext:
     def lm(self) -> Any:
         """The model as an lm-eval LM, made once and shared by every lm-eval benchmark of this model."""
         if self._lm is None:
-            from harness.evaluation.lmeval_tasks import load_lm
+            from harness.evaluation.lm_model import lm_for
 
-            self._lm = load_lm(self._require_model("lm()"), self.batch_size, self.backend_name)
+            self._lm = lm_for(self.generator())  # lm-eval's `forgetbench` model: the same load and cache
         return self._lm
 
 

@@ -87,7 +87,8 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--safety-keywords", choices=("sail-sg", "extended"), help="refusal keyword list (default: sail-sg)")
     p.add_argument("--safety-decoding", choices=("paper", "greedy"),
                    help="safety generation (default: paper = sampled, T 0.95, top_p 0.7, top_k 50)")
-    p.add_argument("--batch-size", type=int, default=8)
+    p.add_argument("--batch-size", type=int, default=None,
+                   help="cap on generation batch sizes (default: as large as memory allows)")
     p.add_argument("--subset-seed", type=int, default=1234)
     p.add_argument("--study", default="eval", help="study name the run is recorded under (default: %(default)s)")
     data_option(p)

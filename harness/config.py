@@ -142,7 +142,8 @@ class EvalConfig(_Strict):
     benchmarks: dict[str, dict[str, Any]] = Field(
         default_factory=lambda: {name: {} for name in DEFAULT_BENCHMARKS},
         description="benchmark name -> its parameters (limit, max_new_tokens, and its own)")
-    batch_size: int = Field(8, gt=0)
+    batch_size: int | None = Field(None, gt=0, description="cap on generation batch sizes; unset: each batch as "
+                                                          "large as memory allows (at most 64 on CPU, 256 on CUDA)")
     subset_seed: int = Field(1234, description="seed of the example subset; fixed so runs are paired")
     include_path: Path | None = Field(None, description="a folder of lm-eval task YAMLs for `lm_eval:<task>` "
                                                         "(relative to the study file)")

@@ -52,7 +52,7 @@ NLL_TOKENS_PER_BATCH = 2048  # bounds the logits tensor (tokens x vocabulary) of
 
 
 def measure_run(base: ResolvedModel, model: ResolvedModel, mix, cfg: DiagnosticsConfig, *, data_dir: Path | None,
-                backend_name: str, batch_size: int, max_seq_length: int) -> list[Measure]:
+                backend_name: str, batch_size: int | None, max_seq_length: int) -> list[Measure]:
     """All shift measures of `model` against the seed model `base`; computed once, then read from the cache.
 
     `mix` is the run's training mix (harness.mixing.Mix), or None for the seed model itself."""
@@ -106,7 +106,7 @@ def probe_prompts(cfg: DiagnosticsConfig, data_dir: Path | None) -> tuple[list[t
     return paired_subset(prompts, cfg.probe_size, cfg.subset_seed), hash_file(path)
 
 
-def _answers(model: ResolvedModel, conversations, cfg: DiagnosticsConfig, backend_name: str, batch_size: int,
+def _answers(model: ResolvedModel, conversations, cfg: DiagnosticsConfig, backend_name: str, batch_size: int | None,
              desc: str) -> list[str]:
     from harness.generation import Sampling, make_backend
 

@@ -6,6 +6,13 @@ sampling settings, occurrence index), so asking again — in this process or a l
 generation. The occurrence index lets one request sample the same prompt many times (as
 reconstruction recipes do) and still give each sample its own cache entry.
 
+`loglikelihood(pairs)` scores token continuations (the log-probability of each continuation after
+its context, and whether greedy decoding would produce it), cached the same way under its own key kind;
+the lm-eval model `forgetbench` (`harness.evaluation.lm_model`) runs lm-eval's tasks on both methods.
+
+Batches are sized by `harness.batching` from the prompts' token lengths and the memory free on the
+device; a backend's `batch_size` is only an upper bound (None: the device's default cap).
+
 Backends: `transformers` (CPU or GPU, batched with left padding), `vllm` (optional extra, imported
 only when chosen) loading the checkpoint itself (for LoRA runs: the merged one), and `vllm-lora`
 serving the base model with the run's LoRA adapter attached to every request. Either way the
@@ -27,6 +34,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 from harness.artefacts import check_sqlite
+from harness.batching import AUTO_MAX_BATCH, length_sorted_batches
 from harness.errors import ConfigError, DataError, ForgetbenchError, ModelError
 from harness.hashing import hash_json
 from harness.models import ResolvedModel
@@ -110,15 +118,20 @@ class GenerationCache:
 
 
 class GenerationBackend(ABC):
-    """Generates text from one model. Subclasses implement `_generate_batch` only."""
+    """Generates text from one model. Subclasses implement `_generate_batch` (and `_score_pairs` to
+    score log-likelihoods); generation batch sizes come from `_generation_batch_size`.
+
+    `batch_size` caps how many prompts one batch takes; None leaves it to the memory policy and the
+    device's default cap (`harness.batching`)."""
 
     name = "abstract"
 
-    def __init__(self, model: ResolvedModel, batch_size: int = 8, cache: GenerationCache | None = None):
+    def __init__(self, model: ResolvedModel, batch_size: int | None = None, cache: GenerationCache | None = None):
         self.model = model
         self.batch_size = batch_size
         self.cache = cache if cache is not None else GenerationCache()
         self.generated = 0  # prompts actually run through the model (cache misses), for tests and logs
+        self.scored = 0  # log-likelihood pairs actually run through the model (cache misses)
 
     @property
     @abstractmethod
@@ -144,16 +157,16 @@ class GenerationBackend(ABC):
         missing = [i for i, key in enumerate(keys) if key not in outputs]
         if missing:
             log.info("%s: %d prompts (%d cached) with %s", desc, len(prompts), len(prompts) - len(missing), self.model.label)
-            # longest first: similar lengths share a batch, and memory peaks show up early
-            missing.sort(key=lambda i: -len(prompts[i]))
-            for start in range(0, len(missing), self.batch_size):
-                batch = missing[start:start + self.batch_size]
+            done = 0
+            for part in self._generation_batches([prompts[i] for i in missing], sampling):
+                batch = [missing[j] for j in part]
                 texts = self._generate_requests([prompts[i] for i in batch], sampling, [occurrences[i] for i in batch])
                 fresh = {keys[i]: _cut_at_stop(text, sampling.stop) for i, text in zip(batch, texts)}
                 self.cache.put_many(fresh)  # saved batch by batch: an interrupted run keeps its work
                 outputs.update(fresh)
                 self.generated += len(batch)
-                log.info("%s: %d/%d", desc, min(start + self.batch_size, len(missing)), len(missing))
+                done += len(batch)
+                log.info("%s: %d/%d (batch of %d)", desc, done, len(missing), len(batch))
                 pause_point("generation")
         return [outputs[key] for key in keys]
 
@@ -161,6 +174,68 @@ class GenerationBackend(ABC):
         """One batch, knowing each prompt's occurrence index in its request (a backend that seeds every
         request itself uses it); by default just `_generate_batch`."""
         return self._generate_batch(prompts, sampling)
+
+    @property
+    def config(self):
+        """The model's transformers config (read once, without loading weights)."""
+        if getattr(self, "_config", None) is None:
+            from transformers import AutoConfig
+
+            self._config = AutoConfig.from_pretrained(self.model.path)
+        return self._config
+
+    @property
+    def max_length(self) -> int:
+        """The longest sequence the model takes, found as lm-eval's HF model finds it."""
+        return model_max_length(self.config, self.tokenizer)
+
+    def _generation_batches(self, prompts: list[str], sampling: Sampling) -> list[list[int]]:
+        """Indices of `prompts` in batches: longest prompt (in tokens) first, each batch as large as
+        `_generation_batch_size` allows for its longest prompt, sizes evened out."""
+        lengths = token_lengths(self.tokenizer, prompts)
+        return length_sorted_batches(lengths, lambda longest: self._generation_batch_size(longest, sampling.max_new_tokens))
+
+    def _generation_batch_size(self, prompt_tokens: int, new_tokens: int) -> int:
+        """How many prompts of up to `prompt_tokens` tokens one batch takes; without a memory model
+        (this base class), the cap."""
+        return self.batch_size or AUTO_MAX_BATCH["cpu"]
+
+    def loglikelihood(self, pairs: Sequence[tuple[Sequence[int], Sequence[int]]],
+                      desc: str = "scoring") -> list[tuple[float, bool]]:
+        """For each (context token ids, continuation token ids): the summed log-probability of the
+        continuation after the context, and whether greedy decoding would produce it token by token.
+        Cached like generations (key kind `loglikelihood`); a context longer than the model's window
+        is cut from the left, as lm-eval's HF model does."""
+        pairs = [(list(map(int, context)), list(map(int, continuation))) for context, continuation in pairs]
+        for context, continuation in pairs:
+            if not context or not continuation:
+                raise ValueError("loglikelihood: a pair needs a non-empty context and continuation")
+        keys = [hash_json([self.name, self.model.sha, "loglikelihood", context, continuation])
+                for context, continuation in pairs]
+        found = {key: tuple(json.loads(value)) for key, value in self.cache.get_many(keys).items()}
+        missing = list(dict.fromkeys(key for key in keys if key not in found))  # each distinct pair once
+        if missing:
+            log.info("%s: %d pairs (%d cached) with %s", desc, len(pairs), len(pairs) - len(missing), self.model.label)
+            first = {key: pair for key, pair in zip(keys, pairs)}
+            for start in range(0, len(missing), SCORING_CHUNK):
+                chunk = missing[start:start + SCORING_CHUNK]
+                scores = self._score_pairs([first[key] for key in chunk])
+                fresh = {key: (float(lp), bool(greedy)) for key, (lp, greedy) in zip(chunk, scores)}
+                self.cache.put_many({key: json.dumps(value) for key, value in fresh.items()})
+                found.update(fresh)
+                self.scored += len(chunk)
+        return [found[key] for key in keys]
+
+    def _score_pairs(self, pairs: list[tuple[list[int], list[int]]]) -> list[tuple[float, bool]]:
+        raise ForgetbenchError(f"generation backend {self.name!r} cannot score log-likelihoods")
+
+
+SCORING_CHUNK = 1024  # pairs scored between cache commits
+
+
+def token_lengths(tokenizer, texts: Sequence[str]) -> list[int]:
+    """Token counts of already-templated texts, tokenised as the backends tokenise prompts."""
+    return [len(ids) for ids in tokenizer(list(texts), add_special_tokens=False)["input_ids"]]
 
 
 def occurrence_indices(texts: Sequence[str]) -> list[int]:
@@ -186,16 +261,19 @@ def _cut_at_stop(text: str, stop: Sequence[str]) -> str:
 
 
 class TransformersBackend(GenerationBackend):
-    """Batched `model.generate` with left padding; CUDA when available, else CPU."""
+    """Batched `model.generate` with left padding; CUDA when available, else CPU. Batches are as large
+    as the free memory allows (`harness.batching`), up to `batch_size` when given; each sequence stops
+    at its own stop strings or end-of-sequence token (the batch runs until its last one stops)."""
 
     name = "transformers"
 
-    def __init__(self, model: ResolvedModel, batch_size: int = 8, cache: GenerationCache | None = None,
+    def __init__(self, model: ResolvedModel, batch_size: int | None = None, cache: GenerationCache | None = None,
                  dtype: str = "float32"):
         super().__init__(model, batch_size, cache)
         self._dtype = dtype
         self._model = None
         self._tokenizer = None
+        self._config = None
 
     @property
     def tokenizer(self):
@@ -204,6 +282,32 @@ class TransformersBackend(GenerationBackend):
 
             self._tokenizer = load_tokenizer(self.model, padding_side="left")
         return self._tokenizer
+
+    @property
+    def device(self) -> str:
+        if self._model is not None:
+            return str(self._model.device)
+        import torch
+
+        return "cuda" if torch.cuda.is_available() else "cpu"
+
+    def _footprint(self):
+        import torch
+
+        from harness.batching import footprint
+
+        return footprint(self.config, torch.finfo(getattr(torch, self._dtype)).bits // 8)
+
+    def _budget(self) -> int:
+        from harness.batching import MEMORY_SHARE, free_memory
+
+        return int(MEMORY_SHARE * free_memory(self.device))
+
+    def _generation_batch_size(self, prompt_tokens: int, new_tokens: int) -> int:
+        from harness.batching import batch_size_for, device_kind
+
+        cap = self.batch_size or AUTO_MAX_BATCH[device_kind(self.device)]
+        return batch_size_for(self._footprint().generation(prompt_tokens, new_tokens), self._budget(), cap)
 
     def _loaded(self):
         if self._model is None:
@@ -229,11 +333,106 @@ class TransformersBackend(GenerationBackend):
             # seeded per batch content, so the same request reproduces the same samples
             torch.manual_seed(int(hash_json([sampling.seed, prompts])[:8], 16))
         if sampling.stop:
-            options.update(stop_strings=list(sampling.stop), tokenizer=tokenizer)
+            # each sequence is marked done on its own (done ones get padding until the batch ends)
+            options["stopping_criteria"] = [generated_stop_criterion(tokenizer, sampling.stop, inputs["input_ids"].shape[1])]
         with torch.inference_mode():
             output = model.generate(**inputs, **options)
         new_tokens = output[:, inputs["input_ids"].shape[1]:]
         return tokenizer.batch_decode(new_tokens, skip_special_tokens=True)
+
+    def _score_pairs(self, pairs: list[tuple[list[int], list[int]]]) -> list[tuple[float, bool]]:
+        """lm-eval HFLM's scoring: the input is (context + continuation) cut to the model's window plus
+        one, without its last token; float32 log-softmax over the continuation's positions. Pairs with
+        the same input (a multiple-choice question's one-token answers) share one forward pass."""
+        import torch
+
+        from harness.batching import SCORING_MAX_TOKENS, device_kind, token_batches
+
+        window = self.max_length
+        users: dict[tuple[int, ...], list[int]] = {}  # distinct input -> the pairs scored on it
+        for index, (context, continuation) in enumerate(pairs):
+            if len(continuation) > window:
+                raise ValueError(f"loglikelihood: a continuation of {len(continuation)} tokens exceeds the "
+                                 f"model's {window}-token window")
+            users.setdefault(tuple((context + continuation)[-(window + 1):][:-1]), []).append(index)
+        distinct = list(users)
+        fp = self._footprint()
+        max_tokens = min(SCORING_MAX_TOKENS[device_kind(self.device)],
+                         self._budget() // (fp.activations_per_token + fp.logits_row))
+        cap = self.batch_size or len(distinct)  # sequences per forward; the token budget binds first
+        results: list[tuple[float, bool]] = [(0.0, False)] * len(pairs)
+        for batch in token_batches([len(s) for s in distinct], max(1, max_tokens), cap):
+            sequences = [distinct[i] for i in batch]
+            keep = [max(len(pairs[i][1]) for i in users[s]) for s in sequences]
+            for sequence, rows in zip(sequences, self._continuation_logprobs(sequences, keep)):
+                for index in users[sequence]:
+                    continuation = pairs[index][1]
+                    own = rows[-len(continuation):]  # [len(continuation), vocab], float32
+                    target = torch.tensor(continuation, device=own.device)
+                    picked = own.gather(1, target.unsqueeze(1)).squeeze(1)
+                    results[index] = (float(picked.sum()), bool((own.argmax(dim=-1) == target).all()))
+        return results
+
+    def _continuation_logprobs(self, sequences: list[tuple[int, ...]], keep: list[int]) -> list:
+        """For each sequence, the float32 log-probabilities of its last `keep` positions' next tokens.
+        Right padding (and, as in lm-eval's HF model, no attention mask: padding only follows the
+        scored positions in a causal model); only the kept positions reach the output layer."""
+        import torch
+
+        model = self._loaded()
+        width = max(len(s) for s in sequences)
+        pad = self.tokenizer.pad_token_id or 0
+        ids = torch.tensor([list(s) + [pad] * (width - len(s)) for s in sequences], device=model.device)
+        first = min(len(s) - k for s, k in zip(sequences, keep))
+        with torch.inference_mode():
+            if _takes_logits_to_keep(model):
+                positions = torch.arange(first, width, device=model.device)
+                logits = model(ids, logits_to_keep=positions, use_cache=False).logits
+            else:
+                logits = model(ids, use_cache=False).logits[:, first:]
+            logprobs = torch.log_softmax(logits, dim=-1, dtype=torch.float32)
+        # kept column j is position first + j; a sequence's own positions end at len(s) - 1
+        return [logprobs[row, :len(s) - first][-k:].cpu() for row, (s, k) in enumerate(zip(sequences, keep))]
+
+
+def generated_stop_criterion(tokenizer, stops: Sequence[str], prompt_width: int):
+    """A transformers stopping criterion marking each sequence done once a stop string appears in the
+    text it generated, looking at its last (longest stop string's tokens + 2) generated tokens, as
+    lm-eval's HF model does. transformers' own `stop_strings` also match across the prompt's end (a
+    prompt ending in a newline and a first generated newline would stop at "\n\n"); a stop string
+    tokenised longer than the window is still cut from the text afterwards, only found later."""
+    import torch
+    from transformers import StoppingCriteria
+
+    window = max(len(tokenizer.encode(stop, add_special_tokens=False)) for stop in stops) + 2
+
+    class Criterion(StoppingCriteria):
+        def __call__(self, input_ids, scores, **kwargs):
+            tails = tokenizer.batch_decode(input_ids[:, prompt_width:][:, -window:])
+            return torch.tensor([any(stop in tail for stop in stops) for tail in tails], device=input_ids.device)
+
+    return Criterion()
+
+
+def _takes_logits_to_keep(model) -> bool:
+    import inspect
+
+    return "logits_to_keep" in inspect.signature(model.forward).parameters
+
+
+def model_max_length(config, tokenizer, default: int = 2048) -> int:
+    """A model's window as lm-eval's HF model resolves it (`resolve_max_length`): the (text) config's
+    `n_positions`, `max_position_embeddings` or `n_ctx`, else the tokenizer's `model_max_length` when
+    set, else 2048 (lm-eval's default)."""
+    cfg = getattr(config, "text_config", None) or config
+    for attr in ("n_positions", "max_position_embeddings", "n_ctx"):
+        value = getattr(cfg, attr, None)
+        if value is not None:
+            return int(value)
+    value = getattr(tokenizer, "model_max_length", None)
+    if value is not None and value < 10**20:  # transformers' "unset" is a huge number
+        return int(value)
+    return default
 
 
 VLLM_BACKENDS = ("vllm", "vllm-lora")
@@ -291,10 +490,10 @@ class VLLMBackend(GenerationBackend):
     `name` is `vllm` or `vllm-lora` (see `vllm_target`); it is part of every cache key, so merged and
     adapter generations never stand in for each other."""
 
-    def __init__(self, model: ResolvedModel, batch_size: int = 256, cache: GenerationCache | None = None,
+    def __init__(self, model: ResolvedModel, batch_size: int | None = None, cache: GenerationCache | None = None,
                  backend: str = "vllm"):
         # vLLM schedules its own batches; this size is only how often results are committed to the cache
-        super().__init__(model, max(batch_size, 256), cache)
+        super().__init__(model, max(batch_size or 256, 256), cache)
         require_vllm(backend)
         from vllm import LLM
 
@@ -313,6 +512,11 @@ class VLLMBackend(GenerationBackend):
     def tokenizer(self):
         return self._llm.get_tokenizer()
 
+    def _generation_batches(self, prompts: list[str], sampling: Sampling) -> list[list[int]]:
+        """vLLM schedules (and sizes) its own batches; these chunks only set how often the cache commits."""
+        return [list(range(start, min(start + self.batch_size, len(prompts))))
+                for start in range(0, len(prompts), self.batch_size)]
+
     def _generate_batch(self, prompts: list[str], sampling: Sampling) -> list[str]:
         return self._generate_requests(prompts, sampling, occurrence_indices(prompts))
 
@@ -322,6 +526,32 @@ class VLLMBackend(GenerationBackend):
         params = [SamplingParams(**kwargs) for kwargs in vllm_sampling_kwargs(sampling, occurrences)]
         results = self._llm.generate(prompts, params, use_tqdm=False, lora_request=self._lora_request)
         return [result.outputs[0].text for result in results]
+
+    @property
+    def max_length(self) -> int:
+        return int(self._llm.llm_engine.model_config.max_model_len)
+
+    def _score_pairs(self, pairs: list[tuple[list[int], list[int]]]) -> list[tuple[float, bool]]:
+        """lm-eval's vLLM scoring: (context + continuation) cut from the left to the window less one
+        (vLLM needs room for one generated token), scored by `prompt_logprobs=1`; a continuation token
+        is greedy when no other token has a higher log-probability at its position."""
+        from vllm import SamplingParams
+
+        window = self.max_length - 1
+        sequences = [(context + continuation)[-window:] for context, continuation in pairs]
+        params = SamplingParams(temperature=0, prompt_logprobs=1, max_tokens=1, detokenize=False)
+        results = self._llm.generate([{"prompt_token_ids": s} for s in sequences], params, use_tqdm=False,
+                                     lora_request=self._lora_request)
+        scores = []
+        for (_, continuation), sequence, result in zip(pairs, sequences, results):
+            positions = result.prompt_logprobs[len(sequence) - len(continuation):]
+            total, greedy = 0.0, True
+            for token, options in zip(sequence[len(sequence) - len(continuation):], positions):
+                values = {t: float(getattr(lp, "logprob", lp)) for t, lp in options.items()}
+                total += values[token]
+                greedy = greedy and max(values, key=values.get) == token
+            scores.append((total, greedy))
+        return scores
 
 
 def request_seed(seed: int, occurrence: int) -> int:
@@ -346,7 +576,8 @@ def vllm_sampling_kwargs(sampling: Sampling, occurrences: Sequence[int]) -> list
 BACKENDS = ("transformers", *VLLM_BACKENDS)
 
 
-def make_backend(name: str, model: ResolvedModel, batch_size: int = 8) -> GenerationBackend:
+def make_backend(name: str, model: ResolvedModel, batch_size: int | None = None) -> GenerationBackend:
+    """The generation backend `name` over `model`; `batch_size` caps its batches (None: memory decides)."""
     if name not in BACKENDS:
         raise ConfigError(f"unknown generation backend {name!r}; choose one of {', '.join(BACKENDS)}")
     if name in VLLM_BACKENDS:

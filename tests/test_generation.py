@@ -121,3 +121,37 @@ def test_vllm_backend_sends_per_request_seeds_across_batches(tiny_model, tmp_pat
     outputs = backend.generate(["a", "a", "bb", "a"], Sampling(max_new_tokens=4, temperature=1.0, seed=5))
     assert len(sent) == 4 and sorted(s["seed"] for p, s in sent if p == "a") == sorted(request_seed(5, k) for k in range(3))
     assert len(set(outputs)) == 4
+
+
+def test_vllm_backend_scores_continuations_from_prompt_logprobs(tiny_model, tmp_path, monkeypatch):
+    """The real VLLMBackend scoring path with stand-ins for vLLM: each prompt position reports its own
+    token and the top token (`prompt_logprobs=1`); sequences are cut from the left to the window less one."""
+    import sys
+    import types
+
+    from harness.generation import GenerationBackend, VLLMBackend
+
+    monkeypatch.setitem(sys.modules, "vllm", types.SimpleNamespace(SamplingParams=lambda **kwargs: kwargs))
+    top = lambda position: position % 5  # noqa: E731 - the stand-in model's favourite token at a position
+    logprob = lambda token, position: -0.5 * abs(token - top(position)) - 0.1  # noqa: E731
+    sent = []
+
+    class StandInLLM:
+        llm_engine = types.SimpleNamespace(model_config=types.SimpleNamespace(max_model_len=8))
+
+        def generate(self, prompts, params, use_tqdm=False, lora_request=None):
+            assert params == {"temperature": 0, "prompt_logprobs": 1, "max_tokens": 1, "detokenize": False}
+            sent.extend(p["prompt_token_ids"] for p in prompts)
+            return [types.SimpleNamespace(prompt_logprobs=[None] + [
+                {t: types.SimpleNamespace(logprob=logprob(t, j)) for t in (ids[j], top(j))} for j in range(1, len(ids))])
+                for ids in (p["prompt_token_ids"] for p in prompts)]
+
+    backend = VLLMBackend.__new__(VLLMBackend)
+    GenerationBackend.__init__(backend, tiny_model, batch_size=256, cache=GenerationCache(tmp_path / "v.sqlite"))
+    backend.name, backend._llm, backend._lora_request = "vllm", StandInLLM(), None
+    scores = backend.loglikelihood([([7, 7], [2, 3]), ([9] * 10, [2, 4])])
+    assert sent == [[7, 7, 2, 3], [9, 9, 9, 9, 9, 2, 4]]  # the second cut to the 8-token window less one
+    # positions 2, 3 hold the top tokens 2, 3: greedy; positions 5, 6 hold 2, 4 against tops 0, 1
+    assert scores[0] == (pytest.approx(-0.2), True)
+    assert scores[1] == (pytest.approx(logprob(2, 5) + logprob(4, 6)), False)
+    assert backend.loglikelihood([([7, 7], [2, 3])]) == [scores[0]] and backend.scored == 2  # cached

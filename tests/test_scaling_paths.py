@@ -1,6 +1,7 @@
 """The GPU and cluster paths, checked on CPU where they can be: vLLM is only reached when chosen and
-says which extra to install; lm-eval's vLLM model is pointed at the fine-tuned weights (merged) or
-carries the run's adapter, never the base model alone; multi-process fine-tuning runs the same job
+says which extra to install; vLLM (for generation and lm-eval's benchmarks alike, through the
+`forgetbench` lm-eval model) is pointed at the fine-tuned weights (merged) or carries the run's
+adapter, never the base model alone; multi-process fine-tuning runs the same job
 under `accelerate launch`."""
 from __future__ import annotations
 
@@ -14,9 +15,9 @@ import pytest
 
 from harness.config import FinetuneConfig
 from harness.errors import ConfigError, ModelError
-from harness.evaluation.lmeval_tasks import lm_eval_model, load_lm
+from harness.evaluation.lmeval_tasks import load_lm
 from harness.finetune import finetune, launch_command
-from harness.generation import make_backend
+from harness.generation import make_backend, vllm_target
 
 HAS_VLLM = importlib.util.find_spec("vllm") is not None
 
@@ -42,28 +43,26 @@ def test_vllm_backends_name_the_extra_when_vllm_is_missing(backend, tiny_model):
         load_lm(tiny_model, 2, backend)
 
 
-def test_lm_eval_vllm_scores_the_merged_checkpoint_not_its_base(lora_run, tiny_model):
+def test_vllm_serves_the_merged_checkpoint_not_its_base(lora_run, tiny_model):
     run, _ = lora_run
-    name, args = lm_eval_model(run, 4, "vllm")
-    assert name == "vllm" and args["pretrained"] == str(run.path) != str(tiny_model.path)
-    assert "lora_local_path" not in args
+    target = vllm_target(run, "vllm")
+    assert target.model_path == run.path != tiny_model.path and target.adapter is None
     assert (run.path / "config.json").is_file() and run.sha != tiny_model.sha  # the merged fine-tuned weights
 
 
-def test_lm_eval_vllm_lora_carries_the_runs_adapter_on_its_base(lora_run, tiny_model):
+def test_vllm_lora_carries_the_runs_adapter_on_its_base(lora_run, tiny_model):
     run, _ = lora_run
-    name, args = lm_eval_model(run, 4, "vllm-lora")
+    target = vllm_target(run, "vllm-lora")
     adapter = run.path.parent / "adapter"
-    assert name == "vllm"
-    assert args["pretrained"] == str(tiny_model.path.resolve())
-    assert args["lora_local_path"] == str(adapter.resolve()) and (adapter / "adapter_model.safetensors").is_file()
+    assert target.model_path == tiny_model.path.resolve()
+    assert target.adapter == adapter.resolve() and (adapter / "adapter_model.safetensors").is_file()
     rank = json.loads((adapter / "adapter_config.json").read_text())["r"]
-    assert args["max_lora_rank"] >= rank
+    assert target.max_lora_rank >= rank
 
 
 def test_vllm_lora_serves_a_model_without_adapter_as_it_is(tiny_model):
-    name, args = lm_eval_model(tiny_model, 4, "vllm-lora")  # the seed model: the baseline run
-    assert args["pretrained"] == str(tiny_model.path) and "lora_local_path" not in args
+    target = vllm_target(tiny_model, "vllm-lora")  # the seed model: the baseline run
+    assert target.model_path == tiny_model.path and target.adapter is None
 
 
 def test_vllm_lora_refuses_an_adapter_whose_base_is_not_a_local_checkpoint(lora_run, tmp_path):
@@ -75,12 +74,16 @@ def test_vllm_lora_refuses_an_adapter_whose_base_is_not_a_local_checkpoint(lora_
     config_file.write_text(json.dumps({**config, "base_model_name_or_path": "org/not-here"}))
     moved = type(run)(spec=run.spec, path=copy / "model", sha=run.sha)
     with pytest.raises(ModelError, match=r"adapter_config.json: base_model_name_or_path 'org/not-here'"):
-        lm_eval_model(moved, 4, "vllm-lora")
+        vllm_target(moved, "vllm-lora")
 
 
-def test_hf_backend_is_unchanged_for_the_cpu_path(tiny_model):
-    assert lm_eval_model(tiny_model, 4, "transformers") == (
-        "hf", {"pretrained": str(tiny_model.path), "device": "cpu", "dtype": "float32", "batch_size": 4})
+def test_lm_eval_benchmarks_run_on_the_harness_backend(tiny_model):
+    from harness.evaluation.lm_model import BackendLM
+
+    lm = load_lm(tiny_model, 4, "transformers")
+    assert isinstance(lm, BackendLM) and lm.backend.name == "transformers" and lm.backend.batch_size == 4
+    shared = make_backend("transformers", tiny_model)
+    assert load_lm(None, None, shared).backend is shared  # an existing backend: one model load for everything
 
 
 def test_accelerate_launch_command_runs_this_job_in_n_processes(tmp_path):
@@ -118,7 +121,7 @@ def test_two_cpu_processes_under_accelerate_train_one_checkpoint(lora_run, tiny_
 
 def test_the_cpu_evaluation_path_imports_neither_vllm_nor_ray():
     code = ("import sys; import harness.study, harness.executors, harness.generation, harness.evaluation.ifeval, "
-            "harness.evaluation.lmeval_tasks, harness.finetune; from lm_eval.models.huggingface import HFLM; "
+            "harness.evaluation.lmeval_tasks, harness.evaluation.lm_model, harness.finetune; "
             "from lm_eval import simple_evaluate; print(sorted(m for m in ('vllm', 'ray') if m in sys.modules))")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
     assert out.strip() == "[]"

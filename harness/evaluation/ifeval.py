@@ -8,9 +8,10 @@ How it runs:
 - Subset: `limit` prompts drawn by `random.Random(subset_seed)` from the sorted IFEval keys, so every
   model sees the same prompts (paired runs). They reach lm-eval through its documented `samples=`
   argument ({task: [doc indices]}), so the data file stays the unmodified mirror file.
-- Model: lm-eval's HF backend (`HFLM`) in float32 (CPU, or CUDA when present), greedy (the task's own settings), the
-  model's chat template applied, `max_gen_toks` set to `max_new_tokens` (default 1280, the Open LLM
-  Leaderboard's budget in lm-eval's `leaderboard/ifeval/ifeval.yaml`).
+- Model: lm-eval's `forgetbench` model over the harness generation backend (`lmeval_tasks.load_lm`;
+  float32, CPU or CUDA when present; the same responses as lm-eval's HF model `HFLM`), greedy (the
+  task's own settings), the model's chat template applied, `max_gen_toks` set to `max_new_tokens`
+  (default 1280, the Open LLM Leaderboard's budget in lm-eval's `leaderboard/ifeval/ifeval.yaml`).
 """
 from __future__ import annotations
 
@@ -22,6 +23,7 @@ from typing import Any
 
 from harness.errors import DataError, first_line
 from harness.evaluation.punkt import ensure_punkt_tab
+from harness.generation import GenerationBackend
 from harness.hashing import hash_file, hash_json, short
 from harness.models import ResolvedModel
 from harness.paths import cache_dir, ensure_text, mirror_file
@@ -39,10 +41,11 @@ _FILTER = "none"  # lm-eval's name for the task's only (identity) filter
 
 
 def evaluate_ifeval(model: ResolvedModel, *, data_dir: Path | None, limit: int | None, subset_seed: int,
-                    max_new_tokens: int = 1280, batch_size: int = 8, backend: str = "transformers",
-                    lm: Any = None) -> BenchmarkResult:
-    """Generate IFEval responses with `model` (or `lm`, the model's lm-eval LM when one is already
-    loaded) and score them with lm-eval's IFEval scoring."""
+                    max_new_tokens: int = 1280, batch_size: int | None = None,
+                    backend: str | GenerationBackend = "transformers", lm: Any = None) -> BenchmarkResult:
+    """Generate IFEval responses with `model` and score them with lm-eval's IFEval scoring; `backend`
+    a backend name or an existing `GenerationBackend` (see `lmeval_tasks.load_lm`), or `lm` an lm-eval
+    model instance (for tests)."""
     data_file = _data_file(data_dir)
     ensure_punkt_tab()  # before lm-eval imports its IFEval utilities (they try to download it)
     _seed_langdetect()
@@ -60,7 +63,7 @@ def evaluate_ifeval(model: ResolvedModel, *, data_dir: Path | None, limit: int |
         from harness.evaluation.lmeval_tasks import load_lm  # imported here: lmeval_tasks imports this module
 
         lm = lm if lm is not None else load_lm(model, batch_size, backend)
-        log.info("ifeval: generating (max %d new tokens, batch %d)", max_new_tokens, batch_size)
+        log.info("ifeval: generating (max %d new tokens)", max_new_tokens)
         output = simple_evaluate(
             model=lm, tasks=[task], task_manager=task_manager,
             samples=None if len(indices) == len(keys) else {TASK: indices},
@@ -68,7 +71,8 @@ def evaluate_ifeval(model: ResolvedModel, *, data_dir: Path | None, limit: int |
         )
     result = _to_result(output, indices, keys)
     result.settings.update(
-        task=TASK, max_new_tokens=max_new_tokens, limit=limit, subset_seed=subset_seed, batch_size=batch_size,
+        task=TASK, max_new_tokens=max_new_tokens, limit=limit, subset_seed=subset_seed, **generation_settings(lm),
+        generation_kwargs=dict(task.config.generation_kwargs or {}),
         data_source=str(data_file) if data_file else f"hub:{HUB_ID}",
         data_sha256=hash_file(data_file) if data_file else None,
         # The mirror file's hash already pins the documents; hash the loaded documents only for the Hub.
@@ -142,6 +146,15 @@ def _seed_langdetect() -> None:
     from langdetect import DetectorFactory
 
     DetectorFactory.seed = 0
+
+
+def generation_settings(lm: Any) -> dict[str, Any]:
+    """What an lm-eval benchmark's generations depended on, for its result's settings: the lm-eval model
+    and, for the harness's own (`forgetbench`), the generation backend. Batch sizes are not recorded:
+    they do not change what greedy decoding produces."""
+    backend = getattr(lm, "backend", None)
+    return {"lm_eval_model": "forgetbench" if backend is not None else type(lm).__name__,
+            "generation_backend": getattr(backend, "name", None)}
 
 
 def lm_eval_stderr(value: Any) -> float | None:

@@ -34,7 +34,7 @@ from harness.subsets import paired_subset
 
 # Which lm-eval LM `BenchmarkContext.lm()` builds; part of every lm-eval result's cache key, so results
 # scored through one LM implementation are never reused for another. Change it with that seam.
-LM_EVAL_MODEL = "lm-eval HFLM / VLLM (harness.evaluation.lmeval_tasks.load_lm)"
+LM_EVAL_MODEL = "forgetbench (harness.evaluation.lm_model over the harness generation backend)"
 
 
 class LmEvalBenchmark(Benchmark):

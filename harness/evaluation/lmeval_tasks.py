@@ -8,8 +8,10 @@ Same pattern as `harness.evaluation.ifeval`:
 - Subset: `limit` documents drawn by `random.Random(subset_seed)` from the sorted document keys
   (MMLU-Pro `question_id`, GPQA `Record ID`, MATH a hash of the problem text), passed to lm-eval
   through `samples=`; the data file stays the unmodified mirror file.
-- Model: lm-eval's HF backend, float32, chat template applied; generation settings (MATH) fixed by
-  the task apart from `max_gen_toks`, which is configurable and recorded.
+- Model: lm-eval's `forgetbench` model over the harness generation backend (`load_lm`; the same
+  scores as lm-eval's HF model, one model load and the persistent generation cache shared with the
+  other benchmarks), chat template applied; generation settings (MATH) fixed by the task apart from
+  `max_gen_toks`, which is configurable and recorded.
 
 Per benchmark:
 - mmlu_pro: `leaderboard_mmlu_pro` (10-way log-likelihood, `acc`). From the Hub it runs as the
@@ -43,8 +45,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from harness.errors import DataError, ModelError, first_line
-from harness.evaluation.ifeval import lm_eval_stderr, quiet_lm_eval
+from harness.errors import DataError, first_line
+from harness.evaluation.ifeval import generation_settings, lm_eval_stderr, quiet_lm_eval
+from harness.generation import GenerationBackend
 from harness.hashing import hash_file, hash_json, short
 from harness.models import ResolvedModel
 from harness.paths import cache_dir, ensure_text, mirror_file
@@ -146,52 +149,25 @@ def gpqa_diamond_in_memory(zip_path: str, **_: Any):
     return datasets.DatasetDict({"train": datasets.Dataset.from_list(rows)})
 
 
-def lm_eval_model(model: ResolvedModel, batch_size: int, backend: str = "transformers") -> tuple[str, dict[str, Any]]:
-    """lm-eval's registered model name and constructor arguments for `model` under a generation backend.
+def load_lm(model: ResolvedModel | None, batch_size: int | None = None, backend: str | GenerationBackend = "transformers"):
+    """lm-eval's `forgetbench` model (`harness.evaluation.lm_model`) for `model`: over `backend` itself
+    when it is a `GenerationBackend` (its model load and cache shared with everything else using it;
+    `model` and `batch_size` are then unused), else over a new backend of that name (`transformers`,
+    `vllm`, `vllm-lora`; `batch_size` caps its batches, None: memory decides)."""
+    from harness.evaluation.lm_model import lm_for
+    from harness.generation import make_backend
 
-    `transformers`: lm-eval's HF backend, float32, GPU when present. `vllm`: lm-eval's vLLM backend on
-    the checkpoint itself (a LoRA run's merged weights). `vllm-lora`: the adapter's base model with
-    `lora_local_path` set to the run's adapter, so lm-eval attaches it to every request."""
-    if backend == "transformers":
-        import torch
-
-        device = "cuda" if torch.cuda.is_available() else "cpu"
-        return "hf", {"pretrained": str(model.path), "device": device, "dtype": "float32", "batch_size": batch_size}
-    from harness.generation import vllm_target
-
-    target = vllm_target(model, backend)
-    args: dict[str, Any] = {"pretrained": str(target.model_path), "dtype": "auto", "batch_size": "auto"}
-    if target.adapter is not None:
-        args.update(lora_local_path=str(target.adapter), max_lora_rank=target.max_lora_rank)
-    return "vllm", args
-
-
-def load_lm(model: ResolvedModel, batch_size: int, backend: str = "transformers"):
-    """lm-eval's model for `model` (see `lm_eval_model`). With an adapter, refuses an lm-eval whose vLLM
-    model did not take it: such a model would silently score the base model (lm-eval issue #2432)."""
-    name, args = lm_eval_model(model, batch_size, backend)
-    if name == "hf":
-        from lm_eval.models.huggingface import HFLM
-
-        return HFLM(**args)
-    from harness.generation import require_vllm
-
-    require_vllm(backend)
-    from lm_eval.models.vllm_causallms import VLLM
-
-    lm = VLLM(**args)
-    request = getattr(lm, "lora_request", None)
-    attached = getattr(request, "lora_path", None) or getattr(request, "lora_local_path", None)  # vLLM renamed it
-    if "lora_local_path" in args and str(attached) != args["lora_local_path"]:
-        raise ModelError(f"lm-eval's vLLM model did not attach the adapter {args['lora_local_path']}; it would score "
-                         f"the base model. Use generation_backend: vllm (merged weights)")
-    return lm
+    if isinstance(backend, GenerationBackend):
+        return lm_for(backend)
+    return lm_for(make_backend(backend, model, batch_size=batch_size))
 
 
 def evaluate_lm_eval_task(spec: TaskSpec, model: ResolvedModel, *, data_dir: Path | None, limit: int | None,
                           subset_seed: int, max_new_tokens: int | None = None,
-                          batch_size: int = 8, lm: Any = None, backend: str = "transformers") -> BenchmarkResult:
-    """Run `spec`'s lm-eval task on `model` (or on `lm`, an lm-eval LM instance, for tests)."""
+                          batch_size: int | None = None, lm: Any = None,
+                          backend: str | GenerationBackend = "transformers") -> BenchmarkResult:
+    """Run `spec`'s lm-eval task on `model` (or on `lm`, an lm-eval LM instance, for tests); `backend`
+    a backend name or an existing `GenerationBackend` (see `load_lm`)."""
     path = data_file(spec, data_dir)
     with quiet_lm_eval():
         from lm_eval import __version__ as lm_eval_version
@@ -230,7 +206,7 @@ def evaluate_lm_eval_task(spec: TaskSpec, model: ResolvedModel, *, data_dir: Pat
     result = _to_result(spec, output, indices, keys)
     config = task.config
     result.settings.update(
-        task=spec.task, limit=limit, subset_seed=subset_seed, batch_size=batch_size,
+        task=spec.task, limit=limit, subset_seed=subset_seed, **generation_settings(lm),
         num_fewshot=config.num_fewshot or 0, output_type=config.output_type, chat_template=True,
         generation_kwargs=dict(config.generation_kwargs or {}) if spec.generative else None,
         max_new_tokens=gen_tokens, data_source=str(path) if path else f"hub:{spec.hub_id}",
@@ -245,7 +221,8 @@ def evaluate_lm_eval_task(spec: TaskSpec, model: ResolvedModel, *, data_dir: Pat
 
 
 def evaluate_benchmark(benchmark: str, model: ResolvedModel, *, gpqa_subset: str = "leaderboard",
-                       data_dir: Path | None, batch_size: int = 8, backend: str = "transformers", lm: Any = None,
+                       data_dir: Path | None, batch_size: int | None = None,
+                       backend: str | GenerationBackend = "transformers", lm: Any = None,
                        **options: Any) -> BenchmarkResult:
     """One benchmark: its task, or for GPQA its subsets (one model load) combined by `combine_subsets`."""
     specs = specs_for(benchmark, gpqa_subset, data_dir)

@@ -20,9 +20,9 @@ class LogprobJudge:
 
     name = "transformers-logprobs"
 
-    def __init__(self, model: ResolvedModel, batch_size: int = 8, cache: GenerationCache | None = None):
+    def __init__(self, model: ResolvedModel, batch_size: int | None = 8, cache: GenerationCache | None = None):
         self.model = model
-        self.batch_size = batch_size
+        self.batch_size = batch_size or 8  # None (a generation backend's "memory decides"): 8 per forward
         self.cache = cache if cache is not None else GenerationCache()
         self.scored = 0  # conversations run through the model (cache misses)
         self._loaded = None

@@ -45,7 +45,7 @@ OPTION_PARAMS = {"judge_model": "judge_model", "alpaca_annotator": "annotator", 
                  "gpqa_subset": "subset", "safety_keywords": "keywords", "safety_decoding": "decoding"}
 
 
-def build_eval_config(suite: list[str], limit: int | None, max_new_tokens: int | None, batch_size: int,
+def build_eval_config(suite: list[str], limit: int | None, max_new_tokens: int | None, batch_size: int | None,
                       subset_seed: int, include_path: Path | None = None, **options: str | None) -> EvalConfig:
     """The suite's config: each benchmark's parameters filled from the command line (`options`: the
     keys of OPTION_PARAMS; None leaves the benchmark's default). An option reaches every benchmark

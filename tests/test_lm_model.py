@@ -1,0 +1,132 @@
+"""lm-eval's `forgetbench` model answers lm-eval's requests as lm-eval's own HF model does, through the
+harness backend and its cache (tiny random model; the real-model comparison on whole benchmarks is in
+test_lm_model_real.py)."""
+from __future__ import annotations
+
+import pytest
+from lm_eval.api.instance import Instance
+
+from harness.evaluation.lm_model import BackendLM, lm_for
+from harness.generation import GenerationCache, TransformersBackend
+
+CHAT = "<|im_start|>user\nName a colour.<|im_end|>\n<|im_start|>assistant\n"
+LOGLIKELIHOOD_PAIRS = [
+    (CHAT, "Blue"),  # one-token continuations of one context share a forward pass
+    (CHAT, "Red"),
+    (CHAT + "The answer is", " green, like grass."),  # multi-token
+    ("Question: 2 + 2 = ", "4"),  # a trailing space moves to the continuation
+    ("", "An empty context is scored after the prefix token."),
+]
+GENERATE_REQUESTS = [  # different stop lists and budgets in one call: grouped like lm-eval's HF model
+    (CHAT, {"until": ["\n"], "max_gen_toks": 12, "do_sample": False}),
+    ("<|im_start|>user\nCount to five.<|im_end|>\n<|im_start|>assistant\n", {"until": ["3", "."], "max_gen_toks": 9}),
+    ("Once upon a time", {"until": [], "max_gen_toks": 7, "temperature": 0.0}),
+    (CHAT, {"until": ["\n"], "max_gen_toks": 12, "do_sample": False}),
+    # the prompt ends in a newline: only the generated text may complete a stop string
+    (CHAT, {"until": ["\n\n"], "max_gen_toks": 6}),
+]
+
+
+def requests(kind, arguments):
+    return [Instance(request_type=kind, doc={}, arguments=args, idx=i) for i, args in enumerate(arguments)]
+
+
+@pytest.fixture(scope="module")
+def hf_lm(tiny_model):
+    from lm_eval.models.huggingface import HFLM
+
+    return HFLM(pretrained=str(tiny_model.path), device="cpu", dtype="float32", batch_size=3)
+
+
+@pytest.fixture
+def backend(tiny_model, tmp_path):
+    return TransformersBackend(tiny_model, cache=GenerationCache(tmp_path / "gen.sqlite"))
+
+
+def test_loglikelihoods_equal_lm_evals_hf_model(hf_lm, backend):
+    ours = lm_for(backend).loglikelihood(requests("loglikelihood", LOGLIKELIHOOD_PAIRS))
+    theirs = hf_lm.loglikelihood(requests("loglikelihood", LOGLIKELIHOOD_PAIRS))
+    assert [greedy for _, greedy in ours] == [greedy for _, greedy in theirs]
+    assert [lp for lp, _ in ours] == pytest.approx([lp for lp, _ in theirs], abs=1e-4)
+
+
+def test_rolling_loglikelihoods_equal_lm_evals_hf_model_over_several_windows(tiny_model, backend):
+    from lm_eval.models.huggingface import HFLM
+
+    texts = [(" ".join(["a long document that needs more than one window"] * 4),), ("short",)]
+    hf_lm = HFLM(pretrained=str(tiny_model.path), device="cpu", dtype="float32", batch_size=3, max_length=16)
+    ours = BackendLM(backend=backend, max_length=16).loglikelihood_rolling(requests("loglikelihood_rolling", texts))
+    assert ours == pytest.approx(hf_lm.loglikelihood_rolling(requests("loglikelihood_rolling", texts)), abs=1e-4)
+
+
+def test_a_shorter_window_cuts_contexts_from_the_left_as_lm_eval_does(hf_lm, tiny_model, backend):
+    from lm_eval.models.huggingface import HFLM
+
+    short = HFLM(pretrained=str(tiny_model.path), device="cpu", dtype="float32", batch_size=3, max_length=12)
+    pairs = requests("loglikelihood", LOGLIKELIHOOD_PAIRS[2:4])
+    ours = BackendLM(backend=backend, max_length=12).loglikelihood(pairs)
+    assert [lp for lp, _ in ours] == pytest.approx([lp for lp, _ in short.loglikelihood(pairs)], abs=1e-4)
+    prompts = requests("generate_until", [("word " * 40, {"until": [], "max_gen_toks": 4})])
+    assert BackendLM(backend=backend, max_length=12).generate_until(prompts) == short.generate_until(prompts)
+
+
+def test_generations_equal_lm_evals_hf_model_with_mixed_stop_lists(hf_lm, backend):
+    ours = lm_for(backend).generate_until(requests("generate_until", GENERATE_REQUESTS))
+    theirs = hf_lm.generate_until(requests("generate_until", GENERATE_REQUESTS))
+    assert ours == theirs
+
+
+def test_answers_come_from_the_persistent_cache_the_second_time(backend, tiny_model):
+    lm = lm_for(backend)
+    first = (lm.loglikelihood(requests("loglikelihood", LOGLIKELIHOOD_PAIRS)),
+             lm.generate_until(requests("generate_until", GENERATE_REQUESTS)))
+    assert backend.scored == len(LOGLIKELIHOOD_PAIRS) and backend.generated == len(GENERATE_REQUESTS)
+    again = TransformersBackend(tiny_model, cache=backend.cache)  # a later process on the same cache file
+    lm = lm_for(again)
+    assert (lm.loglikelihood(requests("loglikelihood", LOGLIKELIHOOD_PAIRS)),
+            lm.generate_until(requests("generate_until", GENERATE_REQUESTS))) == first
+    assert again.scored == 0 and again.generated == 0 and again._model is None  # never even loaded
+
+
+def test_one_token_choices_of_one_question_share_one_forward_pass(backend, monkeypatch):
+    sent = []
+    real = TransformersBackend._continuation_logprobs
+
+    def counting(self, sequences, keep):
+        sent.extend(sequences)
+        return real(self, sequences, keep)
+
+    monkeypatch.setattr(TransformersBackend, "_continuation_logprobs", counting)
+    lm_for(backend).loglikelihood(requests("loglikelihood", [(CHAT, f" {letter}") for letter in "ABCDEFGHIJ"]))
+    assert len(sent) == 1
+
+
+def test_chat_template_and_tokenizer_name_are_lm_evals(hf_lm, backend):
+    lm = lm_for(backend)
+    history = [{"role": "system", "content": "Be brief."}, {"role": "user", "content": "Hi"}]
+    assert lm.apply_chat_template(history) == hf_lm.apply_chat_template(history)
+    assert lm.apply_chat_template(history + [{"role": "assistant", "content": "Hel"}], add_generation_prompt=False) == \
+        hf_lm.apply_chat_template(history + [{"role": "assistant", "content": "Hel"}], add_generation_prompt=False)
+    assert lm.chat_template(True) == hf_lm.chat_template(True)
+    assert lm.tokenizer_name == hf_lm.tokenizer_name
+    assert lm.max_length == hf_lm.max_length and lm.prefix_token_id == hf_lm.prefix_token_id
+
+
+def test_sampling_settings_follow_lm_evals_normalisation(backend):
+    lm = lm_for(backend)
+    greedy, until = lm.sampling_for({"until": ["Problem:"], "do_sample": False, "temperature": 0.7, "max_gen_toks": 5})
+    assert greedy.greedy and greedy.max_new_tokens == 5 and greedy.stop == ("Problem:",)
+    assert until == ["Problem:", "<|im_end|>"]  # HFLM's list, with the end-of-sequence text
+    sampled, _ = lm.sampling_for({"temperature": 0.7, "top_p": 0.9})  # no do_sample: a temperature means sampling
+    assert (sampled.temperature, sampled.top_p, sampled.max_new_tokens) == (0.7, 0.9, 256)
+    with pytest.raises(ValueError, match="'num_beams' is not supported"):
+        lm.sampling_for({"num_beams": 4})
+
+
+def test_the_model_is_registered_with_lm_eval_and_builds_from_a_model_spec(tiny_model):
+    from lm_eval.api.registry import get_model
+
+    assert get_model("forgetbench") is BackendLM
+    lm = BackendLM.create_from_arg_string(f"pretrained={tiny_model.path},batch_size=4")
+    assert lm.backend.name == "transformers" and lm.backend.batch_size == 4 and lm.backend.model.sha == tiny_model.sha
+
