@@ -344,7 +344,7 @@ def test_a_judge_that_never_answers_in_form_gives_a_count_not_a_crash(scripted_b
     scores = {s.metric: s for s in result.scores}
     assert result.settings["unparseable"] == 5 and scores["unparseable"].value == 1.0 and scores["unparseable"].n == 5
     assert math.isnan(scores["win_rate"].value) and scores["win_rate"].n == 0
-    assert len(result.examples) == 5 and all(math.isnan(e.value) for e in result.examples)
+    assert [(e.metric, e.value) for e in result.examples] == [("unparseable", 1.0)] * 5  # never counted as losses
     assert judge.samplings[0].max_new_tokens == 100  # alpaca_eval_gpt4's own max_tokens
 
 
