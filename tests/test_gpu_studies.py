@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 import socket
 from importlib import resources
+from pathlib import Path
 
 import pytest
 import yaml
@@ -69,7 +70,7 @@ def test_seed_000_study_validates_but_for_the_mirrors_smaller_domain(hub_cache, 
     code, errors, _ = validate(capsys, "gpu-seed000.yaml", data_dir)
     assert code == 2 and len(errors) == 1, errors
     assert errors[0].endswith("gpu-seed000.yaml: mix.size: 100000 rows at domain_share 0.17 take 100000 domain rows "
-                              "for recipe none, but " f"{data_dir}/domain/medmcqa/medmcqa_dev_filtered.jsonl has "
+                              "for recipe none, but " f"{Path(data_dir).resolve()}/domain/medmcqa/medmcqa_dev_filtered.jsonl has "
                               "2238 training rows")
     study = yaml.safe_load((STUDIES / "gpu-seed000.yaml").read_text())
     assert study["base_model"] == MODEL and study["mix"] == {"size": 100000, "domain_share": 0.17}
