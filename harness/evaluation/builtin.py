@@ -38,7 +38,25 @@ def _lm_eval_fingerprint(benchmark: str, data_dir: Path | None, gpqa_subset: str
     return {"data": hashes[0] if len(hashes) == 1 else hash_json(hashes), "tasks": hash_json(tasks)}
 
 
-class MmluPro(LmEvalBenchmark):
+class _LeaderboardTaskSet(LmEvalBenchmark):
+    """A built-in benchmark of lm-eval's leaderboard tasks (`harness.evaluation.lmeval_tasks`), named by
+    `task_set`; `task_options` are the settings it passes on (GPQA's subset, MATH's budget). It runs on
+    the model's shared lm-eval LM, which decides the generation backend and its batching."""
+
+    task_set: ClassVar[str]
+
+    def task_options(self) -> dict[str, Any]:
+        return {}
+
+    def fingerprint(self, ctx: BenchmarkContext) -> dict[str, Any]:
+        return _lm_eval_fingerprint(self.task_set, ctx.data_dir, self.task_options().get("gpqa_subset", "leaderboard"))
+
+    def evaluate(self, ctx: BenchmarkContext):
+        return lmeval_tasks.evaluate_benchmark(self.task_set, ctx.model, data_dir=ctx.data_dir, limit=self.params.limit,
+                                               subset_seed=ctx.subset_seed, lm=ctx.lm(), **self.task_options())
+
+
+class MmluPro(_LeaderboardTaskSet):
     """MMLU-Pro through lm-eval's `leaderboard_mmlu_pro` (10-way log-likelihood, `acc`). From the Hub
     5-shot as on the Open LLM Leaderboard; 0-shot on the mirror, which has no validation split to draw
     the shots from (recorded as `fewshot_note`, shown in the paper view's `lb_notes`)."""
@@ -48,14 +66,7 @@ class MmluPro(LmEvalBenchmark):
     leaderboard = LeaderboardNorm(("acc",), 1 / 10)  # 10 choices
     column_order = 10
     data_sources = ("mirror eval/mmlu_pro/test.jsonl", "Hub TIGER-Lab/MMLU-Pro")
-
-    def fingerprint(self, ctx: BenchmarkContext) -> dict[str, Any]:
-        return _lm_eval_fingerprint("mmlu_pro", ctx.data_dir)
-
-    def evaluate(self, ctx: BenchmarkContext):
-        return lmeval_tasks.evaluate_benchmark("mmlu_pro", ctx.model, data_dir=ctx.data_dir, limit=self.params.limit,
-                                  subset_seed=ctx.subset_seed, batch_size=ctx.batch_size, backend=ctx.backend_name,
-                                  lm=ctx.lm())
+    task_set = "mmlu_pro"
 
     @classmethod
     def departure(cls, settings: dict[str, Any]) -> str | None:
@@ -70,7 +81,7 @@ class GpqaParams(LoglikelihoodParams):
                                    "many as the data source has (the mirror: diamond; the Hub: all three); or one")
 
 
-class Gpqa(LmEvalBenchmark):
+class Gpqa(_LeaderboardTaskSet):
     """GPQA through lm-eval's `leaderboard_gpqa_*` tasks (4-way log-likelihood over shuffled choices,
     `acc_norm`, 0-shot). `subset: leaderboard` pools the subsets the data source has as lm-eval's
     `leaderboard_gpqa` group does (weighted by size); the settings name those that went in."""
@@ -80,20 +91,16 @@ class Gpqa(LmEvalBenchmark):
     leaderboard = LeaderboardNorm(("acc_norm",), 1 / 4)  # 4 choices
     column_order = 20
     data_sources = ("mirror eval/gpqa/gpqa_diamond.zip (diamond, decrypted in memory)", "Hub Idavidrein/gpqa (gated)")
+    task_set = "gpqa"
+
+    def task_options(self) -> dict[str, Any]:
+        return {"gpqa_subset": self.params.subset}
 
     def check_data(self, ctx: BenchmarkContext) -> None:
         self.fingerprint(ctx)
         if ctx.data_dir is not None and "diamond" in lmeval_tasks.gpqa_subsets(self.params.subset, ctx.data_dir):
             # a wrong password or a broken zip fails here, before any model work
             lmeval_tasks.gpqa_diamond_in_memory(str(Path(ctx.data_dir) / lmeval_tasks.GPQA_ZIP))
-
-    def fingerprint(self, ctx: BenchmarkContext) -> dict[str, Any]:
-        return _lm_eval_fingerprint("gpqa", ctx.data_dir, self.params.subset)
-
-    def evaluate(self, ctx: BenchmarkContext):
-        return lmeval_tasks.evaluate_benchmark("gpqa", ctx.model, gpqa_subset=self.params.subset, data_dir=ctx.data_dir,
-                                  limit=self.params.limit, subset_seed=ctx.subset_seed, batch_size=ctx.batch_size,
-                                  backend=ctx.backend_name, lm=ctx.lm())
 
     @classmethod
     def departure(cls, settings: dict[str, Any]) -> str | None:
@@ -105,7 +112,7 @@ class MathL5Params(BenchmarkParams):
     max_new_tokens: int = Field(lmeval_tasks.MATH_L5.default_max_new_tokens, gt=0, description="generation budget (max_gen_toks)")
 
 
-class MathL5(LmEvalBenchmark):
+class MathL5(_LeaderboardTaskSet):
     """MATH Level 5 through lm-eval's seven `leaderboard_math_*_hard` subjects as one task: 4-shot from its
     fixed samples, greedy, `until: ["Problem:"]`, scored by its `process_results` (`exact_match`)."""
 
@@ -114,14 +121,10 @@ class MathL5(LmEvalBenchmark):
     leaderboard = LeaderboardNorm(("exact_match",), 0.0)  # generative
     column_order = 40
     data_sources = ("mirror eval/math/test.jsonl", "Hub DigitalLearningGmbH/MATH-lighteval")
+    task_set = "math_l5"
 
-    def fingerprint(self, ctx: BenchmarkContext) -> dict[str, Any]:
-        return _lm_eval_fingerprint("math_l5", ctx.data_dir)
-
-    def evaluate(self, ctx: BenchmarkContext):
-        return lmeval_tasks.evaluate_benchmark("math_l5", ctx.model, data_dir=ctx.data_dir, limit=self.params.limit,
-                                  subset_seed=ctx.subset_seed, max_new_tokens=self.params.max_new_tokens,
-                                  batch_size=ctx.batch_size, backend=ctx.backend_name, lm=ctx.lm())
+    def task_options(self) -> dict[str, Any]:
+        return {"max_new_tokens": self.params.max_new_tokens}
 
 
 # Only located and hashed here (lm-eval reads the file itself), so no row adapter is needed.
@@ -150,8 +153,7 @@ class IFEval(LmEvalBenchmark):
 
     def evaluate(self, ctx: BenchmarkContext):
         return ifeval.evaluate_ifeval(ctx.model, data_dir=ctx.data_dir, limit=self.params.limit, subset_seed=ctx.subset_seed,
-                               max_new_tokens=self.params.max_new_tokens, batch_size=ctx.batch_size,
-                               backend=ctx.backend_name, lm=ctx.lm())
+                               max_new_tokens=self.params.max_new_tokens, lm=ctx.lm())
 
 
 class SafetyParams(BenchmarkParams):
