@@ -307,10 +307,10 @@ def cmd_cache_prune(args) -> int:
 
 def cmd_recipes_list(args) -> int:
     from harness.recipe import registry
+    from harness.registry import summary
 
     for name, cls in sorted(registry().items()):
-        summary = (cls.__doc__ or "").strip().splitlines()[0] if cls.__doc__ else ""
-        print(f"{name:<24} {summary}")
+        print(f"{name:<24} {summary(cls)}")
     return 0
 
 
@@ -323,10 +323,10 @@ def cmd_recipes_show(args) -> int:
 
 def cmd_benchmarks_list(args) -> int:
     from harness.benchmark import registry
+    from harness.registry import summary
 
     for name, cls in sorted(registry().items()):
-        summary = (cls.__doc__ or "").strip().splitlines()[0] if cls.__doc__ else ""
-        print(f"{name:<18} {cls.group:<8} {summary}")
+        print(f"{name:<18} {cls.group:<8} {summary(cls)}")
     return 0
 
 

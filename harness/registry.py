@@ -80,3 +80,9 @@ def _type_name(annotation: Any) -> str:
     if typing.get_origin(annotation) is typing.Literal:
         return "one of " + ", ".join(map(str, typing.get_args(annotation)))
     return getattr(annotation, "__name__", None) or str(annotation).replace("typing.", "")
+
+
+def summary(target: Any) -> str:
+    """The first line of a registered class's docstring (`recipes list`, `benchmarks list`)."""
+    doc = (target.__doc__ or "").strip()
+    return doc.splitlines()[0] if doc else ""
