@@ -13,9 +13,10 @@ PACKAGES = ("forgetbench", "torch", "transformers", "trl", "peft", "accelerate",
             "duckdb", "pydantic")
 
 
-def package_versions() -> dict[str, str]:
+def package_versions(names: tuple[str, ...] = PACKAGES) -> dict[str, str]:
+    """Python's version and each named distribution's ("not installed" where it is missing)."""
     versions = {"python": platform.python_version()}
-    for name in PACKAGES:
+    for name in names:
         try:
             versions[name] = metadata.version(name)
         except metadata.PackageNotFoundError:

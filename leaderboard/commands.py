@@ -82,7 +82,7 @@ def add_commands(commands, default_leaderboard: Path) -> None:
 
 def print_board(args: argparse.Namespace) -> int:
     from leaderboard.render import render
-    from leaderboard.views import paper_display, paper_table
+    from leaderboard.views import paper_view
 
     if getattr(args, "export", None):
         from harness.paths import check_writable
@@ -92,9 +92,7 @@ def print_board(args: argparse.Namespace) -> int:
     fmt = _fmt(args.format)
     benchmarks = getattr(args, "benchmarks", None)
     if args.view == "paper":
-        frame = paper_table(board, args.study, benchmarks)
-        if fmt in ("table", "markdown"):
-            frame = paper_display(frame)
+        frame = paper_view(board, args.study, benchmarks, fmt)
     elif args.view == "deltas":
         frame = board.deltas(study=args.study)
         if benchmarks:

@@ -44,6 +44,7 @@ from leaderboard.store import BASELINE_RECIPE, Leaderboard
 from leaderboard.views import (
     FORGETTING,
     averaged,
+    baseline_pairing,
     benchmark_order,
     paper_display,
     paper_table,
@@ -109,7 +110,7 @@ def paired_deltas(board: Leaderboard, study: str | None, benchmarks: list[str] |
                   label: _Labels) -> tuple[pd.DataFrame, list[str]]:
     """`compare(baseline, recipe)` for every fine-tuned recipe (all its seeds; per run where its runs
     pair with different baselines), with a `label` column; and one line per recipe not compared."""
-    pairing = board.deltas(study)[["run_id", "study", "recipe", "seed", "baseline_run_id"]].drop_duplicates()
+    pairing = baseline_pairing(board, study)
     frames, skipped = [], []
     for (name, recipe), runs in pairing.groupby(["study", "recipe"], sort=True):
         shown = label(name, recipe)

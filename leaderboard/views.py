@@ -168,10 +168,17 @@ def per_run(board: Leaderboard, study: str | None = None, benchmarks: list[str] 
     return _with_shift(board, study, wide.reset_index())
 
 
+def baseline_pairing(board: Leaderboard, study: str | None) -> pd.DataFrame:
+    """One row per fine-tuned run: run_id, study, recipe, seed and baseline_run_id, the seed-model run
+    its deltas are taken against (the leaderboard's own pairing; None where no baseline matches)."""
+    columns = ["run_id", "study", "recipe", "seed", "baseline_run_id"]
+    return board.deltas(study)[columns].drop_duplicates(ignore_index=True)
+
+
 def _baseline_runs(board: Leaderboard, study: str | None) -> dict[str, str | None]:
-    """run_id -> the baseline run its deltas are taken against (the leaderboard's own pairing)."""
-    deltas = board.deltas(study)
-    return dict(zip(deltas.run_id, deltas.baseline_run_id))
+    """run_id -> the baseline run its deltas are taken against."""
+    pairing = baseline_pairing(board, study)
+    return dict(zip(pairing.run_id, pairing.baseline_run_id))
 
 
 def _with_shift(board: Leaderboard, study: str | None, runs: pd.DataFrame) -> pd.DataFrame:
@@ -264,6 +271,13 @@ def paper_display(table: pd.DataFrame) -> pd.DataFrame:
             continue
         out[column] = [_mean_std(m, s) for m, s in zip(table[column], table[std_column])]
     return out
+
+
+def paper_view(board: Leaderboard, study: str | None, benchmarks: list[str] | None, fmt: str) -> pd.DataFrame:
+    """What `forgetbench leaderboard --view paper` renders in `fmt`: the paper table, its mean and std
+    folded into one cell for the human formats (table, markdown), in separate columns for csv/json."""
+    table = paper_table(board, study, benchmarks)
+    return paper_display(table) if fmt in ("table", "markdown") else table
 
 
 def _mean_std(mean: float, std: float) -> str | None:
