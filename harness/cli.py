@@ -220,7 +220,18 @@ def cmd_demo(args) -> int:
     text = resources.files("harness").joinpath("studies/demo.yaml").read_text(encoding="utf-8")
     study = parse_study(parse_yaml(text, "demo.yaml (bundled)"), "demo.yaml (bundled)")
     run_study(study, data_dir=args.data_dir, leaderboard_path=args.leaderboard)
-    return _print_board(args.leaderboard, study=study.name, view="deltas", fmt="table")
+    print(demo_summary(args.leaderboard, study))
+    return 0
+
+
+def demo_summary(leaderboard: Path, study) -> str:
+    """What the demo prints at its end: the paper view, then `compare` of the seed model against `none`
+    and against the recipe that forgot least (leaderboard/publish.py), each headed by its command."""
+    from leaderboard.publish import study_order, summary_text
+    from leaderboard.store import Leaderboard
+
+    option = None if Path(leaderboard) == DEFAULT_LEADERBOARD else str(leaderboard)
+    return summary_text(Leaderboard(leaderboard, read_only=True), study.name, study_order(study), option)
 
 
 def cmd_eval(args) -> int:
@@ -362,18 +373,6 @@ def cmd_leaderboard(args) -> int:
     from leaderboard.commands import print_board
 
     return print_board(args)
-
-
-def _print_board(path: Path, study: str | None, view: str, fmt: str) -> int:
-    from leaderboard.render import render
-    from leaderboard.store import Leaderboard
-
-    if not Path(path).is_file():
-        raise ConfigError(f"--leaderboard {path}: no such leaderboard file (run a study first)")
-    board = Leaderboard(path)
-    frame = {"table": board.table, "deltas": board.deltas, "runs": board.runs}[view](study=study)
-    print(render(frame, fmt))
-    return 0
 
 
 if __name__ == "__main__":

@@ -4,6 +4,7 @@ Only argparse and pathlib are imported at module level, so building the parser s
 from __future__ import annotations
 
 import argparse
+import shlex
 import sys
 from pathlib import Path
 
@@ -64,6 +65,17 @@ def add_commands(commands, default_leaderboard: Path) -> None:
     p.add_argument("--benchmarks", nargs="+", metavar="B", help="only these benchmarks")
     common(p, formats=False)
     p.set_defaults(command=cmd_report)
+
+    p = commands.add_parser("publish", help="write a study's results into a folder: paper view and comparisons as "
+                                            "Markdown, the HTML report, its figures as PNG, versions, a README")
+    p.add_argument("--study", required=True, help="the study whose runs are published")
+    p.add_argument("--out", type=Path, required=True, metavar="DIR",
+                   help="folder to write (replaced as a whole; new, empty or written by an earlier publish)")
+    p.add_argument("--study-file", type=Path, metavar="FILE",
+                   help="the study's YAML, named in the README's regenerate command and ordering ties "
+                        "(default: the bundled study of that name, if there is one)")
+    common(p, formats=False)
+    p.set_defaults(command=cmd_publish, default_leaderboard=default_leaderboard)
 
     # `forgetbench leaderboard profile`: an optional action under the existing `leaderboard` command
     board_actions = commands.choices["leaderboard"].add_subparsers(metavar="ACTION", required=False)
@@ -165,6 +177,51 @@ def cmd_report(args) -> int:
     atomic_write_text(args.out, html)
     print(f"wrote {args.out}")
     return 0
+
+
+def cmd_publish(args) -> int:
+    from harness.paths import check_writable
+    from leaderboard.publish import Regenerate, publish, study_order
+
+    check_writable(args.out, "--out", folder=True)
+    check_writable(args.out.parent, f"--out {args.out}: its folder", folder=True)  # the new folder is made beside
+    board = _board(args.leaderboard)
+    study_file, study = _study_file(args.study_file, args.study)
+    leaderboard = None if args.leaderboard == args.default_leaderboard else str(args.leaderboard)
+    words = ["--study", args.study, "--out", str(args.out), *(("--study-file", study_file) if args.study_file else ())]
+    command = shlex.join(["forgetbench", "publish", *words, *(("--leaderboard", leaderboard) if leaderboard else ())])
+    written = publish(board, args.study, args.out, Regenerate(study_file, str(args.leaderboard), leaderboard, command),
+                      study_order(study) if study else None)
+    print(f"wrote {len(written)} files to {args.out}: {', '.join(str(p.relative_to(args.out)) for p in written)}")
+    return 0
+
+
+def _study_file(path: Path | None, name: str):
+    """(the study file as the README names it, its config) for `--study-file`, else for the bundled study
+    called `name`; (None, None) when neither is there."""
+    from importlib import resources
+
+    from harness.config import load_study, parse_yaml
+
+    if path is None:
+        for entry in sorted(resources.files("harness").joinpath("studies").iterdir(), key=lambda e: e.name):
+            if entry.name.endswith(".yaml"):
+                data = parse_yaml(entry.read_text(encoding="utf-8"), entry.name)
+                if isinstance(data, dict) and data.get("name") == name:
+                    path = Path(str(entry))
+                    break
+        else:
+            return None, None
+        try:
+            shown = str(path.resolve().relative_to(Path.cwd().resolve()))
+        except ValueError:
+            shown = str(path)
+    else:
+        shown = str(path)
+    study = load_study(path)
+    if study.name != name:
+        raise ConfigError(f"--study-file {path}: defines study {study.name!r}, not {name!r}")
+    return shown, study
 
 
 def cmd_migrate(args) -> int:

@@ -1,0 +1,377 @@
+"""A study's results for readers who do not know the commands: what `forgetbench demo` prints at its
+end, and what `forgetbench publish` writes into a folder.
+
+`summary_sections` gives three sections, each the output of an existing command with a one-line
+header naming what it is and the command that prints it: the paper view of the study
+(`forgetbench leaderboard --view paper`), then `forgetbench compare` of the seed model (baseline)
+against `none` and against the *best recipe*. The best recipe is the rehearsal recipe (any recipe of
+the study other than `none` and the baseline, sweep points of `none` included) with the least
+forgetting: the highest ``avg_delta`` of the paper view, i.e. the change of the Open LLM Leaderboard
+average over the general benchmarks against the seed model, in leaderboard points, averaged over the
+recipe's seeds. Ties go to the recipe first in the study's order (the study file's `recipes` when
+known, else the paper view's order); recipes without an ``avg_delta`` (no paired baseline) are not
+candidates.
+
+Each comparison is `compare(board, BASELINE, RECIPE, study=...)` with its defaults (10 000 resamples,
+seed 0, alpha 0.05), rendered by the same `render` as the command: BASELINE is `baseline` where that
+recipe name resolves to exactly the seed-model run the recipe's runs are paired with on the
+leaderboard, else that run's id (a baseline recorded by another study, or several baselines in the
+study). A recipe whose runs pair with different seed-model runs is compared run by run, as the
+report's delta chart does.
+
+`publish` writes, into a fresh folder renamed into place only when every file is written:
+paper.md, comparisons.md (every recipe against the baseline), report.html and figures/*.png (the
+report), versions.md (package versions now and as recorded with the runs, the source's git commit)
+and README.md (the files, the commands that regenerate them, the study's recorded wall time, the
+date, and the summary sections).
+"""
+from __future__ import annotations
+
+import datetime as _dt
+import json
+import os
+import shlex
+import shutil
+import subprocess
+import tempfile
+from dataclasses import dataclass
+from pathlib import Path
+
+import pandas as pd
+
+from harness.errors import ConfigError
+from leaderboard.compare import compare, resolve
+from leaderboard.render import render
+from leaderboard.store import BASELINE_RECIPE, Leaderboard
+from leaderboard.views import FORGETTING, baseline_pairing, paper_table, paper_view
+
+NO_REHEARSAL = "none"
+# Beyond what every run records (harness.provenance.PACKAGES): what renders and judges the results.
+PUBLISH_PACKAGES = ("alpaca_eval", "pandas", "numpy", "altair", "vl-convert-python")
+MARKER = "<!-- written by `forgetbench publish`: the whole folder is rewritten by the command below -->"
+
+
+@dataclass(frozen=True)
+class Section:
+    """One block of output: what it shows, the command that prints it, and that output."""
+
+    title: str
+    command: str
+    body: str
+
+    def text(self) -> str:
+        return f"== {self.title} — run: {self.command}\n{self.body}"
+
+    def markdown(self, level: int = 2) -> str:
+        return f"{'#' * level} {self.title}\n\n`{self.command}`\n\n{self.body}"
+
+
+def _command(*words: str, leaderboard: str | None = None, fmt: str = "table") -> str:
+    """A forgetbench command line, quoted for a POSIX shell; `fmt` is table or markdown, as every
+    function here takes it."""
+    extra = [*(("--leaderboard", str(leaderboard)) if leaderboard else ()), *(("--format", "md") if fmt != "table" else ())]
+    return shlex.join(["forgetbench", *words, *extra])
+
+
+def paper_section(board: Leaderboard, study: str, fmt: str = "table", leaderboard: str | None = None) -> Section:
+    """The paper view of `study`, as `forgetbench leaderboard --view paper --study STUDY` prints it."""
+    return Section(f"Paper view of study {study}: one row per recipe, mean ± std over seeds",
+                   _command("leaderboard", "--view", "paper", "--study", study, leaderboard=leaderboard, fmt=fmt),
+                   render(paper_view(board, study, None, fmt), fmt))
+
+
+def comparison_sections(board: Leaderboard, study: str, recipe: str, fmt: str = "table",
+                        leaderboard: str | None = None, title: str | None = None) -> list[Section]:
+    """`forgetbench compare BASELINE RECIPE --study STUDY` for one recipe of the study (see the module
+    docstring for BASELINE); one section per run where its runs pair with different seed-model runs,
+    and a sentence instead of a table where the leaderboard has no baseline to pair with."""
+    title = title or f"{recipe} against the seed model (B − A = {recipe} − baseline, per benchmark)"
+    pairing = baseline_pairing(board, study)
+    runs = pairing[pairing.recipe == recipe]
+    if runs.empty or runs.baseline_run_id.isna().any():
+        why = ("no finished run" if runs.empty else
+               "no seed-model run with the same base model and evaluation settings is on the leaderboard")
+        return [Section(title, "-", f"Not compared: {recipe}: {why}.\n")]
+    baselines = list(dict.fromkeys(runs.baseline_run_id))
+    if len(baselines) == 1:
+        sides = [(_baseline_reference(board, study, baselines[0]), recipe, title)]
+    else:
+        sides = [(r.baseline_run_id, r.run_id, f"{title}, seed {r.seed}") for r in runs.itertuples()]
+    sections = []
+    for baseline, side, heading in sides:
+        command = _command("compare", baseline, side, "--study", study, leaderboard=leaderboard, fmt=fmt)
+        try:
+            body = render(compare(board, baseline, side, study=study), fmt)
+        except ConfigError as error:  # e.g. evaluated with different settings: say so, keep the rest
+            body = f"Not compared: {error}\n"
+        sections.append(Section(heading, command, body))
+    return sections
+
+
+def _baseline_reference(board: Leaderboard, study: str, baseline_run_id: str) -> str:
+    """`baseline` where that name resolves to exactly this seed-model run in `study`, else its run id."""
+    with board.connect() as con:
+        try:
+            named = resolve(con, BASELINE_RECIPE, study, "RUN_A")
+        except ConfigError:  # no baseline recorded under this study
+            return baseline_run_id
+    return BASELINE_RECIPE if named == [baseline_run_id] else baseline_run_id
+
+
+def best_recipe(table: pd.DataFrame, order: list[str] | None = None) -> tuple[str | None, str]:
+    """(recipe, why) for the rehearsal recipe with the least forgetting in a paper table of one study
+    (see the module docstring), or (None, why there is none)."""
+    def rehearsal(recipe: str) -> bool:
+        return recipe != BASELINE_RECIPE and recipe.split("@")[0] != NO_REHEARSAL
+
+    if FORGETTING not in table.columns:
+        return None, ("no general benchmark with a leaderboard score was evaluated, so no recipe has an "
+                      f"average forgetting ({FORGETTING})")
+    candidates = table[[rehearsal(r) for r in table.recipe]].dropna(subset=[FORGETTING])
+    if candidates.empty:
+        return None, (f"no rehearsal recipe (other than {NO_REHEARSAL} and the baseline) has an average "
+                      f"forgetting ({FORGETTING}) against a seed-model run")
+    rank: dict[str, int] = {}
+    for recipe in [*(order or []), *table.recipe]:
+        rank.setdefault(recipe, len(rank))
+    candidates = candidates.assign(_rank=[rank[r] for r in candidates.recipe])
+    best = candidates.sort_values([FORGETTING, "_rank"], ascending=[False, True]).iloc[0]
+    average = next((c for c in table.columns if c.startswith("avg(")), FORGETTING)
+    runs = int(best["runs"])
+    why = (f"least mean forgetting on the general benchmarks: {FORGETTING} {best[FORGETTING]:+.2f} leaderboard "
+           f"points on {average} against the seed model, mean over {runs} seed{'s' if runs != 1 else ''}")
+    others = table[table.recipe == NO_REHEARSAL].dropna(subset=[FORGETTING])
+    if not others.empty:
+        why += f"; {NO_REHEARSAL}: {others[FORGETTING].iloc[0]:+.2f}"
+    return str(best.recipe), why
+
+
+def summary_sections(board: Leaderboard, study: str, fmt: str = "table", order: list[str] | None = None,
+                     leaderboard: str | None = None) -> list[Section]:
+    """The paper view, then the seed model against `none` and against the best recipe (module docstring).
+    `leaderboard` is the --leaderboard value the printed commands need (None: the default file)."""
+    sections = [paper_section(board, study, fmt, leaderboard)]
+    table = paper_table(board, study)
+    recipes = set(table.recipe)
+    if NO_REHEARSAL in recipes:
+        sections += comparison_sections(board, study, NO_REHEARSAL, fmt, leaderboard,
+                                        f"{NO_REHEARSAL} (no rehearsal) against the seed model "
+                                        f"(B − A = {NO_REHEARSAL} − baseline, per benchmark)")
+    else:
+        sections.append(Section(f"{NO_REHEARSAL} against the seed model", "-",
+                                f"Study {study} has no {NO_REHEARSAL} recipe.\n"))
+    best, why = best_recipe(table, order)
+    if best is None:
+        sections.append(Section("Best recipe against the seed model", "-", f"No best recipe: {why}.\n"))
+    else:
+        sections += comparison_sections(board, study, best, fmt, leaderboard,
+                                        f"best recipe: {best} ({why}), against the seed model")
+    return sections
+
+
+def summary_text(board: Leaderboard, study: str, order: list[str] | None = None,
+                 leaderboard: str | None = None) -> str:
+    """What `forgetbench demo` prints once its study has run."""
+    return "\n".join(section.text() for section in summary_sections(board, study, "table", order, leaderboard))
+
+
+def study_order(study) -> list[str]:
+    """The run labels of a study config in its plan's order (baseline, then recipes and sweep points)."""
+    from harness.study import plan
+
+    return list(dict.fromkeys(planned.label for planned in plan(study)))
+
+
+# -- publish -----------------------------------------------------------------------------------------
+
+@dataclass(frozen=True)
+class Regenerate:
+    """How the published results are made again: the study file (None: not known to publish), the
+    leaderboard file, the --leaderboard option the read commands need (None: their default file), and
+    the publish command itself. `run` always names the file: without it, it would use the study's
+    `leaderboard` setting."""
+
+    study_file: str | None
+    board_path: str
+    leaderboard: str | None
+    publish_command: str
+
+    def commands(self) -> list[str]:
+        study = self.study_file or "STUDY.yaml"
+        return [_command("run", study, leaderboard=self.board_path), self.publish_command]
+
+
+def publish(board: Leaderboard, study: str, out: Path, regenerate: Regenerate,
+            order: list[str] | None = None) -> list[Path]:
+    """Write the study's results into `out` (see the module docstring); returns the files written.
+    Everything is written into a temporary sibling folder first, which replaces `out` only once
+    complete; `out` may be absent, empty or an earlier publish's folder, never anything else."""
+    from leaderboard.report import report_figures, report_html, write_figure_pngs
+
+    runs = board.runs(study)
+    if runs.empty:
+        known = ", ".join(sorted(set(board.runs().study))) or "none"
+        raise ConfigError(f"--study {study}: no runs of that study in {board.path} (studies there: {known})")
+    _check_replaceable(out)
+    leaderboard = regenerate.leaderboard
+    files: dict[str, str] = {
+        "paper.md": _paper_markdown(board, study, leaderboard),
+        "comparisons.md": _comparisons_markdown(board, study, order, leaderboard),
+    }
+    table, figures, after = report_figures(board, study)
+    files["report.html"] = report_html(board, study, table, figures, after)
+    files["versions.md"] = _versions_markdown(runs)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.publish-", dir=out.parent))
+    try:
+        pngs = write_figure_pngs(figures, tmp / "figures")
+        listing = [*files, "README.md", *(f"figures/{p.name}" for p in pngs)]
+        files["README.md"] = _readme(board, study, runs, regenerate, listing, order)
+        for name, text in files.items():
+            (tmp / name).write_text(text, encoding="utf-8")
+        _replace_folder(tmp, out)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+    return [out / name for name in sorted(listing)]
+
+
+def _check_replaceable(out: Path) -> None:
+    """`out` is absent, an empty folder or a folder an earlier publish wrote (its README's first line)."""
+    if not out.is_dir() or not any(out.iterdir()):
+        return
+    readme = out / "README.md"
+    try:
+        first = readme.read_text(encoding="utf-8").splitlines()[:1]
+    except (OSError, UnicodeDecodeError):
+        first = []
+    if first != [MARKER]:
+        raise ConfigError(f"--out {out}: holds files that `forgetbench publish` did not write; "
+                          "name a new or empty folder (publish replaces the whole folder)")
+
+
+def _replace_folder(tmp: Path, out: Path) -> None:
+    """Put the complete folder `tmp` in place of `out`: an earlier `out` is moved aside first and
+    restored should the rename fail, then deleted."""
+    umask = os.umask(0)
+    os.umask(umask)
+    os.chmod(tmp, 0o777 & ~umask)  # as mkdir would have made it (mkdtemp makes it private)
+    old = None
+    if out.exists():
+        old = Path(tempfile.mkdtemp(prefix=f".{out.name}.old-", dir=out.parent))
+        os.replace(out, old / out.name)
+    try:
+        os.replace(tmp, out)
+    except BaseException:
+        if old is not None:
+            os.replace(old / out.name, out)
+        raise
+    finally:
+        if old is not None:
+            shutil.rmtree(old, ignore_errors=True)
+
+
+def _paper_markdown(board: Leaderboard, study: str, leaderboard: str | None) -> str:
+    section = paper_section(board, study, "markdown", leaderboard)
+    return (f"# Paper view: study {study}\n\n{section.markdown()}\n"
+            "Primary metrics, mean ± std over seeds. `*_lb`: Open LLM Leaderboard v2 scores (points); `avg(...)`: "
+            "their average; `avg_delta`: that average minus the seed model's (negative = forgetting); "
+            "`domain_gain`: the domain score minus the seed model's. `-`: not measured.\n")
+
+
+def _comparisons_markdown(board: Leaderboard, study: str, order: list[str] | None, leaderboard: str | None) -> str:
+    recipes = [r for r in paper_table(board, study).recipe if r != BASELINE_RECIPE]
+    rank = {recipe: i for i, recipe in enumerate(order or [])}
+    recipes.sort(key=lambda r: rank.get(r, len(rank)))  # stable: the paper view's order after the study's
+    parts = [f"# Paired comparisons against the seed model: study {study}\n",
+             "Per recipe and benchmark, as `forgetbench compare` reports them: A is the seed model (baseline), "
+             "B the recipe (all its seeds: each example's value is the mean over the seeds); `diff` = mean "
+             "per-example B − A on the examples both were evaluated on, `ci_low`/`ci_high` its 95 % paired "
+             "bootstrap interval (10 000 resamples of example pairs, seed 0), `p_value` two-sided against no "
+             "difference, `p_holm` Holm-corrected over the benchmarks of that comparison, `significant`: "
+             "p_holm < 0.05.\n"]
+    for recipe in recipes:
+        parts += [s.markdown() for s in comparison_sections(board, study, recipe, "markdown", leaderboard)]
+    return "\n".join(parts)
+
+
+def _versions_markdown(runs: pd.DataFrame) -> str:
+    from harness.provenance import PACKAGES, package_versions
+
+    now = package_versions((*PACKAGES, *PUBLISH_PACKAGES))
+    recorded: dict[str, set[str]] = {}
+    for text in runs.package_versions:
+        for name, version in (json.loads(text or "{}") or {}).items():
+            recorded.setdefault(name, set()).add(str(version))
+    names = list(dict.fromkeys([*now, *sorted(recorded)]))
+    rows = pd.DataFrame({"package": names, "publishing environment": [now.get(n, "-") for n in names],
+                         "recorded with the runs": [", ".join(sorted(recorded[n])) if n in recorded else "-"
+                                                    for n in names]})
+    return ("# Versions\n\n"
+            f"forgetbench source: {source_commit()}\n\n"
+            "Python and package versions where these files were written (`forgetbench publish`), and as every "
+            "run recorded them when it finished (`runs.package_versions`; several values: runs finished "
+            "under different versions).\n\n" + render(rows, "markdown"))
+
+
+def source_commit() -> str:
+    """The git commit of the forgetbench source tree these modules run from (`+ uncommitted changes`
+    where tracked files differ from it), or a sentence saying it is not a git checkout."""
+    root = Path(__file__).resolve().parent.parent
+    try:
+        commit = subprocess.run(["git", "-C", str(root), "rev-parse", "HEAD"], capture_output=True, text=True,
+                                timeout=20, check=True).stdout.strip()
+        dirty = subprocess.run(["git", "-C", str(root), "status", "--porcelain", "--untracked-files=no"],
+                               capture_output=True, text=True, timeout=20, check=True).stdout.strip()
+    except (OSError, subprocess.SubprocessError):
+        return "not a git checkout (an installed package)"
+    return f"git commit {commit}" + (" + uncommitted changes" if dirty else "")
+
+
+def _duration(seconds: float) -> str:
+    seconds = round(seconds)
+    hours, rest = divmod(seconds, 3600)
+    minutes, secs = divmod(rest, 60)
+    return f"{hours} h {minutes:02d} min" if hours else f"{minutes} min {secs:02d} s"
+
+
+def wall_time(runs: pd.DataFrame) -> str:
+    """The study's wall time as its runs recorded it: first start to last finish, and the sum of the
+    runs' own times."""
+    started = pd.to_datetime(runs.started_at, utc=True, errors="coerce", format="ISO8601")
+    finished = pd.to_datetime(runs.finished_at, utc=True, errors="coerce", format="ISO8601")
+    if started.isna().all() or finished.isna().all():
+        return "not recorded"
+    span = (finished.max() - started.min()).total_seconds()
+    total = (finished - started).dt.total_seconds().sum()
+    return (f"{_duration(span)} from the first run's start to the last run's finish ({_duration(total)} "
+            f"summed over the {len(runs)} runs; a run re-recorded from the cache counts only its rerun)")
+
+
+def _readme(board: Leaderboard, study: str, runs: pd.DataFrame, regenerate: Regenerate, listing: list[str],
+            order: list[str] | None) -> str:
+    what = {"paper.md": "the paper view: one row per recipe, mean ± std over seeds",
+            "comparisons.md": "every recipe against the seed model per benchmark: difference, 95 % paired "
+                              "bootstrap CI, p-values (`forgetbench compare`)",
+            "report.html": "the HTML report (`forgetbench report`): the table and interactive charts, offline",
+            "versions.md": "Python and package versions, the forgetbench source's git commit",
+            "README.md": "this file"}
+    files = "\n".join(f"| `{name}` | {what.get(name, 'a chart of the report as PNG (`forgetbench report --figures`)')} |"
+                      for name in listing)
+    tuned = runs[runs.recipe != BASELINE_RECIPE]
+    seeds = ", ".join(str(s) for s in sorted(set(tuned.seed))) or "-"
+    base_models = ", ".join(sorted(set(runs.base_model)))
+    study_note = ("\nThe data mirror as when the study ran: `--data-dir`, the study's `data_dir` or "
+                  "`FORGETBENCH_DATA_DIR`." + ("" if regenerate.study_file else
+                  f" `STUDY.yaml`: the study file that defines study `{study}` (not given to publish).") + "\n")
+    summary = "\n".join(s.markdown(3) for s in summary_sections(board, study, "markdown", order, regenerate.leaderboard))
+    return (f"{MARKER}\n# Results of study `{study}`\n\n"
+            f"Published {_dt.datetime.now(_dt.timezone.utc):%Y-%m-%d %H:%M} UTC from the leaderboard "
+            f"`{board.path.name}` by forgetbench ({source_commit()}).\n\n"
+            "## Regenerate\n\n```bash\n" + "\n".join(regenerate.commands()) + "\n```\n" + study_note +
+            f"\n## Files\n\n| file | what it holds |\n| --- | --- |\n{files}\n\n"
+            f"## The study\n\nBase model {base_models}; {len(tuned)} fine-tuned runs "
+            f"({tuned.recipe.nunique()} recipes × seeds {seeds}) and {len(runs) - len(tuned)} seed-model run(s) "
+            f"recorded under this study. Wall time: {wall_time(runs)}.\n\n"
+            "## Summary\n\nThe paper view, then the seed model against `none` and against the recipe that forgot "
+            f"least (what `forgetbench demo` prints at its end).\n\n{summary}")
