@@ -53,17 +53,20 @@ MARKER = "<!-- written by `forgetbench publish`: the whole folder is rewritten b
 
 @dataclass(frozen=True)
 class Section:
-    """One block of output: what it shows, the command that prints it, and that output."""
+    """One block of output: what it shows, the command that prints it ("" where there is none to run),
+    and that output."""
 
     title: str
     command: str
     body: str
 
     def text(self) -> str:
-        return f"== {self.title} — run: {self.command}\n{self.body}"
+        run = f" — run: {self.command}" if self.command else ""
+        return f"== {self.title}{run}\n{self.body}"
 
     def markdown(self, level: int = 2) -> str:
-        return f"{'#' * level} {self.title}\n\n`{self.command}`\n\n{self.body}"
+        run = f"`{self.command}`\n\n" if self.command else ""
+        return f"{'#' * level} {self.title}\n\n{run}{self.body}"
 
 
 def _command(*words: str, leaderboard: str | None = None, fmt: str = "table") -> str:
@@ -91,7 +94,7 @@ def comparison_sections(board: Leaderboard, study: str, recipe: str, fmt: str = 
     if runs.empty or runs.baseline_run_id.isna().any():
         why = ("no finished run" if runs.empty else
                "no seed-model run with the same base model and evaluation settings is on the leaderboard")
-        return [Section(title, "-", f"Not compared: {recipe}: {why}.\n")]
+        return [Section(title, "", f"Not compared: {recipe}: {why}.\n")]
     baselines = list(dict.fromkeys(runs.baseline_run_id))
     if len(baselines) == 1:
         sides = [(_baseline_reference(board, study, baselines[0]), recipe, title)]
@@ -127,7 +130,10 @@ def best_recipe(table: pd.DataFrame, order: list[str] | None = None) -> tuple[st
     if FORGETTING not in table.columns:
         return None, ("no general benchmark with a leaderboard score was evaluated, so no recipe has an "
                       f"average forgetting ({FORGETTING})")
-    candidates = table[[rehearsal(r) for r in table.recipe]].dropna(subset=[FORGETTING])
+    candidates = table[[rehearsal(r) for r in table.recipe]]
+    if candidates.empty:
+        return None, f"the study has no rehearsal recipe, only {NO_REHEARSAL} and the baseline"
+    candidates = candidates.dropna(subset=[FORGETTING])
     if candidates.empty:
         return None, (f"no rehearsal recipe (other than {NO_REHEARSAL} and the baseline) has an average "
                       f"forgetting ({FORGETTING}) against a seed-model run")
@@ -158,11 +164,11 @@ def summary_sections(board: Leaderboard, study: str, fmt: str = "table", order: 
                                         f"{NO_REHEARSAL} (no rehearsal) against the seed model "
                                         f"(B − A = {NO_REHEARSAL} − baseline, per benchmark)")
     else:
-        sections.append(Section(f"{NO_REHEARSAL} against the seed model", "-",
+        sections.append(Section(f"{NO_REHEARSAL} against the seed model", "",
                                 f"Study {study} has no {NO_REHEARSAL} recipe.\n"))
     best, why = best_recipe(table, order)
     if best is None:
-        sections.append(Section("Best recipe against the seed model", "-", f"No best recipe: {why}.\n"))
+        sections.append(Section("Best recipe against the seed model", "", f"No best recipe: {why}.\n"))
     else:
         sections += comparison_sections(board, study, best, fmt, leaderboard,
                                         f"best recipe: {best} ({why}), against the seed model")
@@ -370,8 +376,8 @@ def _readme(board: Leaderboard, study: str, runs: pd.DataFrame, regenerate: Rege
             f"`{board.path.name}` by forgetbench ({source_commit()}).\n\n"
             "## Regenerate\n\n```bash\n" + "\n".join(regenerate.commands()) + "\n```\n" + study_note +
             f"\n## Files\n\n| file | what it holds |\n| --- | --- |\n{files}\n\n"
-            f"## The study\n\nBase model {base_models}; {len(tuned)} fine-tuned runs "
-            f"({tuned.recipe.nunique()} recipes × seeds {seeds}) and {len(runs) - len(tuned)} seed-model run(s) "
-            f"recorded under this study. Wall time: {wall_time(runs)}.\n\n"
+            f"## The study\n\nBase model {base_models}; fine-tuned runs: {len(tuned)} ({tuned.recipe.nunique()} "
+            f"recipes × seeds {seeds}); seed-model runs recorded under this study: {len(runs) - len(tuned)}. "
+            f"Wall time: {wall_time(runs)}.\n\n"
             "## Summary\n\nThe paper view, then the seed model against `none` and against the recipe that forgot "
             f"least (what `forgetbench demo` prints at its end).\n\n{summary}")

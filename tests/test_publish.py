@@ -53,6 +53,8 @@ def test_best_recipe_skips_none_and_unpaired_recipes_and_breaks_ties_by_study_or
     assert best_recipe(table[table.recipe.isin(["baseline", "none", "c"])]) == (
         None, "no rehearsal recipe (other than none and the baseline) has an average forgetting (avg_delta) "
               "against a seed-model run")
+    assert best_recipe(table[table.recipe.isin(["baseline", "none"])]) == (
+        None, "the study has no rehearsal recipe, only none and the baseline")
     assert best_recipe(table.drop(columns=FORGETTING))[0] is None
 
 
@@ -83,6 +85,13 @@ def test_demo_summary_names_the_baseline_by_run_id_where_the_study_has_none_of_i
     assert f"forgetbench compare base none --study med --leaderboard {board.path}" in text  # `base`: the run id
     assert "best recipe: public:alpaca (" in text
     assert "Not compared" not in text
+
+
+def test_demo_summary_says_so_where_there_is_no_recipe_but_none(tmp_path):
+    board = record_study(tmp_path / "lb.duckdb", recipes=("none",), seeds=(0,))
+    text = demo_summary(board.path, parse_study(study_config(recipes=["none"]), "study.yaml"))
+    assert text.endswith("== Best recipe against the seed model\nNo best recipe: the study has no rehearsal recipe, "
+                         "only none and the baseline.\n")
 
 
 def test_publish_writes_the_study_results_and_replaces_its_own_earlier_folder(study_board, tmp_path, capsys):
