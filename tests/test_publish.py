@@ -14,7 +14,7 @@ from conftest import record_study
 from harness.cli import demo_summary, main
 from harness.config import parse_study
 from leaderboard.compare import compare
-from leaderboard.publish import MARKER, best_recipe
+from leaderboard.publish import MARKER, best_recipe, comparison_sections
 from leaderboard.render import render
 from leaderboard.views import FORGETTING, paper_table
 
@@ -85,6 +85,17 @@ def test_demo_summary_names_the_baseline_by_run_id_where_the_study_has_none_of_i
     assert f"forgetbench compare base none --study med --leaderboard {board.path}" in text  # `base`: the run id
     assert "best recipe: public:alpaca (" in text
     assert "Not compared" not in text
+
+
+def test_a_recipe_whose_seeds_pair_with_different_baselines_is_compared_run_by_run(tmp_path):
+    board = record_study(tmp_path / "lb.duckdb", recipes=("none",), seeds=(0, 1))
+    record_study(tmp_path / "lb.duckdb", recipes=(), prefix="x-")  # a second seed-model run, study med
+    with board.connect(read_only=False) as con:  # evaluated another way: seed 1 pairs with it
+        con.execute("UPDATE runs SET eval_config_hash = 'e2' WHERE run_id IN ('x-base', 'none-1')")
+    sections = comparison_sections(board, "med", "none")
+    assert [s.command for s in sections] == ["forgetbench compare base none-0 --study med",
+                                             "forgetbench compare x-base none-1 --study med"]
+    assert sections[1].body == render(compare(board, "x-base", "none-1"), "table")
 
 
 def test_demo_summary_says_so_where_there_is_no_recipe_but_none(tmp_path):
