@@ -23,6 +23,8 @@ from harness.errors import ConfigError, DataError
 from harness.generation import EndpointBackend, Sampling, is_endpoint
 
 SENTINEL = "\x00FORGETBENCH_USER_CONTENT\x00"
+# instructions sampled per sampler seed; fixed so that the rows drawn never depend on batching
+DRAW_CHUNK = 8
 
 
 def pre_query_template(tokenizer) -> tuple[str, str]:
@@ -73,9 +75,10 @@ class InstructionSampler:
         self._markers = [t for t in getattr(self.backend.tokenizer, "all_special_tokens", []) if len(t) > 1]
 
     def stream(self) -> Iterator[str]:
-        """Clean instructions, in draw order. Each batch-sized chunk gets its own sampler seed, so
-        no two chunks repeat each other's samples."""
-        size = max(1, getattr(self.backend, "batch_size", 8))
+        """Clean instructions, in draw order. Each chunk of DRAW_CHUNK draws gets its own sampler seed,
+        so no two chunks repeat each other's samples; the chunk is fixed, not the backend's batch size,
+        so the instructions drawn do not depend on how generation is batched."""
+        size = DRAW_CHUNK
         chunk = 0
         while self.stats["drawn"] < self.max_draws:
             sampling = Sampling(max_new_tokens=self.max_new_tokens, temperature=1.0, top_p=1.0,

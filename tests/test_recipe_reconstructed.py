@@ -12,7 +12,7 @@ from harness.errors import ConfigError
 from harness.generation import make_backend
 from harness.models import load_tokenizer
 from harness.recipe import resolve_params
-from recipes._reconstruct import InstructionSampler, pre_query_template, take
+from recipes._reconstruct import DRAW_CHUNK, InstructionSampler, pre_query_template, take
 from recipes.reconstructed import ReconstructedSingle
 
 SMALL = {"instruction_max_new_tokens": 16, "answer_max_new_tokens": 16, "judge_max_new_tokens": 16}
@@ -56,6 +56,18 @@ def test_instructions_are_cleaned(tiny_model, scripted_backend):
     assert all(s.temperature == 1.0 and s.top_p == 1.0 and s.stop == () for s in backend.samplings)
     assert dict(sampler.stats) == {"drawn": 12, "kept": 3, "empty": 2, "degenerate": 3, "duplicate": 2,
                                    "near_duplicate": 1, "too_long": 1}
+
+
+@pytest.mark.parametrize("batch_size", [None, 3, 64])
+def test_instruction_draws_do_not_depend_on_the_backends_batch_size(tiny_model, scripted_backend, batch_size):
+    """Sampler seeds go by fixed chunks of DRAW_CHUNK draws, so the instructions are the same however
+    generation is batched, also with no batch cap at all (the default since batches are sized by memory)."""
+    backend = scripted_backend(tiny_model, lambda prompt, sampling, occurrence: f"Describe item {sampling.seed} {occurrence}.")
+    backend.batch_size = batch_size
+    sampler = InstructionSampler(backend, seed=2, max_words=300, max_draws=100)
+    take(sampler.stream(), DRAW_CHUNK + 1)
+    seeds = [sampling.seed for sampling in backend.samplings]
+    assert seeds[:DRAW_CHUNK] == [2 * 100_003] * DRAW_CHUNK and seeds[DRAW_CHUNK] == 2 * 100_003 + 1
 
 
 def test_single_params_check_the_ablation_combination():
