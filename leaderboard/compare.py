@@ -36,14 +36,18 @@ RUN_SETTINGS = ("generation_backend",)  # evaluation settings recorded per run (
 
 
 def resolve(con, name: str, study: str | None, option: str) -> list[str]:
-    """The run_ids a RUN_A / RUN_B argument names: a run_id, or every run of a recipe."""
+    """The run_ids a RUN_A / RUN_B argument names: a run_id, or every run of a recipe, given by its
+    label (`reconstructed-single:48,64`) or, where only one label has it, by its name alone."""
     if con.execute("SELECT 1 FROM runs WHERE run_id = ?", [name]).fetchone():
         return [name]
-    rows = con.execute(
-        "SELECT study, run_id FROM runs WHERE recipe = ? AND (? IS NULL OR study = ?) "
-        "ORDER BY study, seed, run_id",
-        [name, study, study],
-    ).fetchall()
+    rows = _recipe_runs(con, name, study)
+    if not rows:  # a recipe's name without its parameters, e.g. reconstructed-single for reconstructed-single:48,64
+        labels = [label for (label,) in con.execute(
+            "SELECT DISTINCT recipe FROM runs WHERE starts_with(recipe, ? || ':') AND (? IS NULL OR study = ?) "
+            "ORDER BY recipe", [name, study, study]).fetchall()]
+        if len(labels) > 1:
+            raise ConfigError(f"{option}: {name!r} names several recipes ({', '.join(labels)}); give one of them")
+        rows = _recipe_runs(con, labels[0], study) if labels else []
     if not rows:
         where = f" in study {study!r}" if study else ""
         raise ConfigError(f"{option}: {name!r} is neither a run_id nor a recipe with finished runs{where}")
@@ -52,6 +56,11 @@ def resolve(con, name: str, study: str | None, option: str) -> list[str]:
         raise ConfigError(f"{option}: recipe {name!r} has runs in several studies ({', '.join(studies)}); "
                           f"name one with --study")
     return [run_id for _, run_id in rows]
+
+
+def _recipe_runs(con, label: str, study: str | None) -> list[tuple[str, str]]:
+    return con.execute("SELECT study, run_id FROM runs WHERE recipe = ? AND (? IS NULL OR study = ?) "
+                       "ORDER BY study, seed, run_id", [label, study, study]).fetchall()
 
 
 def _side(con, run_ids: list[str], primary: pd.DataFrame, column: str) -> pd.DataFrame:

@@ -208,6 +208,19 @@ def test_compare_pairs_examples_and_flags_only_the_real_difference(demo_board, c
     assert "RUN_B: 'nobody' is neither a run_id nor a recipe" in capsys.readouterr().err
 
 
+def test_compare_takes_a_recipes_name_without_its_parameters_where_one_label_has_it(demo_board, capsys):
+    for seed in (0, 1):  # labelled as studies label them: name:parameters
+        demo_board.record(run(f"rs-{seed}", "reconstructed-single:48,64", seed),
+                          results([1.0] * 25 + [0.0] * 15, [1.0] * 20 + [0.0] * 20))
+    by_name = compare(demo_board, "baseline", "reconstructed-single", study="demo", resamples=500)
+    by_label = compare(demo_board, "baseline", "reconstructed-single:48,64", study="demo", resamples=500)
+    pd.testing.assert_frame_equal(by_name, by_label)
+    demo_board.record(run("rs-other", "reconstructed-single:16,16", 0), results([1.0] * 40, [1.0] * 40))
+    assert main(["compare", "baseline", "reconstructed-single", "--leaderboard", str(demo_board.path)]) == 2
+    assert ("RUN_B: 'reconstructed-single' names several recipes (reconstructed-single:16,16, "
+            "reconstructed-single:48,64); give one of them") in capsys.readouterr().err
+
+
 def _with_settings(board, run_id, ifeval_settings, backend="transformers"):
     """Record a run whose IFEval scores carry these evaluation settings (domain's stay fixed)."""
     record = run(run_id, "r-" + run_id)
