@@ -74,6 +74,9 @@ def add_commands(commands, default_leaderboard: Path) -> None:
     p.add_argument("--study-file", type=Path, metavar="FILE",
                    help="the study's YAML, named in the README's regenerate command and ordering ties "
                         "(default: the bundled study of that name, if there is one)")
+    p.add_argument("--notes", type=Path, metavar="FILE",
+                   help="Markdown of your own (e.g. which findings reproduce), kept outside the folder and "
+                        "copied into its README under 'Findings' on every publish")
     common(p, formats=False)
     p.set_defaults(command=cmd_publish, default_leaderboard=default_leaderboard)
 
@@ -188,12 +191,26 @@ def cmd_publish(args) -> int:
     board = _board(args.leaderboard)
     study_file, study = _study_file(args.study_file, args.study)
     leaderboard = None if args.leaderboard == args.default_leaderboard else str(args.leaderboard)
-    words = ["--study", args.study, "--out", str(args.out), *(("--study-file", study_file) if args.study_file else ())]
+    notes = _notes(args.notes, args.out)
+    words = ["--study", args.study, "--out", str(args.out), *(("--study-file", study_file) if args.study_file else ()),
+             *(("--notes", str(args.notes)) if args.notes else ())]
     command = shlex.join(["forgetbench", "publish", *words, *(("--leaderboard", leaderboard) if leaderboard else ())])
     written = publish(board, args.study, args.out, Regenerate(study_file, str(args.leaderboard), leaderboard, command),
-                      study_order(study) if study else None)
+                      study_order(study) if study else None, notes=notes)
     print(f"wrote {len(written)} files to {args.out}: {', '.join(str(p.relative_to(args.out)) for p in written)}")
     return 0
+
+
+def _notes(path: Path | None, out: Path) -> str | None:
+    """The text of `--notes FILE`: readable UTF-8 and outside `--out` (which publish replaces whole)."""
+    if path is None:
+        return None
+    if path.resolve().is_relative_to(out.resolve()):
+        raise ConfigError(f"--notes {path}: lies inside --out {out}, which publish replaces; keep it outside")
+    try:
+        return path.read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError) as error:
+        raise ConfigError(f"--notes {path}: cannot be read ({type(error).__name__}: {error})") from None
 
 
 def _study_file(path: Path | None, name: str):

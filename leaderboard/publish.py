@@ -208,10 +208,11 @@ class Regenerate:
 
 
 def publish(board: Leaderboard, study: str, out: Path, regenerate: Regenerate,
-            order: list[str] | None = None) -> list[Path]:
+            order: list[str] | None = None, notes: str | None = None) -> list[Path]:
     """Write the study's results into `out` (see the module docstring); returns the files written.
     Everything is written into a temporary sibling folder first, which replaces `out` only once
-    complete; `out` may be absent, empty or an earlier publish's folder, never anything else."""
+    complete; `out` may be absent, empty or an earlier publish's folder, never anything else. `notes`
+    (Markdown of the author's own) goes into the README under "Findings"."""
     from leaderboard.report import report_figures, report_html, write_figure_pngs
 
     runs = board.runs(study)
@@ -232,7 +233,7 @@ def publish(board: Leaderboard, study: str, out: Path, regenerate: Regenerate,
     try:
         pngs = write_figure_pngs(figures, tmp / "figures")
         listing = [*files, "README.md", *(f"figures/{p.name}" for p in pngs)]
-        files["README.md"] = _readme(board, study, runs, regenerate, listing, order)
+        files["README.md"] = _readme(board, study, runs, regenerate, listing, order, notes)
         for name, text in files.items():
             (tmp / name).write_text(text, encoding="utf-8")
         _replace_folder(tmp, out)
@@ -355,7 +356,7 @@ def wall_time(runs: pd.DataFrame) -> str:
 
 
 def _readme(board: Leaderboard, study: str, runs: pd.DataFrame, regenerate: Regenerate, listing: list[str],
-            order: list[str] | None) -> str:
+            order: list[str] | None, notes: str | None = None) -> str:
     what = {"paper.md": "the paper view: one row per recipe, mean ± std over seeds",
             "comparisons.md": "every recipe against the seed model per benchmark: difference, 95 % paired "
                               "bootstrap CI, p-values (`forgetbench compare`)",
@@ -379,5 +380,6 @@ def _readme(board: Leaderboard, study: str, runs: pd.DataFrame, regenerate: Rege
             f"## The study\n\nBase model {base_models}; fine-tuned runs: {len(tuned)} ({tuned.recipe.nunique()} "
             f"recipes × seeds {seeds}); seed-model runs recorded under this study: {len(runs) - len(tuned)}. "
             f"Wall time: {wall_time(runs)}.\n\n"
+            + (f"## Findings\n\n{notes.strip()}\n\n" if notes and notes.strip() else "") +
             "## Summary\n\nThe paper view, then the seed model against `none` and against the recipe that forgot "
             f"least (what `forgetbench demo` prints at its end).\n\n{summary}")

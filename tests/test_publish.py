@@ -153,6 +153,22 @@ def test_publish_writes_the_study_results_and_replaces_its_own_earlier_folder(st
     assert sorted(p.name for p in out.parent.iterdir()) == ["results"]  # no temporary folder left
 
 
+def test_publish_copies_the_authors_notes_into_the_readme_and_names_them_in_the_command(study_board, tmp_path, capsys):
+    out, notes = tmp_path / "results", tmp_path / "findings.md"
+    notes.write_text("- `none` forgets on IFEval; **reproduces**.\n", encoding="utf-8")
+    argv = ["publish", "--study", "med", "--out", str(out), "--notes", str(notes), "--leaderboard", str(study_board.path)]
+    assert main(argv) == 0
+    readme = (out / "README.md").read_text()
+    assert "## Findings\n\n- `none` forgets on IFEval; **reproduces**.\n\n## Summary" in readme
+    assert f"--notes {notes}" in readme  # the regenerate command keeps them
+    inside = out / "notes.md"
+    inside.write_text("mine")
+    capsys.readouterr()
+    assert main([*argv[:5], "--notes", str(inside), "--leaderboard", str(study_board.path)]) == 2
+    assert capsys.readouterr().err == (f"forgetbench: error: --notes {inside}: lies inside --out {out}, which "
+                                       "publish replaces; keep it outside\n")
+
+
 @pytest.mark.parametrize("case", ["unknown study", "out under a file", "foreign folder", "wrong study file"])
 def test_publish_refuses_bad_input_in_one_line_and_writes_nothing(study_board, tmp_path, capsys, case):
     out = tmp_path / "results"
