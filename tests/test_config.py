@@ -25,6 +25,22 @@ def test_bundled_demo_study_is_valid():
     assert study.mix.domain_share == pytest.approx(0.17)
 
 
+def test_bundled_reference_study_covers_every_recipe_family_and_benchmark_family():
+    """The published reference study (docs/results): SmolLM2, at least two seeds, every recipe family
+    (two public sets, a compose), all six benchmark families, and the demo's job so it reuses its runs."""
+    studies = resources.files("harness").joinpath("studies")
+    reference = parse_study(yaml.safe_load(studies.joinpath("reference.yaml").read_text()), "reference.yaml")
+    demo = parse_study(yaml.safe_load(studies.joinpath("demo.yaml").read_text()), "demo.yaml")
+    assert reference.base_model == "smollm2-135m-instruct" and len(reference.seeds) >= 2
+    names = [r.name for r in reference.recipes]
+    assert {"none", "reconstructed-single", "reconstructed-committee", "sdft-rewrite", "compose"} <= set(names)
+    assert names.count("public") >= 2
+    assert set(reference.eval.benchmarks) == {"mmlu_pro", "gpqa", "ifeval", "math_l5", "safety_raw",
+                                              "safety_jailbreak", "alpaca_eval", "domain"}
+    assert (reference.finetune, reference.mix, reference.domain) == (demo.finetune, demo.mix, demo.domain)
+    assert {r.label for r in demo.recipes} <= {r.label for r in reference.recipes}
+
+
 def test_defaults_fill_a_minimal_study(tmp_path):
     study = load_study(write(tmp_path, MINIMAL))
     assert study.base_model == "smollm2-135m-instruct"
