@@ -54,7 +54,8 @@ def _parser() -> argparse.ArgumentParser:
                    help="existing Ray cluster to join, e.g. ray://head:10001 or auto (default: a local instance)")
     p.set_defaults(command=cmd_run)
 
-    p = commands.add_parser("demo", help="run the bundled demo study (SmolLM2-135M-Instruct on OpenFunctions), then print its result")
+    p = commands.add_parser("demo", help="run the bundled demo study (SmolLM2-135M-Instruct on OpenFunctions), "
+                                         "then print its result")
     data_option(p)
     p.add_argument("--leaderboard", type=Path, default=DEFAULT_LEADERBOARD, help="DuckDB file (default: %(default)s)")
     p.set_defaults(command=cmd_demo)
