@@ -97,7 +97,7 @@ def add_commands(commands, default_leaderboard: Path) -> None:
 
 def print_board(args: argparse.Namespace) -> int:
     from leaderboard.render import render
-    from leaderboard.views import paper_view
+    from leaderboard.views import paper_table, paper_view
 
     if getattr(args, "export", None):
         from harness.paths import check_writable
@@ -107,7 +107,7 @@ def print_board(args: argparse.Namespace) -> int:
     fmt = _fmt(args.format)
     benchmarks = getattr(args, "benchmarks", None)
     if args.view == "paper":
-        frame = paper_view(board, args.study, benchmarks, fmt)
+        frame = paper_view(paper_table(board, args.study, benchmarks), fmt)
     elif args.view == "deltas":
         frame = board.deltas(study=args.study)
         if benchmarks:

@@ -76,11 +76,12 @@ def _command(*words: str, leaderboard: str | None = None, fmt: str = "table") ->
     return shlex.join(["forgetbench", *words, *extra])
 
 
-def paper_section(board: Leaderboard, study: str, fmt: str = "table", leaderboard: str | None = None) -> Section:
-    """The paper view of `study`, as `forgetbench leaderboard --view paper --study STUDY` prints it."""
+def paper_section(table: pd.DataFrame, study: str, fmt: str = "table", leaderboard: str | None = None) -> Section:
+    """The paper view of `study` (its paper table given), as `forgetbench leaderboard --view paper --study
+    STUDY` prints it."""
     return Section(f"Paper view of study {study}: one row per recipe, mean ± std over seeds",
                    _command("leaderboard", "--view", "paper", "--study", study, leaderboard=leaderboard, fmt=fmt),
-                   render(paper_view(board, study, None, fmt), fmt))
+                   render(paper_view(table, fmt), fmt))
 
 
 def comparison_sections(board: Leaderboard, study: str, recipe: str, fmt: str = "table",
@@ -153,11 +154,12 @@ def best_recipe(table: pd.DataFrame, order: list[str] | None = None) -> tuple[st
 
 
 def summary_sections(board: Leaderboard, study: str, fmt: str = "table", order: list[str] | None = None,
-                     leaderboard: str | None = None) -> list[Section]:
+                     leaderboard: str | None = None, table: pd.DataFrame | None = None) -> list[Section]:
     """The paper view, then the seed model against `none` and against the best recipe (module docstring).
-    `leaderboard` is the --leaderboard value the printed commands need (None: the default file)."""
-    sections = [paper_section(board, study, fmt, leaderboard)]
-    table = paper_table(board, study)
+    `leaderboard` is the --leaderboard value the printed commands need (None: the default file); `table`
+    the study's paper table where the caller has it already."""
+    table = paper_table(board, study) if table is None else table
+    sections = [paper_section(table, study, fmt, leaderboard)]
     recipes = set(table.recipe)
     if NO_REHEARSAL in recipes:
         sections += comparison_sections(board, study, NO_REHEARSAL, fmt, leaderboard,
@@ -221,19 +223,20 @@ def publish(board: Leaderboard, study: str, out: Path, regenerate: Regenerate,
         raise ConfigError(f"--study {study}: no runs of that study in {board.path} (studies there: {known})")
     _check_replaceable(out)
     leaderboard = regenerate.leaderboard
+    table, figures, after = report_figures(board, study)  # the study's paper table, for every file below
+    commit = source_commit()
     files: dict[str, str] = {
-        "paper.md": _paper_markdown(board, study, leaderboard),
-        "comparisons.md": _comparisons_markdown(board, study, order, leaderboard),
+        "paper.md": _paper_markdown(table, study, leaderboard),
+        "comparisons.md": _comparisons_markdown(board, study, table, order, leaderboard),
+        "report.html": report_html(board, study, table, figures, after),
+        "versions.md": _versions_markdown(runs, commit),
     }
-    table, figures, after = report_figures(board, study)
-    files["report.html"] = report_html(board, study, table, figures, after)
-    files["versions.md"] = _versions_markdown(runs)
     out.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.publish-", dir=out.parent))
     try:
         pngs = write_figure_pngs(figures, tmp / "figures")
         listing = [*files, "README.md", *(f"figures/{p.name}" for p in pngs)]
-        files["README.md"] = _readme(board, study, runs, regenerate, listing, order, notes)
+        files["README.md"] = _readme(board, study, table, runs, regenerate, listing, order, notes, commit)
         for name, text in files.items():
             (tmp / name).write_text(text, encoding="utf-8")
         _replace_folder(tmp, out)
@@ -278,16 +281,17 @@ def _replace_folder(tmp: Path, out: Path) -> None:
             shutil.rmtree(old, ignore_errors=True)
 
 
-def _paper_markdown(board: Leaderboard, study: str, leaderboard: str | None) -> str:
-    section = paper_section(board, study, "markdown", leaderboard)
+def _paper_markdown(table: pd.DataFrame, study: str, leaderboard: str | None) -> str:
+    section = paper_section(table, study, "markdown", leaderboard)
     return (f"# Paper view: study {study}\n\n{section.markdown()}\n"
             "Primary metrics, mean ± std over seeds. `*_lb`: Open LLM Leaderboard v2 scores (points); `avg(...)`: "
             "their average; `avg_delta`: that average minus the seed model's (negative = forgetting); "
             "`domain_gain`: the domain score minus the seed model's. `-`: not measured.\n")
 
 
-def _comparisons_markdown(board: Leaderboard, study: str, order: list[str] | None, leaderboard: str | None) -> str:
-    recipes = [r for r in paper_table(board, study).recipe if r != BASELINE_RECIPE]
+def _comparisons_markdown(board: Leaderboard, study: str, table: pd.DataFrame, order: list[str] | None,
+                          leaderboard: str | None) -> str:
+    recipes = [r for r in table.recipe if r != BASELINE_RECIPE]
     rank = {recipe: i for i, recipe in enumerate(order or [])}
     recipes.sort(key=lambda r: rank.get(r, len(rank)))  # stable: the paper view's order after the study's
     parts = [f"# Paired comparisons against the seed model: study {study}\n",
@@ -302,7 +306,7 @@ def _comparisons_markdown(board: Leaderboard, study: str, order: list[str] | Non
     return "\n".join(parts)
 
 
-def _versions_markdown(runs: pd.DataFrame) -> str:
+def _versions_markdown(runs: pd.DataFrame, commit: str) -> str:
     from harness.provenance import PACKAGES, package_versions
 
     now = package_versions((*PACKAGES, *PUBLISH_PACKAGES))
@@ -315,7 +319,7 @@ def _versions_markdown(runs: pd.DataFrame) -> str:
                          "recorded with the runs": [", ".join(sorted(recorded[n])) if n in recorded else "-"
                                                     for n in names]})
     return ("# Versions\n\n"
-            f"forgetbench source: {source_commit()}\n\n"
+            f"forgetbench source: {commit}\n\n"
             "Python and package versions where these files were written (`forgetbench publish`), and as every "
             "run recorded them when it finished (`runs.package_versions`; several values: runs finished "
             "under different versions).\n\n" + render(rows, "markdown"))
@@ -355,8 +359,8 @@ def wall_time(runs: pd.DataFrame) -> str:
             f"summed over the {len(runs)} runs; a run re-recorded from the cache counts only its rerun)")
 
 
-def _readme(board: Leaderboard, study: str, runs: pd.DataFrame, regenerate: Regenerate, listing: list[str],
-            order: list[str] | None, notes: str | None = None) -> str:
+def _readme(board: Leaderboard, study: str, table: pd.DataFrame, runs: pd.DataFrame, regenerate: Regenerate,
+            listing: list[str], order: list[str] | None, notes: str | None, commit: str) -> str:
     what = {"paper.md": "the paper view: one row per recipe, mean ± std over seeds",
             "comparisons.md": "every recipe against the seed model per benchmark: difference, 95 % paired "
                               "bootstrap CI, p-values (`forgetbench compare`)",
@@ -371,10 +375,11 @@ def _readme(board: Leaderboard, study: str, runs: pd.DataFrame, regenerate: Rege
     study_note = ("\nThe data mirror as when the study ran: `--data-dir`, the study's `data_dir` or "
                   "`FORGETBENCH_DATA_DIR`." + ("" if regenerate.study_file else
                   f" `STUDY.yaml`: the study file that defines study `{study}` (not given to publish).") + "\n")
-    summary = "\n".join(s.markdown(3) for s in summary_sections(board, study, "markdown", order, regenerate.leaderboard))
+    summary = "\n".join(s.markdown(3) for s in summary_sections(board, study, "markdown", order, regenerate.leaderboard,
+                                                                  table))
     return (f"{MARKER}\n# Results of study `{study}`\n\n"
             f"Published {_dt.datetime.now(_dt.timezone.utc):%Y-%m-%d %H:%M} UTC from the leaderboard "
-            f"`{board.path.name}` by forgetbench ({source_commit()}).\n\n"
+            f"`{board.path.name}` by forgetbench ({commit}).\n\n"
             "## Regenerate\n\n```bash\n" + "\n".join(regenerate.commands()) + "\n```\n" + study_note +
             f"\n## Files\n\n| file | what it holds |\n| --- | --- |\n{files}\n\n"
             f"## The study\n\nBase model {base_models}; fine-tuned runs: {len(tuned)} ({tuned.recipe.nunique()} "

@@ -273,10 +273,9 @@ def paper_display(table: pd.DataFrame) -> pd.DataFrame:
     return out
 
 
-def paper_view(board: Leaderboard, study: str | None, benchmarks: list[str] | None, fmt: str) -> pd.DataFrame:
-    """What `forgetbench leaderboard --view paper` renders in `fmt`: the paper table, its mean and std
+def paper_view(table: pd.DataFrame, fmt: str) -> pd.DataFrame:
+    """What `forgetbench leaderboard --view paper` renders in `fmt` from a paper table: its mean and std
     folded into one cell for the human formats (table, markdown), in separate columns for csv/json."""
-    table = paper_table(board, study, benchmarks)
     return paper_display(table) if fmt in ("table", "markdown") else table
 
 
