@@ -78,13 +78,12 @@ class InstructionSampler:
         """Clean instructions, in draw order. Each chunk of DRAW_CHUNK draws gets its own sampler seed,
         so no two chunks repeat each other's samples; the chunk is fixed, not the backend's batch size,
         so the instructions drawn do not depend on how generation is batched."""
-        size = DRAW_CHUNK
         chunk = 0
         while self.stats["drawn"] < self.max_draws:
             sampling = Sampling(max_new_tokens=self.max_new_tokens, temperature=1.0, top_p=1.0,
                                 seed=self.seed * 100_003 + chunk, stop=self.stop)
             chunk += 1
-            texts = self.backend.generate([self.prefix] * min(size, self.max_draws - self.stats["drawn"]), sampling,
+            texts = self.backend.generate([self.prefix] * min(DRAW_CHUNK, self.max_draws - self.stats["drawn"]), sampling,
                                           desc="sampling instructions")
             for text in texts:
                 self.stats["drawn"] += 1
