@@ -29,7 +29,7 @@ import sqlite3
 import urllib.request
 from abc import ABC, abstractmethod
 from collections import Counter
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
@@ -323,21 +323,19 @@ class TransformersBackend(GenerationBackend):
     def _generate_batch(self, prompts: list[str], sampling: Sampling) -> list[str]:
         import torch
 
+        from harness.decoding import Decoding, decode
+
         model, tokenizer = self._loaded(), self.tokenizer
         inputs = tokenizer(prompts, return_tensors="pt", padding=True, add_special_tokens=False).to(model.device)
-        options = dict(max_new_tokens=sampling.max_new_tokens, pad_token_id=tokenizer.pad_token_id)
-        if sampling.greedy:
-            options.update(do_sample=False, temperature=None, top_p=None, top_k=None)
-        else:
-            options.update(do_sample=True, temperature=sampling.temperature, top_p=sampling.top_p, top_k=sampling.top_k)
+        generator = None
+        if not sampling.greedy:
             # seeded per batch content, so the same request reproduces the same samples
-            torch.manual_seed(int(hash_json([sampling.seed, prompts])[:8], 16))
-        if sampling.stop:
-            # each sequence is marked done on its own (done ones get padding until the batch ends)
-            options["stopping_criteria"] = [generated_stop_criterion(tokenizer, sampling.stop, inputs["input_ids"].shape[1])]
-        with torch.inference_mode():
-            output = model.generate(**inputs, **options)
-        new_tokens = output[:, inputs["input_ids"].shape[1]:]
+            generator = torch.Generator(model.device).manual_seed(int(hash_json([sampling.seed, prompts])[:8], 16))
+        decoding = Decoding(max_new_tokens=sampling.max_new_tokens, temperature=sampling.temperature,
+                            top_p=sampling.top_p, top_k=sampling.top_k, generator=generator)
+        stops = generated_stop_check(tokenizer, sampling.stop) if sampling.stop else None
+        new_tokens = decode(model, inputs["input_ids"], inputs["attention_mask"], decoding,
+                            end_ids=end_token_ids(model, tokenizer), stops=stops)
         return tokenizer.batch_decode(new_tokens, skip_special_tokens=True)
 
     def _score_pairs(self, pairs: list[tuple[list[int], list[int]]]) -> list[tuple[float, bool]]:
@@ -376,42 +374,48 @@ class TransformersBackend(GenerationBackend):
     def _continuation_logprobs(self, sequences: list[tuple[int, ...]], keep: list[int]) -> list:
         """For each sequence, the float32 log-probabilities of its last `keep` positions' next tokens.
         Right padding (and, as in lm-eval's HF model, no attention mask: padding only follows the
-        scored positions in a causal model); only the kept positions reach the output layer."""
+        scored positions in a causal model); only positions some sequence keeps reach the output layer
+        (their union: with right padding, sequences of different lengths keep different positions)."""
         import torch
 
         model = self._loaded()
         width = max(len(s) for s in sequences)
         pad = self.tokenizer.pad_token_id or 0
         ids = torch.tensor([list(s) + [pad] * (width - len(s)) for s in sequences], device=model.device)
-        first = min(len(s) - k for s, k in zip(sequences, keep))
+        wanted = [range(len(s) - k, len(s)) for s, k in zip(sequences, keep)]
+        kept = sorted({position for positions in wanted for position in positions})
+        column = {position: j for j, position in enumerate(kept)}
         with torch.inference_mode():
             if _takes_logits_to_keep(model):
-                positions = torch.arange(first, width, device=model.device)
-                logits = model(ids, logits_to_keep=positions, use_cache=False).logits
+                logits = model(ids, logits_to_keep=torch.tensor(kept, device=model.device), use_cache=False).logits
             else:
-                logits = model(ids, use_cache=False).logits[:, first:]
+                logits = model(ids, use_cache=False).logits[:, kept]
             logprobs = torch.log_softmax(logits, dim=-1, dtype=torch.float32)
-        # kept column j is position first + j; a sequence's own positions end at len(s) - 1
-        return [logprobs[row, :len(s) - first][-k:].cpu() for row, (s, k) in enumerate(zip(sequences, keep))]
+        return [logprobs[row, [column[p] for p in positions]].cpu() for row, positions in enumerate(wanted)]
 
 
-def generated_stop_criterion(tokenizer, stops: Sequence[str], prompt_width: int):
-    """A transformers stopping criterion marking each sequence done once a stop string appears in the
-    text it generated, looking at its last (longest stop string's tokens + 2) generated tokens, as
-    lm-eval's HF model does. transformers' own `stop_strings` also match across the prompt's end (a
-    prompt ending in a newline and a first generated newline would stop at "\n\n"); a stop string
-    tokenised longer than the window is still cut from the text afterwards, only found later."""
-    import torch
-    from transformers import StoppingCriteria
-
+def generated_stop_check(tokenizer, stops: Sequence[str]) -> Callable[[list[int]], bool]:
+    """Whether a sequence's generated tokens show one of `stops`, looking at its last (longest stop
+    string's tokens + 2) tokens, as lm-eval's HF model does. Only generated text is searched
+    (transformers' own `stop_strings` also match across the prompt's end: a prompt ending in a newline
+    and a first generated newline would stop at "\\n\\n"); a stop string tokenised longer than the window
+    is still cut from the text afterwards, only found later."""
     window = max(len(tokenizer.encode(stop, add_special_tokens=False)) for stop in stops) + 2
 
-    class Criterion(StoppingCriteria):
-        def __call__(self, input_ids, scores, **kwargs):
-            tails = tokenizer.batch_decode(input_ids[:, prompt_width:][:, -window:])
-            return torch.tensor([any(stop in tail for stop in stops) for tail in tails], device=input_ids.device)
+    def check(tokens: list[int]) -> bool:
+        tail = tokenizer.decode(tokens[-window:])
+        return any(stop in tail for stop in stops)
 
-    return Criterion()
+    return check
+
+
+def end_token_ids(model, tokenizer) -> list[int]:
+    """The tokens that end a sequence: the model's generation config's end-of-sequence id(s) (what
+    `generate` stops at), else the tokenizer's."""
+    configured = getattr(getattr(model, "generation_config", None), "eos_token_id", None)
+    if configured is None:
+        configured = tokenizer.eos_token_id
+    return [int(i) for i in (configured if isinstance(configured, (list, tuple)) else [configured])]
 
 
 def _takes_logits_to_keep(model) -> bool:

@@ -1,0 +1,139 @@
+"""The decoding loop behind `TransformersBackend`: batched generation that stays fast on long outputs.
+
+`model.generate` keeps every sequence of a batch running until the last one stops (finished ones are
+fed padding) and grows its KV cache by concatenation, so each step copies the whole cache. On a CPU,
+where a step's cost is mostly reading and copying that cache, long generations (MATH's 1024 and
+IFEval's 1280 new tokens after prompts of ~800 tokens) ran at a fifth of the short-prompt throughput.
+This loop does the same decoding with two changes:
+- each layer's cache is reserved once for the batch's longest possible sequence (prompt width plus
+  new tokens) and every step writes its keys and values in place; attention reads the filled part;
+- a sequence leaves the batch as soon as it ends (end-of-sequence token, a stop condition, or its
+  token budget); the rest run on.
+Greedy decoding picks the same tokens as `model.generate` (float32 logits of the last position,
+argmax; tests/test_decoding.py); sampling applies transformers' own warpers in `generate`'s order
+(temperature, top-k, top-p) and draws from a generator seeded by the caller. Decoder-only models with
+full attention in every layer get the reserved cache; others (sliding windows, ...) keep transformers'
+own cache layers and still drop finished sequences.
+"""
+from __future__ import annotations
+
+import inspect
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+
+import torch
+from transformers.cache_utils import DynamicCache, DynamicLayer
+
+
+class ReservedLayer(DynamicLayer):
+    """A full-attention cache layer with room for `capacity` tokens, allocated at its first update."""
+
+    def __init__(self, capacity: int):
+        super().__init__()
+        self.capacity = capacity
+        self.filled = 0
+
+    def lazy_initialization(self, key_states: torch.Tensor, value_states: torch.Tensor) -> None:
+        batch, heads, _, key_dim = key_states.shape
+        self.device = key_states.device
+        self._keys = key_states.new_empty(batch, heads, self.capacity, key_dim)
+        self._values = value_states.new_empty(batch, heads, self.capacity, value_states.shape[-1])
+        self.is_initialized = True
+
+    def update(self, key_states: torch.Tensor, value_states: torch.Tensor, *args, **kwargs):
+        if not self.is_initialized:
+            self.lazy_initialization(key_states, value_states)
+        end = self.filled + key_states.shape[-2]
+        if end > self.capacity:
+            raise RuntimeError(f"reserved KV cache of {self.capacity} tokens cannot take {end}")
+        self._keys[:, :, self.filled:end] = key_states
+        self._values[:, :, self.filled:end] = value_states
+        self.filled = end
+        self.keys, self.values = self._keys[:, :, :end], self._values[:, :, :end]
+        return self.keys, self.values
+
+    def batch_select_indices(self, indices: torch.Tensor) -> None:
+        if self.is_initialized:
+            self._keys, self._values = self._keys[indices], self._values[indices]
+            self.keys, self.values = self._keys[:, :, :self.filled], self._values[:, :, :self.filled]
+
+
+def batch_cache(config, capacity: int) -> DynamicCache:
+    """A cache for one batch: transformers' own layers for `config`, each plain full-attention layer
+    replaced by a `ReservedLayer` of `capacity` tokens."""
+    cache = DynamicCache(config=config)
+    if cache.layers and all(type(layer) is DynamicLayer for layer in cache.layers):
+        cache.layers = [ReservedLayer(capacity) for _ in cache.layers]
+    return cache
+
+
+@dataclass(frozen=True)
+class Decoding:
+    """How to pick tokens: greedy when `temperature` is 0, else sampled from `generator`."""
+
+    max_new_tokens: int
+    temperature: float = 0.0
+    top_p: float = 1.0
+    top_k: int = 0
+    generator: torch.Generator | None = None
+
+    def warpers(self):
+        """transformers' logits warpers, in the order `generate` applies them."""
+        from transformers.generation import (
+            LogitsProcessorList,
+            TemperatureLogitsWarper,
+            TopKLogitsWarper,
+            TopPLogitsWarper,
+        )
+
+        chain = LogitsProcessorList()
+        if self.temperature != 1.0:
+            chain.append(TemperatureLogitsWarper(self.temperature))
+        if self.top_k:
+            chain.append(TopKLogitsWarper(self.top_k))
+        if self.top_p < 1.0:
+            chain.append(TopPLogitsWarper(self.top_p))
+        return chain
+
+
+def decode(model, input_ids: torch.Tensor, attention_mask: torch.Tensor, decoding: Decoding,
+           end_ids: Sequence[int], stops: Callable[[list[int]], bool] | None = None) -> list[list[int]]:
+    """The new tokens of each left-padded row of `input_ids`, without the end-of-sequence token.
+    A row ends at a token in `end_ids`, when `stops(its new tokens)` is true, or after
+    `decoding.max_new_tokens` tokens."""
+    batch, width = input_ids.shape
+    cache = batch_cache(model.config, width + decoding.max_new_tokens)
+    warpers = None if decoding.temperature == 0.0 else decoding.warpers()
+    ends = torch.tensor(sorted(set(end_ids)), device=input_ids.device)
+    new: list[list[int]] = [[] for _ in range(batch)]
+    running = list(range(batch))  # original row of each row still in the batch
+    positions = (attention_mask.long().cumsum(-1) - 1).masked_fill(attention_mask == 0, 0)
+    step_ids, mask = input_ids, attention_mask
+    cache_argument = "cache" if "cache" in inspect.signature(model.forward).parameters else "past_key_values"
+    with torch.inference_mode():
+        for _ in range(decoding.max_new_tokens):
+            logits = model(input_ids=step_ids, attention_mask=mask, position_ids=positions, use_cache=True,
+                           logits_to_keep=1, **{cache_argument: cache}).logits[:, -1].to(torch.float32)
+            if warpers is None:
+                tokens = logits.argmax(dim=-1)
+            else:
+                probs = torch.softmax(warpers(step_ids, logits), dim=-1)
+                tokens = torch.multinomial(probs, 1, generator=decoding.generator).squeeze(1)
+            ended = torch.isin(tokens, ends).tolist()
+            keep = []
+            for slot, (row, token) in enumerate(zip(running, tokens.tolist())):
+                if not ended[slot]:
+                    new[row].append(token)
+                    if len(new[row]) < decoding.max_new_tokens and not (stops and stops(new[row])):
+                        keep.append(slot)
+            if not keep:
+                break
+            if len(keep) < len(running):
+                index = torch.tensor(keep, device=input_ids.device)
+                cache.batch_select_indices(index)
+                running = [running[slot] for slot in keep]
+                tokens, mask, positions = tokens[index], mask[index], positions[index]
+            step_ids = tokens.unsqueeze(1)
+            positions = positions[:, -1:] + 1
+            mask = torch.cat([mask, mask.new_ones(len(running), 1)], dim=1)
+    return new
