@@ -4,7 +4,9 @@
 fed padding) and grows its KV cache by concatenation, so each step copies the whole cache. On a CPU,
 where a step's cost is mostly reading and copying that cache, long generations (MATH's 1024 and
 IFEval's 1280 new tokens after prompts of ~800 tokens) ran at a fifth of the short-prompt throughput.
-This loop does the same decoding with two changes:
+This loop does the same decoding with three changes:
+- a long prefix every prompt of the batch shares (few-shot examples) is run once and its cache copied
+  to every row, so each row's prefill covers only its own tokens;
 - each layer's cache is reserved once for the batch's longest possible sequence (prompt width plus
   new tokens) and every step writes its keys and values in place; attention reads the filled part;
 - a sequence leaves the batch as soon as it ends (end-of-sequence token, a stop condition, or its
@@ -57,6 +59,12 @@ class ReservedLayer(DynamicLayer):
             self._keys, self._values = self._keys[indices], self._values[indices]
             self.keys, self.values = self._keys[:, :, :self.filled], self._values[:, :, :self.filled]
 
+    def batch_repeat_interleave(self, repeats: int) -> None:
+        if self.is_initialized:
+            self._keys = self._keys.repeat_interleave(repeats, dim=0)
+            self._values = self._values.repeat_interleave(repeats, dim=0)
+            self.keys, self.values = self._keys[:, :, :self.filled], self._values[:, :, :self.filled]
+
 
 def batch_cache(config, capacity: int) -> DynamicCache:
     """A cache for one batch: transformers' own layers for `config`, each plain full-attention layer
@@ -96,24 +104,65 @@ class Decoding:
         return chain
 
 
-def decode(model, input_ids: torch.Tensor, attention_mask: torch.Tensor, decoding: Decoding,
-           end_ids: Sequence[int], stops: Callable[[list[int]], bool] | None = None) -> list[list[int]]:
-    """The new tokens of each left-padded row of `input_ids`, without the end-of-sequence token.
+def cache_argument(model, cache) -> dict:
+    """`cache` as the keyword the model's forward takes: `cache` (transformers >= 5.24), else `past_key_values`."""
+    return {"cache" if "cache" in inspect.signature(model.forward).parameters else "past_key_values": cache}
+
+
+# A prefix every prompt of a batch shares (few-shot examples, a long system prompt) is run once, at
+# batch 1, when it is at least this long; shorter ones save less than copying their cache to every row.
+SHARED_PREFIX_MIN_TOKENS = 64
+
+
+def shared_prefix_length(rows: Sequence[Sequence[int]]) -> int:
+    """Tokens all `rows` start with, leaving every row at least one token of its own (whose logits
+    give the first new token); 0 for a single row."""
+    if len(rows) < 2:
+        return 0
+    limit = min(len(row) for row in rows) - 1
+    length = 0
+    while length < limit and all(row[length] == rows[0][length] for row in rows):
+        length += 1
+    return length
+
+
+def left_padded(rows: Sequence[Sequence[int]], pad_id: int, device) -> tuple[torch.Tensor, torch.Tensor]:
+    """`rows` as one left-padded id tensor and its attention mask."""
+    width = max(len(row) for row in rows)
+    ids = torch.tensor([[pad_id] * (width - len(row)) + list(row) for row in rows], device=device)
+    mask = torch.tensor([[0] * (width - len(row)) + [1] * len(row) for row in rows], device=device)
+    return ids, mask
+
+
+def decode(model, rows: Sequence[Sequence[int]], decoding: Decoding, end_ids: Sequence[int], pad_id: int,
+           stops: Callable[[list[int]], bool] | None = None) -> list[list[int]]:
+    """The new tokens after each prompt of `rows` (token ids), without the end-of-sequence token.
     A row ends at a token in `end_ids`, when `stops(its new tokens)` is true, or after
     `decoding.max_new_tokens` tokens."""
-    batch, width = input_ids.shape
-    cache = batch_cache(model.config, width + decoding.max_new_tokens)
-    warpers = None if decoding.temperature == 0.0 else decoding.warpers()
-    ends = torch.tensor(sorted(set(end_ids)), device=input_ids.device)
-    new: list[list[int]] = [[] for _ in range(batch)]
-    running = list(range(batch))  # original row of each row still in the batch
-    positions = (attention_mask.long().cumsum(-1) - 1).masked_fill(attention_mask == 0, 0)
-    step_ids, mask = input_ids, attention_mask
-    cache_argument = "cache" if "cache" in inspect.signature(model.forward).parameters else "past_key_values"
+    device = model.device
+    batch, shared = len(rows), shared_prefix_length(rows)
+    if shared < SHARED_PREFIX_MIN_TOKENS:
+        shared = 0
+    ids, mask = left_padded([row[shared:] for row in rows], pad_id, device)
+    cache = batch_cache(model.config, shared + ids.shape[1] + decoding.max_new_tokens)
+
+    def forward(step_ids, step_mask, step_positions):
+        return model(input_ids=step_ids, attention_mask=step_mask, position_ids=step_positions, use_cache=True,
+                     logits_to_keep=1, **cache_argument(model, cache)).logits[:, -1].to(torch.float32)
+
+    positions = shared + (mask.cumsum(-1) - 1).masked_fill(mask == 0, 0)
     with torch.inference_mode():
+        if shared:  # [shared prefix | left padding | own tokens]: the prefix's cache is copied to every row
+            forward(torch.tensor([list(rows[0][:shared])], device=device), None, torch.arange(shared, device=device)[None])
+            cache.batch_repeat_interleave(batch)
+            mask = torch.cat([mask.new_ones(batch, shared), mask], dim=1)
+        warpers = None if decoding.temperature == 0.0 else decoding.warpers()
+        ends = torch.tensor(sorted(set(end_ids)), device=device)
+        new: list[list[int]] = [[] for _ in range(batch)]
+        running = list(range(batch))  # original row of each row still in the batch
+        step_ids = ids
         for _ in range(decoding.max_new_tokens):
-            logits = model(input_ids=step_ids, attention_mask=mask, position_ids=positions, use_cache=True,
-                           logits_to_keep=1, **{cache_argument: cache}).logits[:, -1].to(torch.float32)
+            logits = forward(step_ids, mask, positions)
             if warpers is None:
                 tokens = logits.argmax(dim=-1)
             else:
@@ -129,7 +178,7 @@ def decode(model, input_ids: torch.Tensor, attention_mask: torch.Tensor, decodin
             if not keep:
                 break
             if len(keep) < len(running):
-                index = torch.tensor(keep, device=input_ids.device)
+                index = torch.tensor(keep, device=device)
                 cache.batch_select_indices(index)
                 running = [running[slot] for slot in keep]
                 tokens, mask, positions = tokens[index], mask[index], positions[index]

@@ -231,6 +231,8 @@ class GenerationBackend(ABC):
 
 
 SCORING_CHUNK = 1024  # pairs scored between cache commits
+# A context shared by pairs with different inputs runs once when it is at least this long.
+SHARED_CONTEXT_MIN_TOKENS = 32
 
 
 def token_lengths(tokenizer, texts: Sequence[str]) -> list[int]:
@@ -326,7 +328,7 @@ class TransformersBackend(GenerationBackend):
         from harness.decoding import Decoding, decode
 
         model, tokenizer = self._loaded(), self.tokenizer
-        inputs = tokenizer(prompts, return_tensors="pt", padding=True, add_special_tokens=False).to(model.device)
+        rows = tokenizer(list(prompts), add_special_tokens=False)["input_ids"]
         generator = None
         if not sampling.greedy:
             # seeded per batch content, so the same request reproduces the same samples
@@ -334,42 +336,87 @@ class TransformersBackend(GenerationBackend):
         decoding = Decoding(max_new_tokens=sampling.max_new_tokens, temperature=sampling.temperature,
                             top_p=sampling.top_p, top_k=sampling.top_k, generator=generator)
         stops = generated_stop_check(tokenizer, sampling.stop) if sampling.stop else None
-        new_tokens = decode(model, inputs["input_ids"], inputs["attention_mask"], decoding,
-                            end_ids=end_token_ids(model, tokenizer), stops=stops)
+        new_tokens = decode(model, rows, decoding, end_ids=end_token_ids(model, tokenizer),
+                            pad_id=tokenizer.pad_token_id or 0, stops=stops)
         return tokenizer.batch_decode(new_tokens, skip_special_tokens=True)
 
     def _score_pairs(self, pairs: list[tuple[list[int], list[int]]]) -> list[tuple[float, bool]]:
         """lm-eval HFLM's scoring: the input is (context + continuation) cut to the model's window plus
         one, without its last token; float32 log-softmax over the continuation's positions. Pairs with
-        the same input (a multiple-choice question's one-token answers) share one forward pass."""
+        the same input (a multiple-choice question's one-token answers) share one forward pass; pairs
+        with the same context of at least `SHARED_CONTEXT_MIN_TOKENS` but different inputs (multi-token
+        answers, as GPQA's "(A)".."(D)") share the context's forward pass and its cache."""
         import torch
 
         from harness.batching import SCORING_MAX_TOKENS, device_kind, token_batches
 
         window = self.max_length
         users: dict[tuple[int, ...], list[int]] = {}  # distinct input -> the pairs scored on it
+        contexts: dict[tuple[int, ...], list[int]] = {}  # distinct (cut) context -> its pairs
         for index, (context, continuation) in enumerate(pairs):
             if len(continuation) > window:
                 raise ValueError(f"loglikelihood: a continuation of {len(continuation)} tokens exceeds the "
                                  f"model's {window}-token window")
-            users.setdefault(tuple((context + continuation)[-(window + 1):][:-1]), []).append(index)
-        distinct = list(users)
+            full = (context + continuation)[-(window + 1):]
+            users.setdefault(tuple(full[:-1]), []).append(index)
+            contexts.setdefault(tuple(full[:len(full) - len(continuation)]), []).append(index)
+        results: list[tuple[float, bool]] = [(0.0, False)] * len(pairs)
+
+        def record(index: int, rows) -> None:
+            continuation = pairs[index][1]
+            own = rows[-len(continuation):]  # [len(continuation), vocab], float32
+            target = torch.tensor(continuation, device=own.device)
+            picked = own.gather(1, target.unsqueeze(1)).squeeze(1)
+            results[index] = (float(picked.sum()), bool((own.argmax(dim=-1) == target).all()))
+
+        shared = set()
+        for context, members in contexts.items():
+            inputs = {tuple(context) + tuple(pairs[i][1][:-1]) for i in members}
+            if len(inputs) > 1 and len(context) >= SHARED_CONTEXT_MIN_TOKENS:
+                for index, rows in zip(members, self._logprobs_on_context(list(context), [pairs[i][1] for i in members])):
+                    record(index, rows)
+                shared.update(members)
+        distinct = [s for s, members in users.items() if not shared.issuperset(members)]
         fp = self._footprint()
         max_tokens = min(SCORING_MAX_TOKENS[device_kind(self.device)],
                          self._budget() // (fp.activations_per_token + fp.logits_row))
-        cap = self.batch_size or len(distinct)  # sequences per forward; the token budget binds first
-        results: list[tuple[float, bool]] = [(0.0, False)] * len(pairs)
+        cap = self.batch_size or max(1, len(distinct))  # sequences per forward; the token budget binds first
         for batch in token_batches([len(s) for s in distinct], max(1, max_tokens), cap):
             sequences = [distinct[i] for i in batch]
             keep = [max(len(pairs[i][1]) for i in users[s]) for s in sequences]
             for sequence, rows in zip(sequences, self._continuation_logprobs(sequences, keep)):
                 for index in users[sequence]:
-                    continuation = pairs[index][1]
-                    own = rows[-len(continuation):]  # [len(continuation), vocab], float32
-                    target = torch.tensor(continuation, device=own.device)
-                    picked = own.gather(1, target.unsqueeze(1)).squeeze(1)
-                    results[index] = (float(picked.sum()), bool((own.argmax(dim=-1) == target).all()))
+                    record(index, rows)
         return results
+
+    def _logprobs_on_context(self, context: list[int], continuations: list[list[int]]) -> list:
+        """For each continuation of one context, the float32 log-probabilities of its tokens' positions:
+        the context runs once (batch 1, no padding), its cache is copied to every continuation, and the
+        continuations run on it right-padded (padding only follows the scored positions)."""
+        import torch
+
+        from harness.decoding import batch_cache, cache_argument
+
+        model = self._loaded()
+        tails = [c[:-1] for c in continuations]  # the tokens fed after the context
+        width = max(len(t) for t in tails)
+        cache = batch_cache(model.config, len(context) + width)
+        pad = self.tokenizer.pad_token_id or 0
+        with torch.inference_mode():
+            first = model(torch.tensor([context], device=model.device), use_cache=True, logits_to_keep=1,
+                          **cache_argument(model, cache)).logits[:, -1]  # predicts every continuation's first token
+            first = torch.log_softmax(first, dim=-1, dtype=torch.float32)[0]
+            if width == 0:
+                return [first[None].cpu() for _ in continuations]
+            cache.batch_repeat_interleave(len(tails))
+            ids = torch.tensor([t + [pad] * (width - len(t)) for t in tails], device=model.device)
+            mask = torch.tensor([[1] * (len(context) + len(t)) + [0] * (width - len(t)) for t in tails],
+                                device=model.device)
+            positions = torch.arange(len(context), len(context) + width, device=model.device).expand(len(tails), -1)
+            logits = model(ids, attention_mask=mask, position_ids=positions, use_cache=True,
+                           **cache_argument(model, cache)).logits
+            rest = torch.log_softmax(logits, dim=-1, dtype=torch.float32)
+        return [torch.cat([first[None], rest[row, :len(t)]]).cpu() for row, t in enumerate(tails)]
 
     def _continuation_logprobs(self, sequences: list[tuple[int, ...]], keep: list[int]) -> list:
         """For each sequence, the float32 log-probabilities of its last `keep` positions' next tokens.

@@ -13,7 +13,7 @@ def loaded(tiny_model):
 
     model, tokenizer = load_model(tiny_model, "float32"), load_tokenizer(tiny_model, padding_side="left")
     inputs = tokenizer(PROMPTS, return_tensors="pt", padding=True, add_special_tokens=False)
-    return model, tokenizer, inputs
+    return model, tokenizer, inputs, tokenizer(PROMPTS, add_special_tokens=False)["input_ids"]
 
 
 def _generate(model, inputs, new_tokens, end_id, pad_id):
@@ -30,12 +30,12 @@ def _generate(model, inputs, new_tokens, end_id, pad_id):
 def test_greedy_decoding_picks_the_tokens_model_generate_picks(loaded):
     from harness.decoding import Decoding, decode
 
-    model, tokenizer, inputs = loaded
-    unbounded = decode(model, inputs["input_ids"], inputs["attention_mask"], Decoding(max_new_tokens=12), end_ids=[-1])
+    model, tokenizer, inputs, rows = loaded
+    unbounded = decode(model, rows, Decoding(max_new_tokens=12), end_ids=[-1], pad_id=tokenizer.pad_token_id)
     assert unbounded == _generate(model, inputs, 12, -1, tokenizer.pad_token_id)
     # a token the first row emits mid-way ends that row early, as generate's end-of-sequence does
     end_id = unbounded[0][4]
-    ended = decode(model, inputs["input_ids"], inputs["attention_mask"], Decoding(max_new_tokens=12), end_ids=[end_id])
+    ended = decode(model, rows, Decoding(max_new_tokens=12), end_ids=[end_id], pad_id=tokenizer.pad_token_id)
     assert ended == _generate(model, inputs, 12, end_id, tokenizer.pad_token_id)
     assert len(ended[0]) < 12 and end_id not in ended[0]
 
@@ -43,11 +43,11 @@ def test_greedy_decoding_picks_the_tokens_model_generate_picks(loaded):
 def test_a_stop_condition_ends_only_its_own_row(loaded):
     from harness.decoding import Decoding, decode
 
-    model, _, inputs = loaded
+    model, tokenizer, _, rows = loaded
     widths = []
     hook = model.register_forward_pre_hook(lambda module, args, kwargs: widths.append(kwargs["input_ids"].shape[0]),
                                            with_kwargs=True)
-    full = decode(model, inputs["input_ids"], inputs["attention_mask"], Decoding(max_new_tokens=8), end_ids=[-1])
+    full = decode(model, rows, Decoding(max_new_tokens=8), end_ids=[-1], pad_id=tokenizer.pad_token_id)
     stopped = []
 
     def stops(tokens):  # the first row asked about at its third token stops (rows are asked in order)
@@ -58,8 +58,8 @@ def test_a_stop_condition_ends_only_its_own_row(loaded):
 
     widths.clear()
     try:
-        out = decode(model, inputs["input_ids"], inputs["attention_mask"], Decoding(max_new_tokens=8), end_ids=[-1],
-                     stops=stops)
+        out = decode(model, rows, Decoding(max_new_tokens=8), end_ids=[-1],
+                     pad_id=tokenizer.pad_token_id, stops=stops)
     finally:
         hook.remove()
     assert out[0] == full[0][:3] and out[1] == full[1] and out[2] == full[2]
@@ -94,12 +94,57 @@ def test_sampling_reproduces_with_its_generator_seed(loaded):
 
     from harness.decoding import Decoding, decode
 
-    model, _, inputs = loaded
+    model, tokenizer, _, rows = loaded
 
     def sample(seed):
         decoding = Decoding(max_new_tokens=10, temperature=0.9, top_p=0.9, top_k=50,
                             generator=torch.Generator().manual_seed(seed))
-        return decode(model, inputs["input_ids"], inputs["attention_mask"], decoding, end_ids=[-1])
+        return decode(model, rows, decoding, end_ids=[-1], pad_id=tokenizer.pad_token_id)
 
     assert sample(1) == sample(1)
     assert sample(1) != sample(2)
+
+
+@pytest.mark.parametrize("rows, shared", [
+    ([[1, 2, 3], [1, 2, 4]], 2),
+    ([[1, 2, 3], [1, 2, 3]], 2),  # identical prompts: each keeps its last token to predict from
+    ([[1, 2, 3, 4], [1, 2]], 1),
+    ([[5, 2], [1, 2]], 0),
+    ([[1, 2, 3]], 0),
+])
+def test_the_shared_prefix_leaves_every_row_a_token_of_its_own(rows, shared):
+    from harness.decoding import shared_prefix_length
+
+    assert shared_prefix_length(rows) == shared
+
+
+def test_a_long_shared_prefix_is_run_once_and_decodes_as_without_sharing(loaded, monkeypatch):
+    import torch
+
+    from harness import decoding as decoding_module
+    from harness.decoding import SHARED_PREFIX_MIN_TOKENS, Decoding, decode, shared_prefix_length
+
+    model, tokenizer, _, _ = loaded
+    few_shot = tokenizer("Example question and its worked answer. " * 12, add_special_tokens=False)["input_ids"]
+    assert len(few_shot) >= SHARED_PREFIX_MIN_TOKENS
+    rows = [few_shot + tokenizer(f"Now question {q}{'?' * q}", add_special_tokens=False)["input_ids"] for q in (1, 5, 3)]
+
+    def sample():  # sampled tokens follow the whole distribution, so they show any difference in the logits
+        decoding = Decoding(max_new_tokens=10, temperature=1.0, generator=torch.Generator().manual_seed(3))
+        return decode(model, rows, decoding, end_ids=[-1], pad_id=tokenizer.pad_token_id)
+
+    shapes = []
+    hook = model.register_forward_pre_hook(lambda module, args, kwargs: shapes.append(tuple(kwargs["input_ids"].shape)),
+                                           with_kwargs=True)
+    try:
+        shared = sample()
+        monkeypatch.setattr(decoding_module, "SHARED_PREFIX_MIN_TOKENS", 10**9)
+        separate = sample()
+    finally:
+        hook.remove()
+    assert shared == separate
+    prefix = shared_prefix_length(rows)
+    assert prefix >= len(few_shot)
+    # the prefix once, then only each row's own tokens
+    assert shapes[:2] == [(1, prefix), (3, max(len(row) for row in rows) - prefix)]
+    assert (3, max(len(row) for row in rows)) in shapes  # without sharing: whole prompts

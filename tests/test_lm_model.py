@@ -17,6 +17,10 @@ LOGLIKELIHOOD_PAIRS = [
     ("Question: 2 + 2 = ", "4"),  # a trailing space moves to the continuation
     ("", "An empty context is scored after the prefix token."),
 ]
+QUESTION = ("<|im_start|>user\nWhat is the correct answer to this question: which colour is the sky on a clear day?\n"
+            "Choices:\n(A) blue\n(B) red\n(C) green\n<|im_end|>\n<|im_start|>assistant\nAnswer:")
+CHOICES = [(QUESTION, f" ({letter})") for letter in "ABC"]  # multi-token choices: they share the context's pass
+LOGLIKELIHOOD_PAIRS += CHOICES
 GENERATE_REQUESTS = [  # different stop lists and budgets in one call: grouped like lm-eval's HF model
     (CHAT, {"until": ["\n"], "max_gen_toks": 12, "do_sample": False}),
     ("<|im_start|>user\nCount to five.<|im_end|>\n<|im_start|>assistant\n", {"until": ["3", "."], "max_gen_toks": 9}),
@@ -99,6 +103,24 @@ def test_one_token_choices_of_one_question_share_one_forward_pass(backend, monke
     monkeypatch.setattr(TransformersBackend, "_continuation_logprobs", counting)
     lm_for(backend).loglikelihood(requests("loglikelihood", [(CHAT, f" {letter}") for letter in "ABCDEFGHIJ"]))
     assert len(sent) == 1
+
+
+def test_multi_token_choices_of_one_question_share_the_context_pass(backend):
+    from harness.generation import SHARED_CONTEXT_MIN_TOKENS
+
+    lm = lm_for(backend)
+    context = lm.tok_encode(QUESTION)
+    assert len(context) >= SHARED_CONTEXT_MIN_TOKENS
+    shapes = []
+    hook = backend._loaded().register_forward_pre_hook(
+        lambda module, args, kwargs: shapes.append(tuple((args[0] if args else kwargs["input_ids"]).shape)),
+        with_kwargs=True)
+    try:
+        lm.loglikelihood(requests("loglikelihood", CHOICES))
+    finally:
+        hook.remove()
+    tail = max(len(lm.tok_encode(choice, add_special_tokens=False)) for _, choice in CHOICES) - 1
+    assert shapes == [(1, len(context)), (3, tail)]  # the question once, then only the choices' own tokens
 
 
 def test_chat_template_and_tokenizer_name_are_lm_evals(hf_lm, backend):
