@@ -134,39 +134,60 @@ def left_padded(rows: Sequence[Sequence[int]], pad_id: int, device) -> tuple[tor
     return ids, mask
 
 
+def prefill(model, rows: Sequence[Sequence[int]], pad_id: int, cache):
+    """Run the prompts `rows` (token ids) into `cache`: a shared prefix of at least
+    `SHARED_PREFIX_MIN_TOKENS` once at batch 1 and its cache copied to every row, then each row's own
+    tokens, left-padded. Returns the float32 logits of each row's next token, the attention mask and
+    the position ids of the last step (what decoding continues from)."""
+    device = model.device
+    shared = shared_prefix_length(rows)
+    if shared < SHARED_PREFIX_MIN_TOKENS:
+        shared = 0
+    ids, mask = left_padded([row[shared:] for row in rows], pad_id, device)
+    positions = shared + (mask.cumsum(-1) - 1).masked_fill(mask == 0, 0)
+    if shared:  # [shared prefix | left padding | own tokens]
+        forward(model, cache, torch.tensor([list(rows[0][:shared])], device=device), None,
+                torch.arange(shared, device=device)[None])
+        cache.batch_repeat_interleave(len(rows))
+        mask = torch.cat([mask.new_ones(len(rows), shared), mask], dim=1)
+    return forward(model, cache, ids, mask, positions), mask, positions
+
+
+def forward(model, cache, ids: torch.Tensor, mask: torch.Tensor | None, positions: torch.Tensor) -> torch.Tensor:
+    """One forward pass over `cache`: the float32 logits of each row's last position."""
+    return model(input_ids=ids, attention_mask=mask, position_ids=positions, use_cache=True, logits_to_keep=1,
+                 **cache_argument(model, cache)).logits[:, -1].to(torch.float32)
+
+
+def prompt_cache(model, rows: Sequence[Sequence[int]], new_tokens: int):
+    """A cache with room for the longest prompt of `rows` and `new_tokens` more."""
+    return batch_cache(model.config, max(len(row) for row in rows) + new_tokens)
+
+
+def next_token_logits(model, rows: Sequence[Sequence[int]], pad_id: int) -> torch.Tensor:
+    """The float32 logits of the token after each prompt of `rows` (a shared prefix runs once)."""
+    with torch.inference_mode():
+        return prefill(model, rows, pad_id, prompt_cache(model, rows, 0))[0]
+
+
 def decode(model, rows: Sequence[Sequence[int]], decoding: Decoding, end_ids: Sequence[int], pad_id: int,
            stops: Callable[[list[int]], bool] | None = None) -> list[list[int]]:
     """The new tokens after each prompt of `rows` (token ids), without the end-of-sequence token.
     A row ends at a token in `end_ids`, when `stops(its new tokens)` is true, or after
     `decoding.max_new_tokens` tokens."""
     device = model.device
-    batch, shared = len(rows), shared_prefix_length(rows)
-    if shared < SHARED_PREFIX_MIN_TOKENS:
-        shared = 0
-    ids, mask = left_padded([row[shared:] for row in rows], pad_id, device)
-    cache = batch_cache(model.config, shared + ids.shape[1] + decoding.max_new_tokens)
-
-    def forward(step_ids, step_mask, step_positions):
-        return model(input_ids=step_ids, attention_mask=step_mask, position_ids=step_positions, use_cache=True,
-                     logits_to_keep=1, **cache_argument(model, cache)).logits[:, -1].to(torch.float32)
-
-    positions = shared + (mask.cumsum(-1) - 1).masked_fill(mask == 0, 0)
+    cache = prompt_cache(model, rows, decoding.max_new_tokens)
+    warpers = None if decoding.temperature == 0.0 else decoding.warpers()
+    ends = torch.tensor(sorted(set(end_ids)), device=device)
+    new: list[list[int]] = [[] for _ in rows]
+    running = list(range(len(rows)))  # original row of each row still in the batch
     with torch.inference_mode():
-        if shared:  # [shared prefix | left padding | own tokens]: the prefix's cache is copied to every row
-            forward(torch.tensor([list(rows[0][:shared])], device=device), None, torch.arange(shared, device=device)[None])
-            cache.batch_repeat_interleave(batch)
-            mask = torch.cat([mask.new_ones(batch, shared), mask], dim=1)
-        warpers = None if decoding.temperature == 0.0 else decoding.warpers()
-        ends = torch.tensor(sorted(set(end_ids)), device=device)
-        new: list[list[int]] = [[] for _ in range(batch)]
-        running = list(range(batch))  # original row of each row still in the batch
-        step_ids = ids
+        logits, mask, positions = prefill(model, rows, pad_id, cache)
         for _ in range(decoding.max_new_tokens):
-            logits = forward(step_ids, mask, positions)
             if warpers is None:
                 tokens = logits.argmax(dim=-1)
             else:
-                probs = torch.softmax(warpers(step_ids, logits), dim=-1)
+                probs = torch.softmax(warpers(None, logits), dim=-1)
                 tokens = torch.multinomial(probs, 1, generator=decoding.generator).squeeze(1)
             ended = torch.isin(tokens, ends).tolist()
             keep = []
@@ -182,7 +203,7 @@ def decode(model, rows: Sequence[Sequence[int]], decoding: Decoding, end_ids: Se
                 cache.batch_select_indices(index)
                 running = [running[slot] for slot in keep]
                 tokens, mask, positions = tokens[index], mask[index], positions[index]
-            step_ids = tokens.unsqueeze(1)
             positions = positions[:, -1:] + 1
             mask = torch.cat([mask, mask.new_ones(len(running), 1)], dim=1)
+            logits = forward(model, cache, tokens.unsqueeze(1), mask, positions)
     return new

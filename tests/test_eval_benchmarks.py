@@ -369,6 +369,16 @@ def test_log_probability_answers_are_read_by_the_packages_logprob_parser():
     assert weighted.parse("m") == 1.0 and weighted.parse("M") == 2.0  # an endpoint's one generated token
 
 
+def test_a_judge_of_the_evaluated_model_borrows_its_loaded_weights(tiny_model, tmp_path):
+    from harness.evaluation.logprob_judge import LogprobJudge
+    from harness.generation import TransformersBackend
+
+    backend = TransformersBackend(tiny_model, cache=GenerationCache(tmp_path / "gen.sqlite"))
+    judge = alpaca_eval.make_judge(str(tiny_model.path), backend)
+    assert isinstance(judge, LogprobJudge)
+    assert judge._model()[0] is backend._loaded()  # one model load serves the answers and the judge
+
+
 def test_a_local_judge_gives_its_first_token_log_probabilities_as_the_package_reads_them(
         scripted_backend, tiny_model, data_dir, tmp_path):
     import torch
@@ -380,8 +390,11 @@ def test_a_local_judge_gives_its_first_token_log_probabilities_as_the_package_re
     conversations = [[{"role": "user", "content": "Which is better?"}],
                      [{"role": "system", "content": "Judge."}, {"role": "user", "content": "A much longer question, "
                                                                                           "padded on the left."}]]
+    instructions = {"role": "system", "content": "You compare two answers and name the better one. " * 8}
+    conversations += [[instructions, {"role": "user", "content": question}]  # one batch: the instructions run once
+                      for question in ("Output (a) or (b)?", "Which output, (a) or (b), is more helpful?")]
     tops = judge.top_logprobs(conversations, k=5)
-    assert [len(t) for t in tops] == [5, 5] and judge.scored == 2
+    assert [len(t) for t in tops] == [5, 5, 5, 5] and judge.scored == 4
     tokenizer, model = load_tokenizer(tiny_model), load_model(tiny_model)
     for conversation, top in zip(conversations, tops):  # the same as one unpadded forward pass
         ids = tokenizer(tokenizer.apply_chat_template(conversation, tokenize=False, add_generation_prompt=True),
@@ -390,7 +403,7 @@ def test_a_local_judge_gives_its_first_token_log_probabilities_as_the_package_re
             expected = torch.log_softmax(model(ids).logits[0, -1].float(), dim=-1).topk(5)
         assert [t["logprob"] for t in top] == pytest.approx(expected.values.tolist(), abs=1e-4)
         assert [t["token"] for t in top] == [tokenizer.decode([int(i)]) for i in expected.indices]
-    assert judge.top_logprobs(conversations, k=5) == tops and judge.scored == 2  # cached
+    assert judge.top_logprobs(conversations, k=5) == tops and judge.scored == 4  # cached
 
     model_backend = scripted_backend(tiny_model, lambda p, *_: "an answer")
     result = alpaca_eval.evaluate_alpaca_eval(model_backend, judge, data_dir=data_dir, reference="text_davinci_003",

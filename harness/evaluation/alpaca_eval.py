@@ -177,14 +177,15 @@ def make_judge(spec: str, model_backend: GenerationBackend, annotator: str = DEF
     them); else the model's own backend when it is the same model, or a local backend of the same kind."""
     if is_endpoint(spec):
         return EndpointBackend(spec, who="alpaca_eval judge")
-    from harness.generation import make_backend
+    from harness.generation import TransformersBackend, make_backend
     from harness.models import resolve_model
 
     judge_model = resolve_model(spec)
     if judge_reading(spec, annotator) == "logprobs":
         from harness.evaluation.logprob_judge import LogprobJudge
 
-        return LogprobJudge(judge_model, batch_size=model_backend.batch_size)
+        same = judge_model.sha == model_backend.model.sha and isinstance(model_backend, TransformersBackend)
+        return LogprobJudge(judge_model, batch_size=model_backend.batch_size, backend=model_backend if same else None)
     if judge_model.sha == model_backend.model.sha:
         return model_backend
     return make_backend(model_backend.name, judge_model, batch_size=model_backend.batch_size)

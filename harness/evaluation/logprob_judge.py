@@ -2,8 +2,9 @@
 `logprobs: true, top_logprobs: k` returns them, so the `alpaca_eval` package's own `logprob_parser`
 reads them unchanged (its `weighted_alpaca_eval_gpt4_turbo` annotator asks for exactly that).
 
-One forward pass per conversation (chat template applied, generation prompt added, left padding);
-the k most likely next tokens, decoded one by one, with their log-probabilities. Results are kept in
+One forward pass per batch of conversations (chat template applied, generation prompt added, the
+annotator's shared instructions run once: `harness.decoding.next_token_logits`); the k most likely
+next tokens, decoded one by one, with their log-probabilities. Results are kept in
 the generation cache under the model's hash, the conversation and `k`, so asking again costs nothing.
 """
 from __future__ import annotations
@@ -20,8 +21,12 @@ class LogprobJudge:
 
     name = "transformers-logprobs"
 
-    def __init__(self, model: ResolvedModel, batch_size: int | None = 8, cache: GenerationCache | None = None):
+    def __init__(self, model: ResolvedModel, batch_size: int | None = 8, cache: GenerationCache | None = None,
+                 backend=None):
+        """`backend`: a loaded `TransformersBackend` of the same model, whose weights the judge borrows
+        rather than load them a second time."""
         self.model = model
+        self.backend = backend
         self.batch_size = batch_size or 8  # None (a generation backend's "memory decides"): 8 per forward
         self.cache = cache if cache is not None else GenerationCache()
         self.scored = 0  # conversations run through the model (cache misses)
@@ -44,17 +49,20 @@ class LogprobJudge:
     def _score(self, conversations: list, k: int) -> list[list[dict]]:
         import torch
 
+        from harness.decoding import next_token_logits
+
         model, tokenizer = self._model()
         prompts = [tokenizer.apply_chat_template(list(c), tokenize=False, add_generation_prompt=True)
                    for c in conversations]
-        inputs = tokenizer(prompts, return_tensors="pt", padding=True, add_special_tokens=False).to(model.device)
-        with torch.inference_mode():
-            logits = model(**inputs, logits_to_keep=1).logits[:, -1].float()  # left padding: last is the next token
+        rows = tokenizer(prompts, add_special_tokens=False)["input_ids"]
+        logits = next_token_logits(model, rows, tokenizer.pad_token_id or 0)
         values, ids = torch.log_softmax(logits, dim=-1).topk(k, dim=-1)
         return [[{"token": tokenizer.decode([int(t)]), "logprob": float(v)} for v, t in zip(row_v, row_t)]
                 for row_v, row_t in zip(values, ids)]
 
     def _model(self):
+        if self._loaded is None and self.backend is not None and self.backend.model.sha == self.model.sha:
+            self._loaded = (self.backend._loaded(), self.backend.tokenizer)
         if self._loaded is None:
             import torch
 
