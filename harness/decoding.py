@@ -2,8 +2,9 @@
 
 `model.generate` keeps every sequence of a batch running until the last one stops (finished ones are
 fed padding) and grows its KV cache by concatenation, so each step copies the whole cache. On a CPU,
-where a step's cost is mostly reading and copying that cache, long generations (MATH's 1024 and
-IFEval's 1280 new tokens after prompts of ~800 tokens) ran at a fifth of the short-prompt throughput.
+where a long sequence's step is mostly reading and copying that cache, the long generations of the
+leaderboard benchmarks (IFEval's 1280 new tokens, MATH-L5's 1024 after 4-shot prompts of ~850
+tokens) paid for it at every step.
 This loop does the same decoding with three changes:
 - a long prefix every prompt of the batch shares (few-shot examples) is run once and its cache copied
   to every row, so each row's prefill covers only its own tokens;

@@ -231,8 +231,10 @@ class GenerationBackend(ABC):
 
 
 SCORING_CHUNK = 1024  # pairs scored between cache commits
-# A context shared by pairs with different inputs runs once when it is at least this long.
+# A context shared by pairs with different inputs runs once when it is at least this long, its cache
+# copied to at most SHARED_CONTEXT_MAX_ROWS continuations at a time.
 SHARED_CONTEXT_MIN_TOKENS = 32
+SHARED_CONTEXT_MAX_ROWS = 64
 
 
 def token_lengths(tokenizer, texts: Sequence[str]) -> list[int]:
@@ -373,8 +375,10 @@ class TransformersBackend(GenerationBackend):
         for context, members in contexts.items():
             inputs = {tuple(context) + tuple(pairs[i][1][:-1]) for i in members}
             if len(inputs) > 1 and len(context) >= SHARED_CONTEXT_MIN_TOKENS:
-                for index, rows in zip(members, self._logprobs_on_context(list(context), [pairs[i][1] for i in members])):
-                    record(index, rows)
+                for start in range(0, len(members), SHARED_CONTEXT_MAX_ROWS):  # the cache is copied per row
+                    chunk = members[start:start + SHARED_CONTEXT_MAX_ROWS]
+                    for index, rows in zip(chunk, self._logprobs_on_context(list(context), [pairs[i][1] for i in chunk])):
+                        record(index, rows)
                 shared.update(members)
         distinct = [s for s, members in users.items() if not shared.issuperset(members)]
         fp = self._footprint()

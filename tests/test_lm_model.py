@@ -123,6 +123,26 @@ def test_multi_token_choices_of_one_question_share_the_context_pass(backend):
     assert shapes == [(1, len(context)), (3, tail)]  # the question once, then only the choices' own tokens
 
 
+def test_many_choices_of_one_context_are_scored_in_bounded_chunks(tiny_model, tmp_path, monkeypatch):
+    import harness.generation as generation
+
+    whole = lm_for(TransformersBackend(tiny_model, cache=GenerationCache(tmp_path / "whole.sqlite")))
+    expected = whole.loglikelihood(requests("loglikelihood", CHOICES))
+    monkeypatch.setattr(generation, "SHARED_CONTEXT_MAX_ROWS", 2)
+    chunked = lm_for(TransformersBackend(tiny_model, cache=GenerationCache(tmp_path / "chunked.sqlite")))
+    shapes = []
+    hook = chunked.backend._loaded().register_forward_pre_hook(
+        lambda module, args, kwargs: shapes.append((args[0] if args else kwargs["input_ids"]).shape[0]),
+        with_kwargs=True)
+    try:
+        got = chunked.loglikelihood(requests("loglikelihood", CHOICES))
+    finally:
+        hook.remove()
+    assert shapes == [1, 2, 1, 1]  # the cache is copied to at most two choices at a time
+    assert [g for _, g in got] == [g for _, g in expected]
+    assert [lp for lp, _ in got] == pytest.approx([lp for lp, _ in expected], abs=1e-5)
+
+
 def test_chat_template_and_tokenizer_name_are_lm_evals(hf_lm, backend):
     lm = lm_for(backend)
     history = [{"role": "system", "content": "Be brief."}, {"role": "user", "content": "Hi"}]
