@@ -20,6 +20,7 @@ own cache layers and still drop finished sequences.
 """
 from __future__ import annotations
 
+import functools
 import inspect
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
@@ -105,9 +106,19 @@ class Decoding:
         return chain
 
 
+@functools.cache
+def _forward_parameters(model_class: type) -> frozenset[str]:
+    return frozenset(inspect.signature(model_class.forward).parameters)
+
+
+def forward_parameters(model) -> frozenset[str]:
+    """The keyword names the model's forward takes (read once per model class: decoding asks every step)."""
+    return _forward_parameters(type(model))
+
+
 def cache_argument(model, cache) -> dict:
     """`cache` as the keyword the model's forward takes: `cache` (transformers >= 5.24), else `past_key_values`."""
-    return {"cache" if "cache" in inspect.signature(model.forward).parameters else "past_key_values": cache}
+    return {"cache" if "cache" in forward_parameters(model) else "past_key_values": cache}
 
 
 # A prefix every prompt of a batch shares (few-shot examples, a long system prompt) is run once, at
@@ -155,8 +166,10 @@ def prefill(model, rows: Sequence[Sequence[int]], pad_id: int, cache):
 
 
 def forward(model, cache, ids: torch.Tensor, mask: torch.Tensor | None, positions: torch.Tensor) -> torch.Tensor:
-    """One forward pass over `cache`: the float32 logits of each row's last position."""
-    return model(input_ids=ids, attention_mask=mask, position_ids=positions, use_cache=True, logits_to_keep=1,
+    """One forward pass over `cache`: the float32 logits of each row's last position (the only position
+    that reaches the output layer where the model takes `logits_to_keep`)."""
+    last_only = {"logits_to_keep": 1} if "logits_to_keep" in forward_parameters(model) else {}
+    return model(input_ids=ids, attention_mask=mask, position_ids=positions, use_cache=True, **last_only,
                  **cache_argument(model, cache)).logits[:, -1].to(torch.float32)
 
 

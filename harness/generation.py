@@ -399,7 +399,7 @@ class TransformersBackend(GenerationBackend):
         continuations run on it right-padded (padding only follows the scored positions)."""
         import torch
 
-        from harness.decoding import batch_cache, cache_argument
+        from harness.decoding import batch_cache, cache_argument, forward
 
         model = self._loaded()
         tails = [c[:-1] for c in continuations]  # the tokens fed after the context
@@ -407,9 +407,9 @@ class TransformersBackend(GenerationBackend):
         cache = batch_cache(model.config, len(context) + width)
         pad = self.tokenizer.pad_token_id or 0
         with torch.inference_mode():
-            first = model(torch.tensor([context], device=model.device), use_cache=True, logits_to_keep=1,
-                          **cache_argument(model, cache)).logits[:, -1]  # predicts every continuation's first token
-            first = torch.log_softmax(first, dim=-1, dtype=torch.float32)[0]
+            first = forward(model, cache, torch.tensor([context], device=model.device), None,
+                            torch.arange(len(context), device=model.device)[None])  # every continuation's first token
+            first = torch.log_softmax(first, dim=-1)[0]
             if width == 0:
                 return [first[None].cpu() for _ in continuations]
             cache.batch_repeat_interleave(len(tails))
@@ -429,6 +429,8 @@ class TransformersBackend(GenerationBackend):
         (their union: with right padding, sequences of different lengths keep different positions)."""
         import torch
 
+        from harness.decoding import forward_parameters
+
         model = self._loaded()
         width = max(len(s) for s in sequences)
         pad = self.tokenizer.pad_token_id or 0
@@ -437,7 +439,7 @@ class TransformersBackend(GenerationBackend):
         kept = sorted({position for positions in wanted for position in positions})
         column = {position: j for j, position in enumerate(kept)}
         with torch.inference_mode():
-            if _takes_logits_to_keep(model):
+            if "logits_to_keep" in forward_parameters(model):
                 logits = model(ids, logits_to_keep=torch.tensor(kept, device=model.device), use_cache=False).logits
             else:
                 logits = model(ids, use_cache=False).logits[:, kept]
@@ -467,12 +469,6 @@ def end_token_ids(model, tokenizer) -> list[int]:
     if configured is None:
         configured = tokenizer.eos_token_id
     return [int(i) for i in (configured if isinstance(configured, (list, tuple)) else [configured])]
-
-
-def _takes_logits_to_keep(model) -> bool:
-    import inspect
-
-    return "logits_to_keep" in inspect.signature(model.forward).parameters
 
 
 def model_max_length(config, tokenizer, default: int = 2048) -> int:

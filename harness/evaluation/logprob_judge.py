@@ -61,7 +61,7 @@ class LogprobJudge:
                 for row_v, row_t in zip(values, ids)]
 
     def _model(self):
-        if self._loaded is None and self.backend is not None and self.backend.model.sha == self.model.sha:
+        if self._loaded is None and self.backend is not None:
             self._loaded = (self.backend._loaded(), self.backend.tokenizer)
         if self._loaded is None:
             import torch
