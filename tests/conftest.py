@@ -5,6 +5,7 @@ set FORGETBENCH_TEST_CACHE to keep one between sessions (the SmolLM2 conversion 
 """
 from __future__ import annotations
 
+import contextlib
 import os
 from pathlib import Path
 
@@ -366,3 +367,16 @@ def chart_specs(html: str) -> dict:
 def chart_rows(spec: dict) -> list[dict]:
     """The rows a chart plots (its inline data)."""
     return spec["data"]["values"]
+
+
+@contextlib.contextmanager
+def forward_input_shapes(model):
+    """The `input_ids` shape of every forward pass `model` runs inside the block, in order."""
+    shapes: list[tuple[int, ...]] = []
+    hook = model.register_forward_pre_hook(
+        lambda module, args, kwargs: shapes.append(tuple((args[0] if args else kwargs["input_ids"]).shape)),
+        with_kwargs=True)
+    try:
+        yield shapes
+    finally:
+        hook.remove()

@@ -3,6 +3,7 @@ finished sequences leaving the batch."""
 from __future__ import annotations
 
 import pytest
+from conftest import forward_input_shapes
 
 PROMPTS = [f"<|im_start|>user\n{'Tell me more. ' * n}<|im_end|>\n<|im_start|>assistant\n" for n in (1, 5, 3)]
 
@@ -44,9 +45,6 @@ def test_a_stop_condition_ends_only_its_own_row(loaded):
     from harness.decoding import Decoding, decode
 
     model, tokenizer, _, rows = loaded
-    widths = []
-    hook = model.register_forward_pre_hook(lambda module, args, kwargs: widths.append(kwargs["input_ids"].shape[0]),
-                                           with_kwargs=True)
     full = decode(model, rows, Decoding(max_new_tokens=8), end_ids=[-1], pad_id=tokenizer.pad_token_id)
     stopped = []
 
@@ -56,12 +54,10 @@ def test_a_stop_condition_ends_only_its_own_row(loaded):
             return True
         return False
 
-    widths.clear()
-    try:
+    with forward_input_shapes(model) as shapes:
         out = decode(model, rows, Decoding(max_new_tokens=8), end_ids=[-1],
                      pad_id=tokenizer.pad_token_id, stops=stops)
-    finally:
-        hook.remove()
+    widths = [shape[0] for shape in shapes]
     assert out[0] == full[0][:3] and out[1] == full[1] and out[2] == full[2]
     assert widths[:3] == [3, 3, 3] and set(widths[3:]) == {2}  # the stopped row left; the others ran on
 
@@ -133,15 +129,10 @@ def test_a_long_shared_prefix_is_run_once_and_decodes_as_without_sharing(loaded,
         decoding = Decoding(max_new_tokens=10, temperature=1.0, generator=torch.Generator().manual_seed(3))
         return decode(model, rows, decoding, end_ids=[-1], pad_id=tokenizer.pad_token_id)
 
-    shapes = []
-    hook = model.register_forward_pre_hook(lambda module, args, kwargs: shapes.append(tuple(kwargs["input_ids"].shape)),
-                                           with_kwargs=True)
-    try:
+    with forward_input_shapes(model) as shapes:
         shared = sample()
         monkeypatch.setattr(decoding_module, "SHARED_PREFIX_MIN_TOKENS", 10**9)
         separate = sample()
-    finally:
-        hook.remove()
     assert shared == separate
     prefix = shared_prefix_length(rows)
     assert prefix >= len(few_shot)

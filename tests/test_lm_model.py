@@ -4,6 +4,7 @@ test_lm_model_real.py)."""
 from __future__ import annotations
 
 import pytest
+from conftest import forward_input_shapes
 from lm_eval.api.instance import Instance
 
 from harness.evaluation.lm_model import BackendLM, lm_for
@@ -111,14 +112,8 @@ def test_multi_token_choices_of_one_question_share_the_context_pass(backend):
     lm = lm_for(backend)
     context = lm.tok_encode(QUESTION)
     assert len(context) >= SHARED_CONTEXT_MIN_TOKENS
-    shapes = []
-    hook = backend._loaded().register_forward_pre_hook(
-        lambda module, args, kwargs: shapes.append(tuple((args[0] if args else kwargs["input_ids"]).shape)),
-        with_kwargs=True)
-    try:
+    with forward_input_shapes(backend._loaded()) as shapes:
         lm.loglikelihood(requests("loglikelihood", CHOICES))
-    finally:
-        hook.remove()
     tail = max(len(lm.tok_encode(choice, add_special_tokens=False)) for _, choice in CHOICES) - 1
     assert shapes == [(1, len(context)), (3, tail)]  # the question once, then only the choices' own tokens
 
@@ -130,15 +125,9 @@ def test_many_choices_of_one_context_are_scored_in_bounded_chunks(tiny_model, tm
     expected = whole.loglikelihood(requests("loglikelihood", CHOICES))
     monkeypatch.setattr(generation, "SHARED_CONTEXT_MAX_ROWS", 2)
     chunked = lm_for(TransformersBackend(tiny_model, cache=GenerationCache(tmp_path / "chunked.sqlite")))
-    shapes = []
-    hook = chunked.backend._loaded().register_forward_pre_hook(
-        lambda module, args, kwargs: shapes.append((args[0] if args else kwargs["input_ids"]).shape[0]),
-        with_kwargs=True)
-    try:
+    with forward_input_shapes(chunked.backend._loaded()) as shapes:
         got = chunked.loglikelihood(requests("loglikelihood", CHOICES))
-    finally:
-        hook.remove()
-    assert shapes == [1, 2, 1, 1]  # the cache is copied to at most two choices at a time
+    assert [shape[0] for shape in shapes] == [1, 2, 1, 1]  # the cache is copied to at most two choices at a time
     assert [g for _, g in got] == [g for _, g in expected]
     assert [lp for lp, _ in got] == pytest.approx([lp for lp, _ in expected], abs=1e-5)
 
