@@ -63,11 +63,18 @@ class BenchmarkParams(BaseModel):
 
 @dataclass(frozen=True)
 class LeaderboardNorm:
-    """How a general benchmark becomes an Open LLM Leaderboard v2 score (seed 000 Table 1): the mean
-    of `metrics`, then (raw - random_baseline) / (1 - random_baseline) x 100, clipped at 0."""
+    """How a general benchmark becomes a 0-100 score of its suite's average: the mean of `metrics`,
+    then (raw - random_baseline) / (1 - random_baseline) x 100, clipped at 0 where `clip`.
+
+    `suite` names the average it enters: `v2`, the Open LLM Leaderboard v2's (seed 000 Table 1: MMLU-Pro,
+    GPQA, IFEval, MATH-L5; clipped as there), or `small`, the small-model suite (ARC, HellaSwag, PIQA,
+    WinoGrande, BoolQ, MMLU; not clipped: a small model sits near chance on some, and a clip would hide a
+    loss below chance)."""
 
     metrics: tuple[str, ...]
     random_baseline: float
+    suite: Literal["v2", "small"] = "v2"
+    clip: bool = True
 
 
 @dataclass
@@ -214,10 +221,11 @@ def describe(name: str) -> str:
     cls = get_benchmark(name)
     lines = [f"{name}  ({cls.__module__}.{cls.__qualname__})", ""]
     lines += [line.rstrip() for line in inspect.cleandoc(cls.__doc__ or "(no description)").splitlines()]
-    lines += ["", f"Group: {cls.group}" + (" (in the leaderboard average)" if cls.leaderboard else "")]
+    suite = {"v2": "the Open LLM Leaderboard v2 average, avg", "small": "the small-model suite average, small_avg"}
+    lines += ["", f"Group: {cls.group}" + (f" (in {suite[cls.leaderboard.suite]})" if cls.leaderboard else "")]
     if cls.leaderboard:
         lines.append(f"Leaderboard score: mean of {', '.join(cls.leaderboard.metrics)}, random baseline "
-                     f"{cls.leaderboard.random_baseline:g}")
+                     f"{cls.leaderboard.random_baseline:g}" + ("" if cls.leaderboard.clip else ", not clipped at 0"))
     if cls.shorthand:
         lines.append(f"Shorthand: `{name}:VALUE` sets `{cls.shorthand}`.")
     if cls.data_sources:

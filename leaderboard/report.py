@@ -43,9 +43,11 @@ from leaderboard.profile import recipe_profiles
 from leaderboard.store import BASELINE_RECIPE, Leaderboard
 from leaderboard.views import (
     FORGETTING,
+    SUITE_AVERAGES,
     averaged,
     baseline_pairing,
     benchmark_order,
+    is_average_column,
     paper_display,
     paper_table,
     per_run,
@@ -264,10 +266,11 @@ def _sweep_figures(board, study, table: pd.DataFrame, label) -> list[Figure]:
     for (name, parameter), sweep in points.groupby(["study", "parameter"], sort=True):
         skip = {"study", "parameter", "value", "recipe", "seed", "run_id"}
         shift = shift_columns(sweep)
-        metrics = benchmark_order([c for c in sweep.columns if c not in skip and not c.startswith("avg(")
-                                   and not c.endswith("_lb") and c not in (FORGETTING, "domain_gain", "lb_notes")
+        deltas = [delta for _, delta in SUITE_AVERAGES.values()]
+        metrics = benchmark_order([c for c in sweep.columns if c not in skip and not is_average_column(c)
+                                   and not c.endswith("_lb") and c not in (*deltas, "domain_gain", "lb_notes")
                                    and c not in shift])
-        metrics += [FORGETTING] if FORGETTING in sweep.columns else []
+        metrics += [delta for delta in deltas if delta in sweep.columns]
         metrics += shift
         values = list(dict.fromkeys(json.dumps(v) for v in sweep.value))
         numeric = all(isinstance(json.loads(v), (int, float)) and not isinstance(json.loads(v), bool) for v in values)
@@ -278,11 +281,10 @@ def _sweep_figures(board, study, table: pd.DataFrame, label) -> list[Figure]:
             data = data.assign(key=[json.dumps(v) for v in data.value])
             for (recipe, key), group in data.groupby(["recipe", "key"], sort=False):
                 x = json.loads(key)
-                baseline = FORGETTING if metric == FORGETTING else metric
                 shown = f"{name}/{recipe}" if label.prefix else str(recipe)
                 rows.append({"metric": metric, "label": shown, "x": x if numeric else str(x),
                              "y": float(group[metric].mean()), "runs": len(group),
-                             "baseline": 0.0 if metric == FORGETTING else baselines.get((name, baseline))})
+                             "baseline": 0.0 if metric in deltas else baselines.get((name, metric))})
         if not rows:
             continue
         frame = pd.DataFrame(rows)

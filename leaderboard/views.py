@@ -40,6 +40,9 @@ NOTES = "lb_notes"
 DOMAIN = "domain"
 SHIFT = ("output_bleu4", "output_rougeL", "output_cosine", "param_l2", "param_rel", "train_nll")
 FORGETTING = "avg_delta"  # average delta over the general benchmarks: negative means forgetting
+# Each suite's average and its delta to the baseline, by the suite its benchmarks' LeaderboardNorm names:
+# `avg(...)` / `avg_delta` the Open LLM Leaderboard v2's, `small_avg(...)` / `small_avg_delta` the small-model suite's.
+SUITE_AVERAGES = {"v2": ("avg", FORGETTING), "small": ("small_avg", "small_avg_delta")}
 
 
 def _primary(board: Leaderboard, study: str | None) -> pd.DataFrame:
@@ -57,9 +60,10 @@ def _primary(board: Leaderboard, study: str | None) -> pd.DataFrame:
         ).df()
 
 
-def normalise(raw: float, random_baseline: float) -> float:
-    """Open LLM Leaderboard v2: (raw - random) / (1 - random) x 100, clipped at 0 (raw in [0, 1])."""
-    return max(0.0, (raw - random_baseline) / (1.0 - random_baseline) * 100.0)
+def normalise(raw: float, random_baseline: float, clip: bool = True) -> float:
+    """Open LLM Leaderboard v2: (raw - random) / (1 - random) x 100, clipped at 0 (raw in [0, 1]) where `clip`."""
+    score = (raw - random_baseline) / (1.0 - random_baseline) * 100.0
+    return max(0.0, score) if clip else score
 
 
 def _norm(benchmark: str) -> LeaderboardNorm | None:
@@ -83,7 +87,7 @@ def leaderboard_score(benchmark: str, metrics: dict[str, float]) -> float:
     norm = _norm(benchmark)
     if norm is None or any(m not in metrics or pd.isna(metrics[m]) for m in norm.metrics):
         return float("nan")
-    return normalise(sum(metrics[m] for m in norm.metrics) / len(norm.metrics), norm.random_baseline)
+    return normalise(sum(metrics[m] for m in norm.metrics) / len(norm.metrics), norm.random_baseline, norm.clip)
 
 
 def _leaderboard_scores(board: Leaderboard, study: str | None) -> tuple[pd.DataFrame, dict[str, str]]:
@@ -122,8 +126,13 @@ def benchmark_order(names) -> list[str]:
     return sorted(set(names), key=column_key)
 
 
-def avg_label(benchmarks) -> str:
-    return f"avg({','.join(averaged(benchmarks))})"
+def avg_label(benchmarks, suite: str = "v2") -> str:
+    """The header of a suite's average column, naming its benchmarks: `avg(gpqa,ifeval)`, `small_avg(arc_easy,piqa)`."""
+    return f"{SUITE_AVERAGES[suite][0]}({','.join(b for b in averaged(benchmarks) if _norm(b).suite == suite)})"
+
+
+def is_average_column(column: str) -> bool:
+    return any(column.startswith(f"{name}(") for name, _ in SUITE_AVERAGES.values())
 
 
 def per_run(board: Leaderboard, study: str | None = None, benchmarks: list[str] | None = None) -> pd.DataFrame:
@@ -145,22 +154,27 @@ def per_run(board: Leaderboard, study: str | None = None, benchmarks: list[str] 
     wide = values[columns].copy()
     averaged_here = averaged(columns)
     if averaged_here:
-        label = avg_label(averaged_here)
         lb, notes = _leaderboard_scores(board, None)  # all studies: a baseline may be recorded by another
         lb = lb.reindex(columns=averaged_here)
         run_ids = wide.index.get_level_values("run_id")
-        for name in averaged_here:
-            wide[name + LB_SUFFIX] = lb[name].reindex(run_ids).to_numpy()
-        lb_columns = [name + LB_SUFFIX for name in averaged_here]
-        wide[label] = wide[lb_columns].mean(axis=1, skipna=False)
         baseline_of = _baseline_runs(board, study)
-        run_average = dict(zip(run_ids, wide[label]))
-        baseline_average = lb.mean(axis=1, skipna=False)
-        wide["avg_delta"] = [run_average[r] - baseline_average.get(baseline_of[r], float("nan"))
-                             if baseline_of.get(r) is not None else float("nan") for r in run_ids]
+        summary = []
+        for suite, (_, delta_column) in SUITE_AVERAGES.items():
+            members = [name for name in averaged_here if _norm(name).suite == suite]
+            if not members:
+                continue
+            for name in members:
+                wide[name + LB_SUFFIX] = lb[name].reindex(run_ids).to_numpy()
+            label = avg_label(members, suite)
+            wide[label] = wide[[name + LB_SUFFIX for name in members]].mean(axis=1, skipna=False)
+            run_average = dict(zip(run_ids, wide[label]))
+            baseline_average = lb[members].mean(axis=1, skipna=False)
+            wide[delta_column] = [run_average[r] - baseline_average.get(baseline_of[r], float("nan"))
+                                  if baseline_of.get(r) is not None else float("nan") for r in run_ids]
+            summary += [name + LB_SUFFIX for name in members] + [label, delta_column]
         wide[NOTES] = [notes.get(r, "") for r in run_ids]
         first_side = len(averaged_here)
-        ordered = columns[:first_side] + lb_columns + [label, "avg_delta", NOTES] + columns[first_side:]
+        ordered = columns[:first_side] + summary + [NOTES] + columns[first_side:]
         wide = wide[ordered]
     if DOMAIN in columns:
         wide["domain_gain"] = deltas[DOMAIN]
@@ -252,10 +266,11 @@ def paper_table(board: Leaderboard, study: str | None = None, benchmarks: list[s
     means = grouped[value_columns].mean()
     stds = grouped[value_columns].std(ddof=1)
     out = grouped.size().rename("runs").to_frame()
+    deltas = [delta for _, delta in SUITE_AVERAGES.values() if delta in value_columns]
     for column in value_columns:
         out[column] = means[column]
         out[f"{column}_std"] = stds[column]
-        if column == "avg_delta" and NOTES in runs.columns:  # notes stay beside the average they qualify
+        if deltas and column == deltas[-1] and NOTES in runs.columns:  # notes stay beside the averages they qualify
             out[NOTES] = grouped[NOTES].agg(lambda notes: " | ".join(dict.fromkeys(n for n in notes if n)))
     out = out.reset_index()
     out["_order"] = out.recipe != BASELINE_RECIPE

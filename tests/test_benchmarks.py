@@ -21,7 +21,7 @@ def test_the_built_ins_are_registered_through_entry_points():
     from importlib import metadata
 
     from harness.evaluation.builtin import Gpqa
-    from harness.evaluation.lm_eval_task import LmEvalBenchmark
+    from harness.evaluation.lm_eval_runner import LmEvalBenchmark
 
     names = {ep.name for ep in metadata.entry_points(group="forgetbench.benchmarks")}
     assert EIGHT | {"lm_eval"} <= names
@@ -38,12 +38,16 @@ def test_show_documents_group_data_and_every_parameter(capsys):
 
     assert main(["benchmarks", "show", "gpqa"]) == 0
     text = capsys.readouterr().out
-    assert "Group: general (in the leaderboard average)" in text
+    assert "Group: general (in the Open LLM Leaderboard v2 average, avg)" in text
     assert "Leaderboard score: mean of acc_norm, random baseline 0.25" in text
     assert "subset (one of leaderboard, diamond, main, extended, default 'leaderboard'): GPQA set" in text
     assert "limit (int | None, default None): examples evaluated" in text
     assert "Data: mirror eval/gpqa/gpqa_diamond.zip" in text
     assert "Shorthand: `lm_eval:VALUE` sets `task`." in describe("lm_eval")
+    piqa = describe("piqa")
+    assert "Group: general (in the small-model suite average, small_avg)" in piqa
+    assert "random baseline 0.5, not clipped at 0" in piqa
+    assert "chat_template (bool, default False)" in piqa
     assert main(["benchmarks", "list"]) == 0
     listed = {line.split()[0] for line in capsys.readouterr().out.splitlines()}
     assert EIGHT | {"lm_eval"} <= listed

@@ -10,18 +10,19 @@ import pytest
 from harness.config import DEFAULT_BENCHMARKS, EvalConfig
 from harness.domains import get_domain
 from harness.errors import DataError
-from harness.evaluation import alpaca_eval, lmeval_tasks, safety
+from harness.evaluation import alpaca_eval, leaderboard_tasks, safety
 from harness.generation import GenerationCache
 from harness.subsets import paired_subset
 
-EIGHT = {"mmlu_pro", "gpqa", "ifeval", "math_l5", "safety_raw", "safety_jailbreak", "alpaca_eval", "domain"}
+BUILT_IN = {"mmlu_pro", "gpqa", "ifeval", "math_l5", "safety_raw", "safety_jailbreak", "alpaca_eval", "domain",
+            "arc_easy", "arc_challenge", "hellaswag", "piqa", "winogrande", "boolq", "mmlu"}
 
 
-def test_a_study_naming_no_benchmarks_runs_the_small_default_suite_and_eval_runs_all_eight():
+def test_a_study_naming_no_benchmarks_runs_the_small_default_suite_and_eval_runs_every_built_in():
     from harness.evaluation.standalone import parse_suite
 
     assert tuple(EvalConfig().benchmarks) == DEFAULT_BENCHMARKS
-    assert set(parse_suite(None)) == EIGHT
+    assert set(parse_suite(None)) == BUILT_IN
 
 
 def test_a_benchmarks_own_settings_live_in_its_params_and_change_only_its_key(data_dir):
@@ -88,10 +89,10 @@ def test_jailbreak_needs_the_suffix_file(tmp_path, data_dir):
 
 
 def test_gpqa_diamond_is_read_in_memory_and_never_written_out(tiny_model, data_dir, _session_cache):
-    rows = lmeval_tasks.gpqa_diamond_in_memory(str(data_dir / lmeval_tasks.GPQA_ZIP))["train"]
+    rows = leaderboard_tasks.gpqa_diamond_in_memory(str(data_dir / leaderboard_tasks.GPQA_ZIP))["train"]
     assert len(rows) == 198 and "Correct Answer" in rows.column_names
     # the default (leaderboard) on the mirror: the one subset it holds, named in the settings
-    result = lmeval_tasks.evaluate_benchmark("gpqa", tiny_model, data_dir=data_dir, limit=2, subset_seed=1,
+    result = leaderboard_tasks.evaluate_benchmark("gpqa", tiny_model, data_dir=data_dir, limit=2, subset_seed=1,
                                              batch_size=2)
     assert result.primary_metric == "acc_norm" and result.scores[0].n == 2 and len(result.examples) == 2
     assert result.settings["subsets"] == ["diamond"] and result.settings["task"] == "leaderboard_gpqa_diamond"
@@ -105,7 +106,7 @@ def test_gpqa_diamond_is_read_in_memory_and_never_written_out(tiny_model, data_d
 
 
 def test_mmlu_pro_zero_shot_on_the_mirror(tiny_model, data_dir):
-    result = lmeval_tasks.evaluate_lm_eval_task(lmeval_tasks.MMLU_PRO, tiny_model, data_dir=data_dir, limit=2,
+    result = leaderboard_tasks.evaluate_lm_eval_task(leaderboard_tasks.MMLU_PRO, tiny_model, data_dir=data_dir, limit=2,
                                                 subset_seed=1, batch_size=2)
     assert result.scores[0].metric == "acc" and result.scores[0].n == 2
     assert result.settings["num_fewshot"] == 0 and result.settings["data_sha256"]
@@ -130,11 +131,11 @@ def _lm_eval_yaml(relative: str) -> dict:
 def test_mmlu_pro_from_the_hub_keeps_the_leaderboards_five_validation_shots():
     import yaml
 
-    builtin = _lm_eval_yaml(lmeval_tasks.MMLU_PRO.builtin)
+    builtin = _lm_eval_yaml(leaderboard_tasks.MMLU_PRO.builtin)
     assert (builtin["num_fewshot"], builtin["fewshot_split"]) == (5, "validation")
-    hub = yaml.safe_load(lmeval_tasks._task_yaml(lmeval_tasks.MMLU_PRO, None).read_text())
+    hub = yaml.safe_load(leaderboard_tasks._task_yaml(leaderboard_tasks.MMLU_PRO, None).read_text())
     assert not {"num_fewshot", "fewshot_split", "fewshot_config"} & set(hub)  # nothing overrides the 5 shots
-    assert hub["include"].endswith(lmeval_tasks.MMLU_PRO.builtin)
+    assert hub["include"].endswith(leaderboard_tasks.MMLU_PRO.builtin)
 
 
 def test_ifeval_default_budget_is_the_open_llm_leaderboards():
@@ -152,18 +153,18 @@ def test_gpqa_leaderboard_score_pools_the_three_subsets_as_lm_evals_group_does(d
     from harness.results import BenchmarkResult, ExampleResult, Score
 
     group = _lm_eval_yaml("leaderboard/gpqa/_leaderboard_gpqa.yaml")
-    assert sorted(t.removeprefix("leaderboard_gpqa_") for t in group["task"]) == sorted(lmeval_tasks.GPQA_SUBSETS)
+    assert sorted(t.removeprefix("leaderboard_gpqa_") for t in group["task"]) == sorted(leaderboard_tasks.GPQA_SUBSETS)
     assert group["aggregate_metric_list"][0] == {"metric": "acc_norm", "aggregation": "mean", "weight_by_size": True}
-    assert lmeval_tasks.gpqa_subsets("leaderboard", None) == lmeval_tasks.GPQA_SUBSETS  # the Hub has all three
-    assert lmeval_tasks.gpqa_subsets("leaderboard", data_dir) == ("diamond",)  # the mirror only diamond
-    assert lmeval_tasks.gpqa_subsets("main", data_dir) == ("main",)
+    assert leaderboard_tasks.gpqa_subsets("leaderboard", None) == leaderboard_tasks.GPQA_SUBSETS  # the Hub has all three
+    assert leaderboard_tasks.gpqa_subsets("leaderboard", data_dir) == ("diamond",)  # the mirror only diamond
+    assert leaderboard_tasks.gpqa_subsets("main", data_dir) == ("main",)
 
     def part(values):
         mean = sum(values) / len(values)
         return BenchmarkResult("gpqa", "acc_norm", [Score("acc_norm", mean, None, len(values))],
                                [ExampleResult(f"rec{i}", "acc_norm", v) for i, v in enumerate(values)],
                                {"num_fewshot": 0, "task": "x"})
-    combined = lmeval_tasks.combine_subsets({"diamond": part([1, 0]), "extended": part([1, 1, 1, 0]),
+    combined = leaderboard_tasks.combine_subsets({"diamond": part([1, 0]), "extended": part([1, 1, 1, 0]),
                                              "main": part([0, 0])})
     assert combined.scores[0].value == pytest.approx(4 / 8) and combined.scores[0].n == 8  # weighted by size
     assert combined.settings["subsets"] == ["diamond", "extended", "main"] and combined.settings["num_fewshot"] == 0
@@ -211,20 +212,20 @@ class _AnswerKeyLM:
 def test_math_l5_scores_equal_lm_evals_own_scoring_of_the_same_generations(data_dir):
     from lm_eval.tasks.leaderboard.math import utils
 
-    rows = [json.loads(line) for line in (data_dir / lmeval_tasks.MATH_FILE).open() if line.strip()]
+    rows = [json.loads(line) for line in (data_dir / leaderboard_tasks.MATH_FILE).open() if line.strip()]
     level5 = [r for r in rows if r["level"] == "Level 5"]
     assert len(level5) == 1324
-    keys = [lmeval_tasks._problem_key(r) for r in level5]
+    keys = [leaderboard_tasks._problem_key(r) for r in level5]
     chosen = [level5[i] for i in paired_subset(range(len(keys)), 3, 5, keys=keys)]
     answers = {r["problem"]: utils.remove_boxed(utils.last_boxed_only_string(r["solution"])) for r in chosen}
-    result = lmeval_tasks.evaluate_lm_eval_task(lmeval_tasks.MATH_L5, None, data_dir=data_dir, limit=3,
+    result = leaderboard_tasks.evaluate_lm_eval_task(leaderboard_tasks.MATH_L5, None, data_dir=data_dir, limit=3,
                                                 subset_seed=5, max_new_tokens=32, lm=_AnswerKeyLM(answers))
     assert result.settings["generation_kwargs"]["max_gen_toks"] == 32 and result.settings["num_fewshot"] == 4
     by_key = {e.example_id: e for e in result.examples}
-    assert set(by_key) == {lmeval_tasks._problem_key(r) for r in chosen}
+    assert set(by_key) == {leaderboard_tasks._problem_key(r) for r in chosen}
     rescored = []
     for row in chosen:
-        example = by_key[lmeval_tasks._problem_key(row)]
+        example = by_key[leaderboard_tasks._problem_key(row)]
         doc = {"problem": row["problem"], "solution": row["solution"], "answer": answers[row["problem"]]}
         value = utils.process_results(doc, [example.prediction])["exact_match"]
         assert example.value == value
@@ -497,7 +498,7 @@ def test_alpaca_eval_judge_on_an_openai_compatible_endpoint(scripted_backend, ti
 def test_forgetbench_eval_refuses_a_score_on_zero_examples_and_records_the_rest(tiny_model, data_dir, tmp_path, capsys):
     """All eight through `forgetbench eval` on the tiny model. Its random judge never gives a readable
     verdict, so AlpacaEval's win rate would rest on n=0 comparisons: that run is refused in one line
-    and records nothing; the other seven record. (The real-model test below records all eight.)"""
+    and records nothing; the others record. (The real-model test below records every built-in.)"""
     from harness.cli import main
     from leaderboard.store import Leaderboard
 
@@ -511,17 +512,17 @@ def test_forgetbench_eval_refuses_a_score_on_zero_examples_and_records_the_rest(
     assert error.endswith(": win_rate rests on n=0 examples (limit 2); nothing is recorded")
     assert not board.exists()
 
-    seven = EIGHT - {"alpaca_eval"}
-    assert main(command + ["--suite", ",".join(sorted(seven))]) == 0
+    rest = BUILT_IN - {"alpaca_eval"}
+    assert main(command + ["--suite", ",".join(sorted(rest))]) == 0
     printed = capsys.readouterr().out
-    assert all(name in printed for name in seven)
+    assert all(name in printed for name in rest)
     frame = Leaderboard(board).table()
-    assert seven <= set(frame.columns) and "alpaca_eval" not in frame.columns and len(frame) == 1
+    assert rest <= set(frame.columns) and "alpaca_eval" not in frame.columns and len(frame) == 1
     assert frame.iloc[0]["recipe"] == "eval"  # the tiny model is not the base model
 
 
 @pytest.mark.slow
-def test_forgetbench_eval_on_the_real_model_records_all_eight_at_limit_20(real_model, data_dir, tmp_path, capsys):
+def test_forgetbench_eval_on_the_real_model_records_every_built_in_at_limit_20(real_model, data_dir, tmp_path, capsys):
     """The issue's acceptance command on the real SmolLM2, offline on CPU: `forgetbench eval --model
     smollm2-135m-instruct --limit 20` (generation capped at 32 tokens to keep CI minutes down; the
     closing note reports the wall times at the default budgets). Evaluating the base model records
@@ -536,16 +537,16 @@ def test_forgetbench_eval_on_the_real_model_records_all_eight_at_limit_20(real_m
                  "--data-dir", str(data_dir), "--leaderboard", str(board)])
     assert code == 0
     printed = capsys.readouterr().out
-    assert all(name in printed for name in EIGHT)
+    assert all(name in printed for name in BUILT_IN)
     frame = Leaderboard(board).table()
     assert len(frame) == 1 and frame.iloc[0]["recipe"] == "baseline"
-    assert EIGHT <= set(frame.columns)
+    assert BUILT_IN <= set(frame.columns)
     with duckdb.connect(str(board), read_only=True) as con:
         scores = con.execute("SELECT benchmark, metric, value, n FROM scores").df()
         examples = con.execute("SELECT benchmark, count(DISTINCT example_id) AS n FROM examples "
                                "GROUP BY benchmark").df()
-    assert set(scores["benchmark"]) >= EIGHT
+    assert set(scores["benchmark"]) >= BUILT_IN
     assert scores["value"].between(0, 1).all()
     primary = scores.groupby("benchmark")["n"].max()
-    assert (primary[sorted(EIGHT)] == 20).all(), primary.to_dict()
-    assert dict(zip(examples["benchmark"], examples["n"])) == {name: 20 for name in EIGHT}
+    assert (primary[sorted(BUILT_IN)] == 20).all(), primary.to_dict()
+    assert dict(zip(examples["benchmark"], examples["n"])) == {name: 20 for name in BUILT_IN}

@@ -26,7 +26,7 @@ LIMIT, SEED = 8, 0
 def test_bench_long_generation_benchmarks_against_lm_evals_hf_model(benchmark, real_model, data_dir, tmp_path):
     from lm_eval.models.huggingface import HFLM
 
-    from harness.evaluation import ifeval, lmeval_tasks
+    from harness.evaluation import ifeval, leaderboard_tasks
     from harness.evaluation.lm_model import lm_for
     from harness.generation import GenerationCache, TransformersBackend
 
@@ -35,7 +35,7 @@ def test_bench_long_generation_benchmarks_against_lm_evals_hf_model(benchmark, r
         for name, evaluate in (
                 ("ifeval", lambda: ifeval.evaluate_ifeval(real_model, data_dir=data_dir, limit=LIMIT, subset_seed=SEED,
                                                           lm=lm)),
-                ("math_l5", lambda: lmeval_tasks.evaluate_benchmark("math_l5", real_model, data_dir=data_dir,
+                ("math_l5", lambda: leaderboard_tasks.evaluate_benchmark("math_l5", real_model, data_dir=data_dir,
                                                                     limit=LIMIT, subset_seed=SEED, lm=lm))):
             started = time.perf_counter()
             results[name] = evaluate()

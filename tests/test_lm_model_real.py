@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import pytest
 
-from harness.evaluation import ifeval, lmeval_tasks
+from harness.evaluation import ifeval, leaderboard_tasks
 from harness.evaluation.lm_model import lm_for
 from harness.generation import GenerationCache, TransformersBackend
 
@@ -65,6 +65,6 @@ def test_multiple_choice_loglikelihoods_equal_lm_evals_hf_model(real_model, data
     (hf, hf_seen), (ours, our_seen) = both
     hf_seen.clear(), our_seen.clear()
     run = dict(data_dir=data_dir, limit=LIMIT, subset_seed=SEED, gpqa_subset="diamond")
-    same_examples(lmeval_tasks.evaluate_benchmark(name, real_model, lm=hf, **run),
-                  lmeval_tasks.evaluate_benchmark(name, real_model, lm=ours, **run))
+    same_examples(leaderboard_tasks.evaluate_benchmark(name, real_model, lm=hf, **run),
+                  leaderboard_tasks.evaluate_benchmark(name, real_model, lm=ours, **run))
     same_answers(hf_seen, our_seen)

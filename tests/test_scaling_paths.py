@@ -15,7 +15,7 @@ import pytest
 
 from harness.config import FinetuneConfig
 from harness.errors import ConfigError, ModelError
-from harness.evaluation.lmeval_tasks import load_lm
+from harness.evaluation.lm_eval_runner import load_lm
 from harness.finetune import finetune, launch_command
 from harness.generation import make_backend, vllm_target
 
@@ -121,7 +121,7 @@ def test_two_cpu_processes_under_accelerate_train_one_checkpoint(lora_run, tiny_
 
 def test_the_cpu_evaluation_path_imports_neither_vllm_nor_ray():
     code = ("import sys; import harness.study, harness.executors, harness.generation, harness.evaluation.ifeval, "
-            "harness.evaluation.lmeval_tasks, harness.evaluation.lm_model, harness.finetune; "
+            "harness.evaluation.leaderboard_tasks, harness.evaluation.lm_model, harness.finetune; "
             "from lm_eval import simple_evaluate; print(sorted(m for m in ('vllm', 'ray') if m in sys.modules))")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
     assert out.strip() == "[]"

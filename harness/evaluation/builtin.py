@@ -1,4 +1,4 @@
-"""The eight built-in benchmarks, registered in forgetbench's own pyproject.toml under the entry-point
+"""The built-in benchmarks, registered in forgetbench's own pyproject.toml under the entry-point
 group `forgetbench.benchmarks` exactly as a third-party package registers its own.
 
 Each class holds its settings (typed Params with the paper's or the leaderboard's defaults), where it
@@ -11,13 +11,13 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any, ClassVar, Literal
 
-from pydantic import Field
+from pydantic import Field, StrictBool
 
 from harness.benchmark import SCORING_VERSION, Benchmark, BenchmarkContext, BenchmarkParams, LeaderboardNorm
 from harness.data import DataSource, locate, source_hash
 from harness.errors import DataError
-from harness.evaluation import alpaca_eval, ifeval, lmeval_tasks, safety
-from harness.evaluation.lm_eval_task import LmEvalBenchmark, LoglikelihoodParams
+from harness.evaluation import alpaca_eval, general_suite, ifeval, leaderboard_tasks, safety
+from harness.evaluation.lm_eval_runner import LmEvalBenchmark, LoglikelihoodParams
 from harness.hashing import hash_file, hash_json
 
 # The Open LLM Leaderboard's IFEval budget: lm-eval tasks/leaderboard/ifeval/ifeval.yaml, max_gen_toks: 1280.
@@ -27,10 +27,10 @@ IFEVAL_MAX_NEW_TOKENS = 1280
 def _lm_eval_fingerprint(benchmark: str, data_dir: Path | None, gpqa_subset: str = "leaderboard") -> dict[str, str]:
     """`data`: the mirror files' hashes (a missing one is a DataError naming it), or for the Hub its id and
     the task's setup; `tasks`: the lm-eval tasks run and what the harness overrides in them."""
-    specs = lmeval_tasks.specs_for(benchmark, gpqa_subset, data_dir)
+    specs = leaderboard_tasks.specs_for(benchmark, gpqa_subset, data_dir)
     hashes = []
     for spec in specs:
-        path = lmeval_tasks.data_file(spec, data_dir)
+        path = leaderboard_tasks.data_file(spec, data_dir)
         hashes.append(hash_file(path) if path is not None else
                       hash_json({"hub": spec.hub_id, "task": spec.task, "overrides": spec.overrides,
                                  "fewshot": "task default"}))
@@ -39,7 +39,7 @@ def _lm_eval_fingerprint(benchmark: str, data_dir: Path | None, gpqa_subset: str
 
 
 class _LeaderboardTaskSet(LmEvalBenchmark):
-    """A built-in benchmark of lm-eval's leaderboard tasks (`harness.evaluation.lmeval_tasks`), named by
+    """A built-in benchmark of lm-eval's leaderboard tasks (`harness.evaluation.leaderboard_tasks`), named by
     `task_set`; `task_options` are the settings it passes on (GPQA's subset, MATH's budget). It runs on
     the model's shared lm-eval LM, which decides the generation backend and its batching."""
 
@@ -52,7 +52,7 @@ class _LeaderboardTaskSet(LmEvalBenchmark):
         return _lm_eval_fingerprint(self.task_set, ctx.data_dir, self.task_options().get("gpqa_subset", "leaderboard"))
 
     def evaluate(self, ctx: BenchmarkContext):
-        return lmeval_tasks.evaluate_benchmark(self.task_set, ctx.model, data_dir=ctx.data_dir, limit=self.params.limit,
+        return leaderboard_tasks.evaluate_benchmark(self.task_set, ctx.model, data_dir=ctx.data_dir, limit=self.params.limit,
                                                subset_seed=ctx.subset_seed, lm=ctx.lm(), **self.task_options())
 
 
@@ -98,9 +98,9 @@ class Gpqa(_LeaderboardTaskSet):
 
     def check_data(self, ctx: BenchmarkContext) -> None:
         self.fingerprint(ctx)
-        if ctx.data_dir is not None and "diamond" in lmeval_tasks.gpqa_subsets(self.params.subset, ctx.data_dir):
+        if ctx.data_dir is not None and "diamond" in leaderboard_tasks.gpqa_subsets(self.params.subset, ctx.data_dir):
             # a wrong password or a broken zip fails here, before any model work
-            lmeval_tasks.gpqa_diamond_in_memory(str(Path(ctx.data_dir) / lmeval_tasks.GPQA_ZIP))
+            leaderboard_tasks.gpqa_diamond_in_memory(str(Path(ctx.data_dir) / leaderboard_tasks.GPQA_ZIP))
 
     @classmethod
     def departure(cls, settings: dict[str, Any]) -> str | None:
@@ -109,7 +109,8 @@ class Gpqa(_LeaderboardTaskSet):
 
 
 class MathL5Params(BenchmarkParams):
-    max_new_tokens: int = Field(lmeval_tasks.MATH_L5.default_max_new_tokens, gt=0, description="generation budget (max_gen_toks)")
+    max_new_tokens: int = Field(leaderboard_tasks.MATH_L5.default_max_new_tokens, gt=0,
+                                description="generation budget (max_gen_toks)")
 
 
 class MathL5(_LeaderboardTaskSet):
@@ -125,6 +126,116 @@ class MathL5(_LeaderboardTaskSet):
 
     def task_options(self) -> dict[str, Any]:
         return {"max_new_tokens": self.params.max_new_tokens}
+
+
+class GeneralSuiteParams(LoglikelihoodParams):
+    chat_template: StrictBool = Field(False, description="apply the model's chat template to each context (off: as "
+                                                         "lm-eval's CLI and the model card score these)")
+
+
+class _SmallModelSuiteTask(LmEvalBenchmark):
+    """A benchmark of the small-model general suite (harness.evaluation.general_suite): lm-eval's stock
+    task, only its data source swapped for the mirror offline."""
+
+    Params = GeneralSuiteParams
+    group = "general"
+    suite_task: ClassVar[str]
+
+    def options(self) -> dict[str, Any]:
+        return {}
+
+    def fingerprint(self, ctx: BenchmarkContext) -> dict[str, Any]:
+        spec = general_suite.SUITE[self.suite_task]
+        return {"tasks": hash_json(general_suite.task_names(self.suite_task, **self.options())),
+                **general_suite.data_fingerprint(spec, ctx.data_dir)}
+
+    def evaluate(self, ctx: BenchmarkContext):
+        return general_suite.evaluate_suite_task(general_suite.SUITE[self.suite_task], ctx.lm(), data_dir=ctx.data_dir,
+                                                 limit=self.params.limit, subset_seed=ctx.subset_seed,
+                                                 chat_template=self.params.chat_template, **self.options())
+
+    @classmethod
+    def departure(cls, settings: dict[str, Any]) -> str | None:
+        notes = [settings.get("data_note")] + ([f"{cls.suite_task}: chat template"] if settings.get("chat_template") else [])
+        return "; ".join(n for n in notes if n) or None
+
+
+class ArcEasy(_SmallModelSuiteTask):
+    """ARC-Easy (test) through lm-eval's stock `arc_easy`: "Question: ...\nAnswer:", log-likelihood of
+    each choice's text, primary `acc_norm`."""
+
+    leaderboard = LeaderboardNorm(("acc_norm",), 1 / 4, suite="small", clip=False)
+    column_order = 110
+    data_sources = ("mirror eval/arc_easy/ARC-Easy-Test.jsonl", "Hub allenai/ai2_arc (ARC-Easy)")
+    suite_task = "arc_easy"
+
+
+class ArcChallenge(_SmallModelSuiteTask):
+    """ARC-Challenge (test) through lm-eval's stock `arc_challenge`, primary `acc_norm`."""
+
+    leaderboard = LeaderboardNorm(("acc_norm",), 1 / 4, suite="small", clip=False)
+    column_order = 120
+    data_sources = ("mirror eval/arc_challenge/ARC-Challenge-Test.jsonl", "Hub allenai/ai2_arc (ARC-Challenge)")
+    suite_task = "arc_challenge"
+
+
+class Hellaswag(_SmallModelSuiteTask):
+    """HellaSwag (validation) through lm-eval's stock `hellaswag` (its own `process_docs`), primary
+    `acc_norm`. Offline from the mirror's derived llama.cpp text form, which departs from the Hub's
+    (wikiHow markup stripped, `ctx_b` not capitalised): noted in `lb_notes`."""
+
+    leaderboard = LeaderboardNorm(("acc_norm",), 1 / 4, suite="small", clip=False)
+    column_order = 130
+    data_sources = ("mirror eval/hellaswag/hellaswag_val_full.txt.bz2 (derived text form)", "Hub Rowan/hellaswag")
+    suite_task = "hellaswag"
+
+
+class Piqa(_SmallModelSuiteTask):
+    """PIQA (validation) through lm-eval's stock `piqa`, primary `acc_norm`."""
+
+    leaderboard = LeaderboardNorm(("acc_norm",), 1 / 2, suite="small", clip=False)
+    column_order = 140
+    data_sources = ("mirror eval/piqa/valid.jsonl + valid-labels.lst", "Hub baber/piqa")
+    suite_task = "piqa"
+
+
+class Winogrande(_SmallModelSuiteTask):
+    """WinoGrande 1.1 (dev = winogrande_xl validation) through lm-eval's stock `winogrande` (partial
+    scoring: the sentence's end after each filled-in option), primary `acc`."""
+
+    leaderboard = LeaderboardNorm(("acc",), 1 / 2, suite="small", clip=False)
+    column_order = 150
+    data_sources = ("mirror eval/winogrande/dev.jsonl", "Hub allenai/winogrande (winogrande_xl)")
+    suite_task = "winogrande"
+
+
+class Boolq(_SmallModelSuiteTask):
+    """BoolQ (dev = validation) through lm-eval's stock `boolq` (super_glue: "no"/"yes"), primary `acc`."""
+
+    leaderboard = LeaderboardNorm(("acc",), 1 / 2, suite="small", clip=False)
+    column_order = 160
+    data_sources = ("mirror eval/boolq/dev.jsonl", "Hub aps/super_glue (boolq)")
+    suite_task = "boolq"
+
+
+class MmluParams(GeneralSuiteParams):
+    form: Literal["continuation", "letter"] = Field(
+        "continuation", description="continuation = lm-eval's cloze form `mmlu_continuation` (each answer's text, as "
+                                    "small models are measured); letter = `mmlu` (A/B/C/D after the listed choices)")
+
+
+class Mmlu(_SmallModelSuiteTask):
+    """MMLU (test, 57 subjects) through lm-eval's stock per-subject tasks, pooled over every drawn
+    question as lm-eval's `mmlu` group aggregates; cloze form by default; primary `acc`; 0-shot."""
+
+    Params = MmluParams
+    leaderboard = LeaderboardNorm(("acc",), 1 / 4, suite="small", clip=False)
+    column_order = 170
+    data_sources = ("mirror eval/mmlu/test/*_test.csv (+ dev/ for shots)", "Hub cais/mmlu")
+    suite_task = "mmlu"
+
+    def options(self) -> dict[str, Any]:
+        return {"mmlu_form": self.params.form}
 
 
 # Only located and hashed here (lm-eval reads the file itself), so no row adapter is needed.

@@ -1,7 +1,6 @@
-"""lm-eval benchmarks: the common base of the built-in ones (MMLU-Pro, GPQA, MATH-L5, IFEval) and
-`lm_eval:<task>`, any lm-eval task by name.
+"""`lm_eval:<task>`, any lm-eval task by name, through the one lm-eval runner
+(harness.evaluation.lm_eval_runner): lm-eval's own task loading, prompts and scoring.
 
-`lm_eval:<task>` runs the task through lm-eval's own task loading, prompts and scoring:
 - Task: looked up by name in the `--include-path` / `eval.include_path` folder first (indexed alone,
   which is fast), then among lm-eval's built-in tasks (a one-off scan of ~15 s), as lm-eval's own
   CLI takes `--include_path`. A group or tag (several tasks) is refused: name one task.
@@ -24,37 +23,14 @@ from importlib.metadata import version
 from pathlib import Path
 from typing import Any
 
-from pydantic import Field, field_validator
+from pydantic import Field
 
-from harness.benchmark import SCORING_VERSION, Benchmark, BenchmarkContext, BenchmarkParams
+from harness.benchmark import BenchmarkContext, BenchmarkParams
 from harness.errors import ConfigError, DataError, first_line
+from harness.evaluation import lm_eval_runner as runner
+from harness.evaluation.lm_eval_runner import LmEvalBenchmark, folder_hashes
 from harness.hashing import hash_file, hash_json
-from harness.results import BenchmarkResult, ExampleResult, Score
-from harness.subsets import paired_subset
-
-# Which lm-eval LM `BenchmarkContext.lm()` builds; part of every lm-eval result's cache key, so results
-# scored through one LM implementation are never reused for another. Change it with that seam.
-LM_EVAL_MODEL = "forgetbench (harness.evaluation.lm_model over the harness generation backend)"
-
-
-class LmEvalBenchmark(Benchmark):
-    """Base of the benchmarks scored by lm-eval: their scoring code is lm-eval's release and the LM
-    implementation the context builds."""
-
-    def scoring_code(self) -> dict[str, Any]:
-        return {"lm_eval": version("lm_eval"), "lm": LM_EVAL_MODEL, "harness_scoring": SCORING_VERSION}
-
-
-class LoglikelihoodParams(BenchmarkParams):
-    """Parameters of a benchmark scored by log-likelihood: nothing is generated, so a budget (e.g. the
-    `--max-new-tokens` that `forgetbench eval` gives every benchmark) is ignored and not part of its key."""
-
-    max_new_tokens: None = Field(None, description="not used: scored by log-likelihood (a value given is ignored)")
-
-    @field_validator("max_new_tokens", mode="before")
-    @classmethod
-    def _ignored(cls, value: Any) -> None:
-        return None
+from harness.results import BenchmarkResult
 
 
 class LmEvalTaskParams(BenchmarkParams):
@@ -86,29 +62,23 @@ class LmEvalTask(LmEvalBenchmark):
                 "data_files": _data_file_hashes(entry.cfg or {}, self.label)}
 
     def evaluate(self, ctx: BenchmarkContext) -> BenchmarkResult:
-        from harness.evaluation.ifeval import quiet_lm_eval
-
         name = self.params.task
-        with quiet_lm_eval():
-            from lm_eval import simple_evaluate
-
-            manager = find_task(name, ctx.include_path)
+        manager = find_task(name, ctx.include_path)
+        with runner.quiet_lm_eval():
             try:
                 task = manager.load([name])["tasks"][name]
             except Exception as exc:  # data missing offline, a broken YAML: one line for the user
                 raise DataError(f"{self.label}: lm-eval could not load the task ({first_line(exc)})") from None
-            if self.params.num_fewshot is not None:
-                task.set_config(key="num_fewshot", value=self.params.num_fewshot)
-            generative = task.config.output_type == "generate_until"
-            if generative and self.params.max_new_tokens is not None:
-                task.set_config(key="generation_kwargs", value={"max_gen_toks": self.params.max_new_tokens}, update=True)
-            docs = task.eval_docs
-            indices = paired_subset(range(len(docs)), self.params.limit, ctx.subset_seed)
-            ctx.log.info("%s: %d of %d documents", self.label, len(indices), len(docs))
-            output = simple_evaluate(model=ctx.lm(), tasks=[task], task_manager=manager,
-                                     samples=None if len(indices) == len(docs) else {name: indices},
-                                     apply_chat_template=True, log_samples=True)
-        result = task_result(self.label, name, output, first_metric(task), generative)
+        if self.params.num_fewshot is not None:
+            task.set_config(key="num_fewshot", value=self.params.num_fewshot)
+        generative = task.config.output_type == "generate_until"
+        if generative:
+            runner.set_generation_budget(task, self.params.max_new_tokens)
+        docs = task.eval_docs
+        indices, _ = runner.draw_subset(docs, self.params.limit, ctx.subset_seed)
+        ctx.log.info("%s: %d of %d documents", self.label, len(indices), len(docs))
+        output = runner.run_tasks(ctx.lm(), manager, {name: task}, {name: indices}, {name: len(docs)}, chat_template=True)
+        result = runner.task_result(self.label, name, output, primary=first_metric(task), generative=generative)
         config = task.config
         result.settings.update(
             task=name, limit=self.params.limit, subset_seed=ctx.subset_seed, output_type=config.output_type,
@@ -132,12 +102,10 @@ def find_task(name: str, include_path: Path | None):
     """lm-eval's TaskManager that knows the task `name`: the include folder alone when it has it,
     else lm-eval's built-in tasks (plus the include folder). ConfigError when none has it, or when
     the name is a group or tag rather than one task."""
-    from harness.evaluation.ifeval import quiet_lm_eval
-
     if include_path is not None and not Path(include_path).is_dir():
         raise ConfigError(f"include_path {include_path}: not a folder of lm-eval task YAMLs")
     content = folder_hashes(include_path) if include_path else None
-    with quiet_lm_eval():
+    with runner.quiet_lm_eval():
         # the include folder alone first (fast), lm-eval's ~13,000 built-in tasks only when needed
         searches = ([(str(include_path), False)] if include_path else []) + \
                    [(str(include_path) if include_path else None, True)]
@@ -159,13 +127,6 @@ def _inside(path: Path, folder: Path) -> bool:
         return True
     except ValueError:
         return False
-
-
-def folder_hashes(folder: Path) -> str:
-    """One hash of every file under `folder` (relative path -> content hash; caches skipped)."""
-    folder = Path(folder)
-    files = sorted(p for p in folder.rglob("*") if p.is_file() and "__pycache__" not in p.parts)
-    return hash_json({str(p.relative_to(folder)): hash_file(p) for p in files})
 
 
 def _data_file_hashes(cfg: dict[str, Any], label: str) -> dict[str, str] | None:
@@ -190,43 +151,3 @@ def _data_file_hashes(cfg: dict[str, Any], label: str) -> dict[str, str] | None:
 def first_metric(task) -> str:
     metrics = task.config.metric_list or []
     return metrics[0]["metric"] if metrics else ""
-
-
-def metric_label(key: str) -> tuple[str, str]:
-    """lm-eval's result key `metric,filter` -> (the Score's metric name, the filter)."""
-    metric, _, filter_name = key.partition(",")
-    return (metric if filter_name in ("", "none") else f"{metric},{filter_name}"), filter_name
-
-
-def task_result(label: str, task_name: str, output: dict[str, Any], primary: str, generative: bool) -> BenchmarkResult:
-    """Every metric lm-eval reported for one task as Scores (primary: `primary` under the first filter),
-    and one ExampleResult per logged sample and numeric per-document metric."""
-    from harness.evaluation.ifeval import lm_eval_stderr
-    from harness.evaluation.lmeval_tasks import _prediction
-
-    numbers = output["results"][task_name]
-    n = output["n-samples"][task_name]["effective"]
-    scores = []
-    for key, value in numbers.items():
-        metric, filter_name = metric_label(key)
-        if not filter_name or "_stderr" in key or not isinstance(value, (int, float)) or isinstance(value, bool):
-            continue
-        stderr = numbers.get(f"{key.partition(',')[0]}_stderr,{filter_name}")
-        scores.append(Score(metric=metric, value=float(value), stderr=lm_eval_stderr(stderr), n=n))
-    if not scores:
-        raise DataError(f"{label}: lm-eval reported no numeric metric")
-    primary_metric = next((s.metric for s in scores if s.metric.partition(",")[0] == primary), scores[0].metric)
-    examples = []
-    for sample in sorted(output["samples"][task_name], key=lambda s: (s["doc_id"], s.get("filter", ""))):
-        filter_name = sample.get("filter", "none")
-        for name in sample.get("metrics", []):
-            value = sample.get(name)
-            if isinstance(value, list) and value and all(isinstance(v, (int, float)) for v in value):
-                value = sum(value) / len(value)
-            if not isinstance(value, (int, float)):  # corpus-level metrics (bleu, f1 tuples) have no per-doc value
-                continue
-            examples.append(ExampleResult(example_id=str(sample["doc_id"]), metric=metric_label(f"{name},{filter_name}")[0],
-                                          value=float(value), prediction=_prediction(sample, generative),
-                                          target=str(sample.get("target", ""))))
-    scores.sort(key=lambda s: s.metric != primary_metric)
-    return BenchmarkResult(benchmark=label, primary_metric=primary_metric, scores=scores, examples=examples)

@@ -1,6 +1,6 @@
 """MMLU-Pro, GPQA and MATH Level 5 through lm-eval's own Open LLM Leaderboard tasks.
 
-Same pattern as `harness.evaluation.ifeval`:
+Through the one lm-eval runner (`harness.evaluation.lm_eval_runner`), as IFEval:
 - Task: a small local task YAML `include:`s lm-eval's built-in leaderboard YAML (prompt, choices,
   `process_docs`, `process_results`, metrics all stay lm-eval's) and overrides only the data source
   and the few settings listed per benchmark below. It lives in the cache, named by its content hash;
@@ -8,7 +8,7 @@ Same pattern as `harness.evaluation.ifeval`:
 - Subset: `limit` documents drawn by `random.Random(subset_seed)` from the sorted document keys
   (MMLU-Pro `question_id`, GPQA `Record ID`, MATH a hash of the problem text), passed to lm-eval
   through `samples=`; the data file stays the unmodified mirror file.
-- Model: lm-eval's `forgetbench` model over the harness generation backend (`load_lm`; the same
+- Model: lm-eval's `forgetbench` model over the harness generation backend (`lm_eval_runner.load_lm`; the same
   scores as lm-eval's HF model, one model load and the persistent generation cache shared with the
   other benchmarks), chat template applied; generation settings (MATH) fixed by the task apart from
   `max_gen_toks`, which is configurable and recorded.
@@ -23,8 +23,8 @@ Per benchmark:
   subsets as lm-eval's `leaderboard_gpqa` group does (acc_norm averaged weighted by size, i.e. over all
   their documents together) — all three from the Hub, only diamond from the mirror (it has no
   main/extended); `settings.subsets` names those that went in. Diamond from the mirror's password zip: the task YAML names
-  `custom_dataset: !function gpqa_memory.load`, a two-line shim next to it that calls
-  `harness.evaluation.lmeval_tasks.gpqa_diamond_in_memory`, which decrypts the CSV with `zipfile` into a
+  `custom_dataset: !function data_shim.load`, a one-line shim next to it that calls
+  `harness.evaluation.leaderboard_tasks.gpqa_diamond_in_memory`, which decrypts the CSV with `zipfile` into a
   `datasets.Dataset.from_list` held in memory. Nothing of the questions is written to disk (in-memory
   data sets have no cache files). main/extended come from the Hub (`Idavidrein/gpqa`, gated).
 - math_l5: all seven `leaderboard_math_*_hard` subjects as one task over the full test set; lm-eval's own
@@ -46,13 +46,12 @@ from pathlib import Path
 from typing import Any
 
 from harness.errors import DataError, first_line
-from harness.evaluation.ifeval import generation_settings, lm_eval_stderr, quiet_lm_eval
+from harness.evaluation import lm_eval_runner as runner
 from harness.generation import GenerationBackend
-from harness.hashing import hash_file, hash_json, short
+from harness.hashing import hash_file, hash_json
 from harness.models import ResolvedModel
-from harness.paths import cache_dir, ensure_text, mirror_file
+from harness.paths import mirror_file
 from harness.results import BenchmarkResult, ExampleResult, Score
-from harness.subsets import paired_subset
 
 log = logging.getLogger("harness.evaluation")
 
@@ -149,34 +148,19 @@ def gpqa_diamond_in_memory(zip_path: str, **_: Any):
     return datasets.DatasetDict({"train": datasets.Dataset.from_list(rows)})
 
 
-def load_lm(model: ResolvedModel | None, batch_size: int | None = None, backend: str | GenerationBackend = "transformers"):
-    """lm-eval's `forgetbench` model (`harness.evaluation.lm_model`) for `model`: over `backend` itself
-    when it is a `GenerationBackend` (its model load and cache shared with everything else using it;
-    `model` and `batch_size` are then unused), else over a new backend of that name (`transformers`,
-    `vllm`, `vllm-lora`; `batch_size` caps its batches, None: memory decides)."""
-    from harness.evaluation.lm_model import lm_for
-    from harness.generation import make_backend
-
-    if isinstance(backend, GenerationBackend):
-        return lm_for(backend)
-    return lm_for(make_backend(backend, model, batch_size=batch_size))
-
-
 def evaluate_lm_eval_task(spec: TaskSpec, model: ResolvedModel, *, data_dir: Path | None, limit: int | None,
                           subset_seed: int, max_new_tokens: int | None = None,
                           batch_size: int | None = None, lm: Any = None,
                           backend: str | GenerationBackend = "transformers") -> BenchmarkResult:
     """Run `spec`'s lm-eval task on `model` (or on `lm`, an lm-eval LM instance, for tests); `backend`
-    a backend name or an existing `GenerationBackend` (see `load_lm`)."""
-    path = data_file(spec, data_dir)
-    with quiet_lm_eval():
-        from lm_eval import __version__ as lm_eval_version
-        from lm_eval import simple_evaluate
-        from lm_eval.tasks import TaskManager
+    a backend name or an existing `GenerationBackend` (see `lm_eval_runner.load_lm`)."""
+    from lm_eval.tasks import TaskManager
 
-        started = time.monotonic()
-        task_manager = TaskManager(include_defaults=False)
-        yaml_path = _task_yaml(spec, path)
+    path = data_file(spec, data_dir)
+    started = time.monotonic()
+    task_manager = TaskManager(include_defaults=False)
+    yaml_path = _task_yaml(spec, path)
+    with runner.quiet_lm_eval():
         try:
             task = task_manager.load([str(yaml_path)])["tasks"][spec.task]
         except DataError:
@@ -188,25 +172,23 @@ def evaluate_lm_eval_task(spec: TaskSpec, model: ResolvedModel, *, data_dir: Pat
                 f"{spec.benchmark}: could not load {spec.hub_id} from the Hub ({first_line(exc)}); with no network, point "
                 f"--data-dir or FORGETBENCH_DATA_DIR at a data mirror holding {spec.local_file}"
             ) from None
-        docs = task.eval_docs
-        keys = [spec.key(doc) for doc in docs]
-        indices = paired_subset(range(len(keys)), limit, subset_seed, keys=keys)
-        gen_tokens = None
-        if spec.generative:
-            gen_tokens = max_new_tokens or spec.default_max_new_tokens
-            task.set_config(key="generation_kwargs", value={"max_gen_toks": gen_tokens}, update=True)
-        log.info("%s: %d of %d documents (%s); loading %s", spec.benchmark, len(indices), len(keys),
-                 path or spec.hub_id, model.label if model is not None else type(lm).__name__)
-        lm = lm if lm is not None else load_lm(model, batch_size, backend)
-        output = simple_evaluate(
-            model=lm, tasks=[task], task_manager=task_manager,
-            samples=None if len(indices) == len(keys) else {spec.task: indices},
-            apply_chat_template=True, log_samples=True,
-        )
-    result = _to_result(spec, output, indices, keys)
+    indices, keys = runner.draw_subset(task.eval_docs, limit, subset_seed, key=spec.key)
+    gen_tokens = None
+    if spec.generative:
+        gen_tokens = max_new_tokens or spec.default_max_new_tokens
+        runner.set_generation_budget(task, gen_tokens)
+    log.info("%s: %d of %d documents (%s); loading %s", spec.benchmark, len(indices), len(keys),
+             path or spec.hub_id, model.label if model is not None else type(lm).__name__)
+    lm = lm if lm is not None else runner.load_lm(model, batch_size, backend)
+    output = runner.run_tasks(lm, task_manager, {spec.task: task}, {spec.task: indices}, {spec.task: len(keys)},
+                              chat_template=True)
+    result = runner.task_result(spec.benchmark, spec.task, output, primary=spec.metrics[0], generative=spec.generative,
+                                metrics=spec.metrics, chosen=indices, key=spec.key, keys=keys)
     config = task.config
+    from lm_eval import __version__ as lm_eval_version
+
     result.settings.update(
-        task=spec.task, limit=limit, subset_seed=subset_seed, **generation_settings(lm),
+        task=spec.task, limit=limit, subset_seed=subset_seed, **runner.generation_settings(lm),
         num_fewshot=config.num_fewshot or 0, output_type=config.output_type, chat_template=True,
         generation_kwargs=dict(config.generation_kwargs or {}) if spec.generative else None,
         max_new_tokens=gen_tokens, data_source=str(path) if path else f"hub:{spec.hub_id}",
@@ -235,7 +217,7 @@ def evaluate_benchmark(benchmark: str, model: ResolvedModel, *, gpqa_subset: str
         return result
     for spec in specs:
         data_file(spec, data_dir)  # a missing file fails before the model loads
-    lm = lm if lm is not None else load_lm(model, batch_size, backend)
+    lm = lm if lm is not None else runner.load_lm(model, batch_size, backend)
     parts = {spec.task.rsplit("_", 1)[-1]: evaluate_lm_eval_task(spec, model, data_dir=data_dir, batch_size=batch_size,
                                                                   backend=backend, lm=lm, **options)
              for spec in specs}
@@ -273,53 +255,13 @@ def combine_subsets(parts: dict[str, BenchmarkResult]) -> BenchmarkResult:
 
 def _task_yaml(spec: TaskSpec, path: Path | None) -> Path:
     """Local task YAML including the built-in one; data and listed settings overridden."""
-    import lm_eval.tasks
-    import yaml
-
-    builtin = Path(lm_eval.tasks.__file__).parent / spec.builtin
-    body: dict[str, Any] = {"include": str(builtin), "task": spec.task, **spec.overrides}
-    shim = None
+    body: dict[str, Any] = {"include": str(runner.stock_yaml(spec.builtin)), "task": spec.task, **spec.overrides}
     if path is not None and spec.benchmark == "gpqa":
-        body.update({"dataset_path": "csv", "dataset_name": None, "dataset_kwargs": {"zip_path": str(path)},
-                     "custom_dataset": "__CUSTOM__"})
-        shim = "from harness.evaluation.lmeval_tasks import gpqa_diamond_in_memory as load\n"
-    elif path is not None:
+        body.update({"dataset_path": "csv", "dataset_name": None, "dataset_kwargs": {"zip_path": str(path)}})
+        return runner.local_task_yaml(spec.benchmark, f"{spec.benchmark}.yaml", body, functions={"custom_dataset": "load"},
+                                      shim="from harness.evaluation.leaderboard_tasks import gpqa_diamond_in_memory as load\n")
+    if path is not None:
         body.update(spec.local_overrides)
         body["dataset_kwargs"] = {"data_files": {"test": str(path)}}
         body["test_split"] = "test"
-    text = yaml.safe_dump(body, sort_keys=False).replace("__CUSTOM__", "!function gpqa_memory.load")
-    folder = cache_dir() / "lm_eval_tasks" / f"{spec.benchmark}-{short(hash_json([text, shim]))}"
-    if shim is not None:
-        ensure_text(folder / "gpqa_memory.py", shim)
-    target = folder / f"{spec.benchmark}.yaml"
-    ensure_text(target, text)
-    return target
-
-
-def _prediction(sample: dict, generative: bool) -> str:
-    if generative:
-        return str(sample["filtered_resps"][0])
-    scores = [float(r[0]) if isinstance(r, (list, tuple)) else float(r) for r in sample["filtered_resps"]]
-    choices = sample.get("arguments") or []
-    best = max(range(len(scores)), key=scores.__getitem__) if scores else -1
-    try:
-        return str(choices[best][1]).strip() if best >= 0 else ""
-    except (IndexError, KeyError, TypeError):
-        return str(best)
-
-
-def _to_result(spec: TaskSpec, output: dict[str, Any], indices: list[int], keys: list[str]) -> BenchmarkResult:
-    numbers = output["results"][spec.task]
-    n = output["n-samples"][spec.task]["effective"]
-    scores = [Score(metric=m, value=float(numbers[f"{m},none"]), stderr=lm_eval_stderr(numbers.get(f"{m}_stderr,none")), n=n)
-              for m in spec.metrics]
-    wanted, examples = set(indices), []
-    for sample in sorted(output["samples"][spec.task], key=lambda s: s["doc_id"]):
-        doc_id = sample["doc_id"]
-        if doc_id not in wanted or spec.key(sample["doc"]) != keys[doc_id]:
-            raise RuntimeError(f"lm-eval logged doc {doc_id}: not a requested {spec.benchmark} document")
-        for metric in spec.metrics:
-            examples.append(ExampleResult(example_id=keys[doc_id], metric=metric, value=float(sample[metric]),
-                                          prediction=_prediction(sample, spec.generative),
-                                          target=str(sample.get("target", ""))))
-    return BenchmarkResult(benchmark=spec.benchmark, primary_metric=spec.metrics[0], scores=scores, examples=examples)
+    return runner.local_task_yaml(spec.benchmark, f"{spec.benchmark}.yaml", body)
