@@ -25,6 +25,9 @@ import json
 import logging
 from typing import Any
 
+# lm-eval fills its model registry with its own models only while the registry is empty: load them
+# first, or registering `forgetbench` hides `hf`, `vllm` ... from anything else in this process
+import lm_eval.models  # noqa: F401, E402
 from lm_eval.api.model import TemplateLM
 from lm_eval.api.registry import register_model
 
