@@ -160,7 +160,7 @@ def evaluate_suite_task(spec: SuiteTask, lm, *, data_dir: Path | None, limit: in
             where = "the mirror" if paths else f"the Hub ({spec.hub_id})"
             raise DataError(f"{spec.benchmark}: lm-eval could not load its data from {where} ({first_line(exc)}); "
                             f"with no network, point --data-dir or FORGETBENCH_DATA_DIR at the data mirror") from None
-    tasks = {name: loaded[name] for name in yamls}
+    tasks = {name: runner.keep_docs(loaded[name]) for name in yamls}
     chosen, keys = _draw(spec, tasks, limit, subset_seed)
     chosen = {name: indices for name, indices in chosen.items() if indices}
     sizes = {name: len(task_keys) for name, task_keys in keys.items()}

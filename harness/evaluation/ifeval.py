@@ -94,9 +94,9 @@ def _load_task(data_file: Path | None):
     builtin = runner.stock_yaml("ifeval/ifeval.yaml")
     task_manager = TaskManager(include_defaults=False)
     if data_file is not None:
-        return task_manager, task_manager.load([str(_local_task_yaml(builtin, data_file))])["tasks"][TASK]
+        return task_manager, runner.keep_docs(task_manager.load([str(_local_task_yaml(builtin, data_file))])["tasks"][TASK])
     try:
-        return task_manager, task_manager.load([str(builtin)])["tasks"][TASK]
+        return task_manager, runner.keep_docs(task_manager.load([str(builtin)])["tasks"][TASK])
     except Exception as exc:  # offline, no cache, Hub down: all end the same way for the user
         raise DataError(
             f"IFEval: could not load {HUB_ID} from the Hub ({first_line(exc)}); with no network, point --data-dir "

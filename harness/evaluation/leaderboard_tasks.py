@@ -162,7 +162,7 @@ def evaluate_lm_eval_task(spec: TaskSpec, model: ResolvedModel, *, data_dir: Pat
     yaml_path = _task_yaml(spec, path)
     with runner.quiet_lm_eval():
         try:
-            task = task_manager.load([str(yaml_path)])["tasks"][spec.task]
+            task = runner.keep_docs(task_manager.load([str(yaml_path)])["tasks"][spec.task])
         except DataError:
             raise
         except Exception as exc:  # offline / gated / renamed Hub set: one line for the user

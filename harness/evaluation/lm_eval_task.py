@@ -66,7 +66,7 @@ class LmEvalTask(LmEvalBenchmark):
         manager = find_task(name, ctx.include_path)
         with runner.quiet_lm_eval():
             try:
-                task = manager.load([name])["tasks"][name]
+                task = runner.keep_docs(manager.load([name])["tasks"][name])
             except Exception as exc:  # data missing offline, a broken YAML: one line for the user
                 raise DataError(f"{self.label}: lm-eval could not load the task ({first_line(exc)})") from None
         if self.params.num_fewshot is not None:
