@@ -99,7 +99,17 @@ def length_sorted_batches(lengths: Sequence[int], size_for: Callable[[int], int]
     return batches
 
 
-def token_batches(lengths: Sequence[int], max_tokens: int, max_count: int) -> list[list[int]]:
+def token_batches(lengths: Sequence[int], max_tokens: int, max_count: int, min_fill: float = 0.0) -> list[list[int]]:
     """Indices of `lengths`, longest first, in batches of at most `max_count` items whose padded size
-    (count x longest) stays within `max_tokens` (an item longer than that goes alone)."""
-    return length_sorted_batches(lengths, lambda longest: min(max_count, max_tokens // max(1, longest)))
+    (count x longest) stays within `max_tokens` (an item longer than that goes alone) and whose every
+    item is at least `min_fill` x the batch's longest (padding below 1 - `min_fill` of the batch)."""
+    batches: list[list[int]] = []
+    for index in sorted(range(len(lengths)), key=lambda i: -lengths[i]):
+        if batches:
+            batch = batches[-1]
+            longest = lengths[batch[0]]
+            if len(batch) < max_count and (len(batch) + 1) * longest <= max_tokens and lengths[index] >= min_fill * longest:
+                batch.append(index)
+                continue
+        batches.append([index])
+    return batches

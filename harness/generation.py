@@ -231,10 +231,9 @@ class GenerationBackend(ABC):
 
 
 SCORING_CHUNK = 1024  # pairs scored between cache commits
-# A context shared by pairs with different inputs runs once when it is at least this long, its cache
-# copied to at most SHARED_CONTEXT_MAX_ROWS continuations at a time.
-SHARED_CONTEXT_MIN_TOKENS = 32
-SHARED_CONTEXT_MAX_ROWS = 64
+# A scoring batch holds rows of at least this share of its longest row's length: padding costs as much
+# as real tokens, and on a CPU a forward of a few hundred tokens is as efficient as one of thousands.
+SCORING_MIN_FILL = 0.85
 
 
 def token_lengths(tokenizer, texts: Sequence[str]) -> list[int]:
@@ -343,108 +342,100 @@ class TransformersBackend(GenerationBackend):
         return tokenizer.batch_decode(new_tokens, skip_special_tokens=True)
 
     def _score_pairs(self, pairs: list[tuple[list[int], list[int]]]) -> list[tuple[float, bool]]:
-        """lm-eval HFLM's scoring: the input is (context + continuation) cut to the model's window plus
-        one, without its last token; float32 log-softmax over the continuation's positions. Pairs with
-        the same input (a multiple-choice question's one-token answers) share one forward pass; pairs
-        with the same context of at least `SHARED_CONTEXT_MIN_TOKENS` but different inputs (multi-token
-        answers, as GPQA's "(A)".."(D)") share the context's forward pass and its cache."""
-        import torch
-
+        """lm-eval HFLM's scoring (float32 log-softmax over each continuation's positions, the input cut
+        to the model's window from the left), with every context run once: a context's continuations
+        are branches of one row under a tree attention mask (`harness.tree_scoring`); rows are sorted
+        by length and batched by tokens and memory; only positions some row scores reach the output
+        layer."""
         from harness.batching import SCORING_MAX_TOKENS, device_kind, token_batches
+        from harness.tree_scoring import tree_rows
 
-        window = self.max_length
-        users: dict[tuple[int, ...], list[int]] = {}  # distinct input -> the pairs scored on it
-        contexts: dict[tuple[int, ...], list[int]] = {}  # distinct (cut) context -> its pairs
-        for index, (context, continuation) in enumerate(pairs):
-            if len(continuation) > window:
-                raise ValueError(f"loglikelihood: a continuation of {len(continuation)} tokens exceeds the "
-                                 f"model's {window}-token window")
-            full = (context + continuation)[-(window + 1):]
-            users.setdefault(tuple(full[:-1]), []).append(index)
-            contexts.setdefault(tuple(full[:len(full) - len(continuation)]), []).append(index)
-        results: list[tuple[float, bool]] = [(0.0, False)] * len(pairs)
-
-        def record(index: int, rows) -> None:
-            continuation = pairs[index][1]
-            own = rows[-len(continuation):]  # [len(continuation), vocab], float32
-            target = torch.tensor(continuation, device=own.device)
-            picked = own.gather(1, target.unsqueeze(1)).squeeze(1)
-            results[index] = (float(picked.sum()), bool((own.argmax(dim=-1) == target).all()))
-
-        shared = set()
-        for context, members in contexts.items():
-            inputs = {tuple(context) + tuple(pairs[i][1][:-1]) for i in members}
-            if len(inputs) > 1 and len(context) >= SHARED_CONTEXT_MIN_TOKENS:
-                for start in range(0, len(members), SHARED_CONTEXT_MAX_ROWS):  # the cache is copied per row
-                    chunk = members[start:start + SHARED_CONTEXT_MAX_ROWS]
-                    for index, rows in zip(chunk, self._logprobs_on_context(list(context), [pairs[i][1] for i in chunk])):
-                        record(index, rows)
-                shared.update(members)
-        distinct = [s for s, members in users.items() if not shared.issuperset(members)]
+        model = self._loaded()
+        rows = tree_rows(pairs, self.max_length, shared=_takes_tree_mask(model))
         fp = self._footprint()
         max_tokens = min(SCORING_MAX_TOKENS[device_kind(self.device)],
                          self._budget() // (fp.activations_per_token + fp.logits_row))
-        cap = self.batch_size or max(1, len(distinct))  # sequences per forward; the token budget binds first
-        for batch in token_batches([len(s) for s in distinct], max(1, max_tokens), cap):
-            sequences = [distinct[i] for i in batch]
-            keep = [max(len(pairs[i][1]) for i in users[s]) for s in sequences]
-            for sequence, rows in zip(sequences, self._continuation_logprobs(sequences, keep)):
-                for index in users[sequence]:
-                    record(index, rows)
+        cap = self.batch_size or len(rows)  # rows per forward; the token budget binds first
+        results: list[tuple[float, bool]] = [(0.0, False)] * len(pairs)
+        for batch in token_batches([len(row.tokens) for row in rows], max(1, max_tokens), cap, min_fill=SCORING_MIN_FILL):
+            self._score_rows([rows[i] for i in batch], pairs, results)
         return results
 
-    def _logprobs_on_context(self, context: list[int], continuations: list[list[int]]) -> list:
-        """For each continuation of one context, the float32 log-probabilities of its tokens' positions:
-        the context runs once (batch 1, no padding), its cache is copied to every continuation, and the
-        continuations run on it right-padded (padding only follows the scored positions)."""
-        import torch
-
-        from harness.decoding import batch_cache, cache_argument, forward
-
-        model = self._loaded()
-        tails = [c[:-1] for c in continuations]  # the tokens fed after the context
-        width = max(len(t) for t in tails)
-        cache = batch_cache(model.config, len(context) + width)
-        pad = self.tokenizer.pad_token_id or 0
-        with torch.inference_mode():
-            first = forward(model, cache, torch.tensor([context], device=model.device), None,
-                            torch.arange(len(context), device=model.device)[None])  # every continuation's first token
-            first = torch.log_softmax(first, dim=-1)[0]
-            if width == 0:
-                return [first[None].cpu() for _ in continuations]
-            cache.batch_repeat_interleave(len(tails))
-            ids = torch.tensor([t + [pad] * (width - len(t)) for t in tails], device=model.device)
-            mask = torch.tensor([[1] * (len(context) + len(t)) + [0] * (width - len(t)) for t in tails],
-                                device=model.device)
-            positions = torch.arange(len(context), len(context) + width, device=model.device).expand(len(tails), -1)
-            logits = model(ids, attention_mask=mask, position_ids=positions, use_cache=True,
-                           **cache_argument(model, cache)).logits
-            rest = torch.log_softmax(logits, dim=-1, dtype=torch.float32)
-        return [torch.cat([first[None], rest[row, :len(t)]]).cpu() for row, t in enumerate(tails)]
-
-    def _continuation_logprobs(self, sequences: list[tuple[int, ...]], keep: list[int]) -> list:
-        """For each sequence, the float32 log-probabilities of its last `keep` positions' next tokens.
-        Right padding (and, as in lm-eval's HF model, no attention mask: padding only follows the
-        scored positions in a causal model); only positions some sequence keeps reach the output layer
-        (their union: with right padding, sequences of different lengths keep different positions)."""
+    def _score_rows(self, rows: list, pairs: list[tuple[list[int], list[int]]], results: list) -> None:
+        """One forward over right-padded `rows`; each scored pair's (summed log-probability, greedy)
+        written to `results`."""
         import torch
 
         from harness.decoding import forward_parameters
+        from harness.tree_scoring import PADDING, tree_attention_mask
 
         model = self._loaded()
-        width = max(len(s) for s in sequences)
+        device = model.device
+        width = max(len(row.tokens) for row in rows)
         pad = self.tokenizer.pad_token_id or 0
-        ids = torch.tensor([list(s) + [pad] * (width - len(s)) for s in sequences], device=model.device)
-        wanted = [range(len(s) - k, len(s)) for s, k in zip(sequences, keep)]
-        kept = sorted({position for positions in wanted for position in positions})
+
+        def padded(values, filler):
+            return torch.tensor([row_values + [filler] * (width - len(row_values)) for row_values in values], device=device)
+
+        ids = padded([row.tokens for row in rows], pad)
+        options = {}
+        if any(max(row.segments) > 0 for row in rows):  # branches: the tree mask and per-branch position ids
+            additive = None if _attention_implementation(model) == "sdpa" else model.dtype
+            options = {"attention_mask": tree_attention_mask(padded([row.segments for row in rows], PADDING), additive),
+                       "position_ids": padded([row.positions for row in rows], 0)}
+        kept = sorted({p for row in rows for positions in row.scored.values() for p in positions})
         column = {position: j for j, position in enumerate(kept)}
-        with torch.inference_mode():
-            if "logits_to_keep" in forward_parameters(model):
-                logits = model(ids, logits_to_keep=torch.tensor(kept, device=model.device), use_cache=False).logits
+        owners = [(r, index) for r, row in enumerate(rows) for index in row.scored]
+        row_index = torch.tensor([r for r, index in owners for _ in rows[r].scored[index]], device=device)
+        col_index = torch.tensor([column[p] for r, index in owners for p in rows[r].scored[index]], device=device)
+        targets = torch.tensor([t for _, index in owners for t in pairs[index][1]], device=device)
+        takes_keep = "logits_to_keep" in forward_parameters(model)
+        with torch.inference_mode(), _output_layer_on(model, (row_index, col_index) if takes_keep else None):
+            if takes_keep:
+                logits = model(ids, logits_to_keep=torch.tensor(kept, device=device), use_cache=False, **options).logits[0]
             else:
-                logits = model(ids, use_cache=False).logits[:, kept]
-            logprobs = torch.log_softmax(logits, dim=-1, dtype=torch.float32)
-        return [logprobs[row, [column[p] for p in positions]].cpu() for row, positions in enumerate(wanted)]
+                logits = model(ids, use_cache=False, **options).logits[:, kept][row_index, col_index]
+            logits = logits.to(torch.float32)
+            # log-softmax at the target alone: the target's logit less the log-sum-exp over the vocabulary
+            picked = (logits.gather(1, targets[:, None])[:, 0] - torch.logsumexp(logits, dim=-1)).cpu()
+            greedy = (logits.argmax(dim=-1) == targets).cpu()
+        start = 0
+        for _, index in owners:
+            end = start + len(pairs[index][1])
+            results[index] = (float(picked[start:end].sum()), bool(greedy[start:end].all()))
+            start = end
+
+
+@contextlib.contextmanager
+def _output_layer_on(model, selected):
+    """While active, the model's output layer sees only the hidden states at `selected` (row indices,
+    column indices into the kept positions), as one row: the vocabulary-wide logits are computed for
+    the scored positions alone, not for every kept position of every row. Any processing the model
+    applies after that layer (soft-capping, scaling) still runs. `selected` None: no change."""
+    if selected is None:
+        yield
+        return
+    rows, columns = selected
+    hook = model.get_output_embeddings().register_forward_pre_hook(
+        lambda module, args: (args[0][rows, columns][None], *args[1:]))
+    try:
+        yield
+    finally:
+        hook.remove()
+
+
+def _takes_tree_mask(model) -> bool:
+    """Whether `model` scores branches under a custom 4D attention mask: plain full attention in every
+    layer (no sliding window, which a custom mask would override) through sdpa or eager attention."""
+    config = getattr(model.config, "text_config", None) or model.config
+    layer_types = set(getattr(config, "layer_types", None) or ["full_attention"])
+    return _attention_implementation(model) in ("sdpa", "eager") and layer_types == {"full_attention"} and \
+        not getattr(config, "sliding_window", None)
+
+
+def _attention_implementation(model) -> str:
+    config = getattr(model.config, "text_config", None) or model.config
+    return getattr(config, "_attn_implementation", None) or "eager"
 
 
 def generated_stop_check(tokenizer, stops: Sequence[str]) -> Callable[[list[int]], bool]:

@@ -32,6 +32,7 @@ def test_batches_are_longest_first_and_even():
     assert length_sorted_batches(lengths, lambda longest: 3) == [[1, 3, 5], [6, 2], [4, 0]]  # 7 at 3: 3 + 2 + 2
     assert length_sorted_batches(lengths, lambda longest: 4 if longest > 10 else 8) == [[1, 3, 5, 6], [2, 4, 0]]
     assert token_batches([10, 30, 20], max_tokens=60, max_count=8) == [[1, 2], [0]]
+    assert token_batches([10, 30, 27, 20], max_tokens=1000, max_count=8, min_fill=0.9) == [[1, 2], [3], [0]]
 
 
 @pytest.fixture

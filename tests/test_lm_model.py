@@ -93,41 +93,60 @@ def test_answers_come_from_the_persistent_cache_the_second_time(backend, tiny_mo
     assert again.scored == 0 and again.generated == 0 and again._model is None  # never even loaded
 
 
-def test_one_token_choices_of_one_question_share_one_forward_pass(backend, monkeypatch):
-    sent = []
-    real = TransformersBackend._continuation_logprobs
-
-    def counting(self, sequences, keep):
-        sent.extend(sequences)
-        return real(self, sequences, keep)
-
-    monkeypatch.setattr(TransformersBackend, "_continuation_logprobs", counting)
-    lm_for(backend).loglikelihood(requests("loglikelihood", [(CHAT, f" {letter}") for letter in "ABCDEFGHIJ"]))
-    assert len(sent) == 1
+def test_one_token_choices_of_one_question_share_one_forward_pass(backend):
+    lm = lm_for(backend)
+    with forward_input_shapes(backend._loaded()) as shapes:
+        lm.loglikelihood(requests("loglikelihood", [(CHAT, f" {letter}") for letter in "ABCDEFGHIJ"]))
+    assert len(shapes) == 1 and shapes[0][0] == 1  # one row: the context, its choices as branches
 
 
-def test_multi_token_choices_of_one_question_share_the_context_pass(backend):
-    from harness.generation import SHARED_CONTEXT_MIN_TOKENS
-
+def test_multi_token_choices_of_one_question_run_the_question_once_as_branches_of_one_row(backend):
     lm = lm_for(backend)
     context = lm.tok_encode(QUESTION)
-    assert len(context) >= SHARED_CONTEXT_MIN_TOKENS
+    tails = [len(lm.tok_encode(choice, add_special_tokens=False)) - 1 for _, choice in CHOICES]
     with forward_input_shapes(backend._loaded()) as shapes:
         lm.loglikelihood(requests("loglikelihood", CHOICES))
-    tail = max(len(lm.tok_encode(choice, add_special_tokens=False)) for _, choice in CHOICES) - 1
-    assert shapes == [(1, len(context)), (3, tail)]  # the question once, then only the choices' own tokens
+    assert shapes == [(1, len(context) + sum(tails))]  # the question once, then only the choices' own tokens
 
 
-def test_many_choices_of_one_context_are_scored_in_bounded_chunks(tiny_model, tmp_path, monkeypatch):
+def test_questions_of_different_lengths_batch_together_and_score_as_alone(tiny_model, tmp_path, monkeypatch):
     import harness.generation as generation
 
-    whole = lm_for(TransformersBackend(tiny_model, cache=GenerationCache(tmp_path / "whole.sqlite")))
-    expected = whole.loglikelihood(requests("loglikelihood", CHOICES))
-    monkeypatch.setattr(generation, "SHARED_CONTEXT_MAX_ROWS", 2)
-    chunked = lm_for(TransformersBackend(tiny_model, cache=GenerationCache(tmp_path / "chunked.sqlite")))
-    with forward_input_shapes(chunked.backend._loaded()) as shapes:
-        got = chunked.loglikelihood(requests("loglikelihood", CHOICES))
-    assert [shape[0] for shape in shapes] == [1, 2, 1, 1]  # the cache is copied to at most two choices at a time
+    monkeypatch.setattr(generation, "SCORING_MIN_FILL", 0.0)  # one batch whatever the lengths
+    pairs = requests("loglikelihood", CHOICES + LOGLIKELIHOOD_PAIRS[:4])
+    together = lm_for(TransformersBackend(tiny_model, cache=GenerationCache(tmp_path / "together.sqlite")))
+    with forward_input_shapes(together.backend._loaded()) as shapes:
+        got = together.loglikelihood(pairs)
+    assert len(shapes) == 1  # one padded batch of tree rows
+    alone = [lm_for(TransformersBackend(tiny_model, cache=GenerationCache(tmp_path / f"alone{i}.sqlite")))
+             .loglikelihood([pair])[0] for i, pair in enumerate(pairs)]
+    assert [g for _, g in got] == [g for _, g in alone]
+    assert [lp for lp, _ in got] == pytest.approx([lp for lp, _ in alone], abs=1e-5)
+
+
+def test_many_choices_of_one_context_split_over_rows_of_bounded_size(tiny_model, tmp_path):
+    from harness.tree_scoring import tree_rows
+
+    lm = lm_for(TransformersBackend(tiny_model, cache=GenerationCache(tmp_path / "whole.sqlite")))
+    pairs = [(lm.tok_encode(context), lm.tok_encode(choice, add_special_tokens=False)) for context, choice in CHOICES]
+    context = len(pairs[0][0])
+    rows = tree_rows(pairs, window=2048, max_row_tokens=context + 3)
+    assert [len(row.scored) for row in rows] == [1, 1, 1]  # each row: the context and one choice's branch
+    assert all(row.tokens[:context] == pairs[0][0] for row in rows)
+    whole = tree_rows(pairs, window=2048)
+    assert len(whole) == 1 and sorted(whole[0].scored) == [0, 1, 2]
+
+
+def test_without_the_tree_mask_each_input_is_its_own_causal_row(tiny_model, tmp_path, monkeypatch):
+    import harness.generation as generation
+
+    expected = lm_for(TransformersBackend(tiny_model, cache=GenerationCache(tmp_path / "tree.sqlite"))).loglikelihood(
+        requests("loglikelihood", LOGLIKELIHOOD_PAIRS))
+    monkeypatch.setattr(generation, "_takes_tree_mask", lambda model: False)
+    plain = lm_for(TransformersBackend(tiny_model, cache=GenerationCache(tmp_path / "plain.sqlite")))
+    with forward_input_shapes(plain.backend._loaded()) as shapes:
+        got = plain.loglikelihood(requests("loglikelihood", LOGLIKELIHOOD_PAIRS))
+    assert sum(rows for rows, _ in shapes) == 7  # 10 pairs, 3 one-token pairs sharing one input with another
     assert [g for _, g in got] == [g for _, g in expected]
     assert [lp for lp, _ in got] == pytest.approx([lp for lp, _ in expected], abs=1e-5)
 
@@ -161,3 +180,17 @@ def test_the_model_is_registered_with_lm_eval_and_builds_from_a_model_spec(tiny_
     lm = BackendLM.create_from_arg_string(f"pretrained={tiny_model.path},batch_size=4")
     assert lm.backend.name == "transformers" and lm.backend.batch_size == 4 and lm.backend.model.sha == tiny_model.sha
 
+
+
+def test_the_tree_mask_lets_a_branch_see_the_context_and_itself_only():
+    import torch
+
+    from harness.tree_scoring import tree_attention_mask
+
+    segments = torch.tensor([[0, 0, 1, 1, 2, -1]])  # context, branch 1, branch 2, padding
+    allowed = tree_attention_mask(segments)[0, 0]
+    assert allowed[3].tolist() == [True, True, True, True, False, False]  # branch 1: context and itself
+    assert allowed[4].tolist() == [True, True, False, False, True, False]  # branch 2 skips branch 1
+    assert allowed[5].tolist() == [True, True, False, False, False, True]  # padding: context (no empty softmax row)
+    additive = tree_attention_mask(segments, torch.float32)[0, 0]
+    assert (additive == 0).tolist() == allowed.tolist()
