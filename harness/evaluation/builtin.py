@@ -161,8 +161,8 @@ class _SmallModelSuiteTask(LmEvalBenchmark):
 
 
 class ArcEasy(_SmallModelSuiteTask):
-    """ARC-Easy (test) through lm-eval's stock `arc_easy`: "Question: ...\nAnswer:", log-likelihood of
-    each choice's text, primary `acc_norm`."""
+    """ARC-Easy (test) through lm-eval's stock `arc_easy` (`Question: ... Answer:`, log-likelihood of
+    each choice's text), primary `acc_norm`."""
 
     leaderboard = LeaderboardNorm(("acc_norm",), 1 / 4, suite="small", clip=False)
     column_order = 110
