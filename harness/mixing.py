@@ -95,7 +95,8 @@ def build_mix(entry: RecipeEntry, seed: int, mix: MixConfig, domain: Domain, dat
                         log=logging.getLogger(f"forgetbench.recipe.{entry.name}"), seed=seed)
     log.info("mix for %s (seed %d): %d domain + %d rehearsal rows", entry.label, seed, n_domain, n_rehearsal)
     output = recipe.build(ctx)
-    rows = _checked_rows(entry.label, output.domain, output.rehearsal, mix.size, n_rehearsal)
+    rows = _checked_rows(entry.label, output.domain, output.rehearsal, recipe.mix_rows(n_domain, n_rehearsal),
+                         n_rehearsal)
     # the shuffle reorders rows only: which domain rows a mix holds is already fixed above
     random.Random(hash_json({"shuffle": key})).shuffle(rows)
     meta = {
@@ -103,6 +104,8 @@ def build_mix(entry: RecipeEntry, seed: int, mix: MixConfig, domain: Domain, dat
         "seed": seed, "size": mix.size, "domain_share": mix.domain_share, "domain": domain.name,
         # the same for every recipe of this seed and mix settings: the pairing, checkable from mix.json
         "sampling_rule": SAMPLING_RULE, "domain_rows_sha256": hash_json([row["id"] for row in chosen]),
+        # what the mix trains on of the domain (differs by recipe only through `fill`): compare pairs on it
+        "rows": len(rows), **trained_domain(rows),
         "stats": _statistics(rows, seed_model), "provenance": output.provenance,
         "profile": _profile(rows, seed_model),
     }
@@ -114,6 +117,14 @@ def build_mix(entry: RecipeEntry, seed: int, mix: MixConfig, domain: Domain, dat
         (tmp / "mix.json").write_text(json.dumps(meta, indent=2, sort_keys=True))
         artefacts.seal(tmp, refs={"mix_sha": meta["sha256"]})
     return _read(target, seed_model)
+
+
+def trained_domain(rows: list[Conversation]) -> dict[str, Any]:
+    """The domain rows a mix trains on: how many (repeats counted), how many distinct, and a hash of
+    their ids with repeats (sorted), equal for two mixes exactly when they train on the same domain rows
+    the same number of times."""
+    ids = sorted(str(row["id"]) for row in rows if row["role_in_mix"] == "domain")
+    return {"domain_rows": len(ids), "unique_domain_rows": len(set(ids)), "domain_ids_sha256": hash_json(ids)}
 
 
 def _read(folder: Path, seed_model: ResolvedModel) -> Mix:
@@ -135,9 +146,10 @@ def _profile(rows: list[Conversation], seed_model: ResolvedModel) -> dict[str, A
 
 def _checked_rows(label: str, domain: list[Conversation], rehearsal: list[Conversation], size: int,
                   n_rehearsal: int) -> list[Conversation]:
-    """The recipe must return exactly the sizes asked for, and every row must be a valid conversation."""
+    """The recipe must return exactly the rows its mix holds (`Recipe.mix_rows`), and every row must be a
+    valid conversation."""
     if len(domain) + len(rehearsal) != size:
-        raise ForgetbenchError(f"recipe {label}: returned {len(domain)} + {len(rehearsal)} rows; the mix size is {size}")
+        raise ForgetbenchError(f"recipe {label}: returned {len(domain)} + {len(rehearsal)} rows; its mix holds {size}")
     if rehearsal and len(rehearsal) != n_rehearsal:
         raise ForgetbenchError(f"recipe {label}: returned {len(rehearsal)} rehearsal rows; expected {n_rehearsal}")
     rows = [dict(r, role_in_mix="domain") for r in domain] + [dict(r, role_in_mix="rehearsal") for r in rehearsal]

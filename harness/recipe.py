@@ -17,9 +17,9 @@ import random
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, ClassVar
+from typing import TYPE_CHECKING, Any, ClassVar, Literal
 
-from pydantic import BaseModel, ConfigDict
+from pydantic import BaseModel, ConfigDict, Field
 
 from harness.hashing import hash_json
 from harness.registry import describe_params, load_group, lookup, validate_params
@@ -88,10 +88,64 @@ class Recipe:
         Default: the mix's domain part; recipes that fill rehearsal rows from the domain pool say so."""
         return n_domain
 
+    def mix_rows(self, n_domain: int, n_rehearsal: int) -> int:
+        """Rows the recipe's mix holds (checked when it is built). Default: the study's mix size."""
+        return n_domain + n_rehearsal
+
     def fingerprint(self, data_dir: Path | None) -> dict[str, Any]:
         """Identity of any data the recipe reads beyond its parameters (e.g. a file's hash), so a
         changed input never reuses a stale mix. Default: nothing."""
         return {}
+
+
+DomainFill = Literal["alone", "repeat", "extra-domain"]
+
+
+class DomainOnlyParams(RecipeParams):
+    """Parameters of a recipe whose mix holds domain rows only (`none`, `sdft-rewrite`)."""
+
+    fill: DomainFill = Field(
+        "alone", description="what stands in the rehearsal share: alone = nothing, the mix's domain rows only "
+                             "(vanilla fine-tuning as seed 003 runs it: the same domain rows as every other recipe, "
+                             "fewer steps); repeat = those rows repeated to the mix size (the same rows, as many "
+                             "steps); extra-domain = further domain rows (more domain data than the other recipes)")
+
+
+class DomainOnlyRecipe(Recipe):
+    """Base of the recipes that train on domain rows only. The `fill` parameter says what takes the
+    rehearsal share's place; the mix records it and `compare` refuses to pair runs that trained on
+    different domain rows (`extra-domain` against a rehearsal recipe, `repeat` against `alone`)."""
+
+    Params: ClassVar[type[RecipeParams]] = DomainOnlyParams
+
+    def domain_rows_needed(self, n_domain: int, n_rehearsal: int) -> int:
+        return n_domain + n_rehearsal if self.params.fill == "extra-domain" else n_domain
+
+    def mix_rows(self, n_domain: int, n_rehearsal: int) -> int:
+        return n_domain if self.params.fill == "alone" else n_domain + n_rehearsal
+
+    def unique_rows(self, ctx: RecipeContext) -> list[Conversation]:
+        """The distinct domain rows the mix trains on: the mix's domain share, and for `extra-domain`
+        the next rows of the seed's domain order."""
+        if self.params.fill != "extra-domain":
+            return list(ctx.domain_rows)
+        if len(ctx.domain_pool) < ctx.rehearsal_size:
+            from harness.errors import DataError
+
+            raise DataError(f"fill extra-domain: needs {ctx.rehearsal_size} more domain rows but only "
+                            f"{len(ctx.domain_pool)} remain; lower mix.size")
+        return list(ctx.domain_rows) + ctx.domain_pool[:ctx.rehearsal_size]
+
+    def filled(self, rows: list[Conversation], ctx: RecipeContext) -> list[Conversation]:
+        """`rows` (the unique rows, possibly transformed) as the mix holds them: `repeat` cycles them to
+        the mix size, in order."""
+        if self.params.fill != "repeat":
+            return rows
+        size = len(ctx.domain_rows) + ctx.rehearsal_size
+        return [rows[i % len(rows)] for i in range(size)]
+
+    def fill_provenance(self, unique: int, rows: int) -> dict[str, Any]:
+        return {"fill": self.params.fill, "unique_domain_rows": unique, "rows": rows}
 
 
 def recipe_rng(seed: int, name: str, params: dict[str, Any]) -> random.Random:
@@ -109,6 +163,13 @@ def registry() -> dict[str, type[Recipe]]:
 
 def get_recipe(name: str) -> type[Recipe]:
     return lookup(registry(), name, "recipe", ENTRY_POINT_GROUP)
+
+
+def make_recipe(entry) -> Recipe:
+    """The recipe a study entry (harness.config.RecipeEntry: name and raw parameters) names, its
+    parameters validated."""
+    cls = get_recipe(entry.name)
+    return cls(resolve_params(cls, entry.params))
 
 
 def resolve_params(cls: type[Recipe], raw: dict[str, Any]) -> RecipeParams:

@@ -43,7 +43,8 @@ def add_commands(commands, default_leaderboard: Path) -> None:
     p.add_argument("--seed", type=int, default=0, help="bootstrap RNG seed (default: %(default)s)")
     p.add_argument("--allow-mismatch", action="store_true",
                    help="pair runs even where their evaluation settings differ (limits, max_new_tokens, subsets, "
-                        "data hashes, ...); the output then names the differing settings")
+                        "data hashes, ...) or they trained on different domain rows (none:extra-domain against a "
+                        "rehearsal recipe); the output then names what differs")
     common(p)
     p.set_defaults(command=cmd_compare)
 
@@ -142,7 +143,7 @@ def cmd_compare(args) -> int:
     print(render(frame, fmt), end="")
     mismatches = frame.attrs.get("mismatches")
     if mismatches:
-        note = "--allow-mismatch: paired despite differing evaluation settings: " + "; ".join(mismatches)
+        note = "--allow-mismatch: paired despite differing settings: " + "; ".join(mismatches)
         # tables get the note as their last line; csv/json stay machine-readable (the column says it)
         print(note, file=sys.stdout if fmt in ("table", "markdown") else sys.stderr)
     return 0

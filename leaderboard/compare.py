@@ -7,6 +7,11 @@ pairs), and the two-sided p-value is the share of bootstrap means of the centred
 null hypothesis of no difference) at least as far from 0 as the observed mean, counted as
 (k + 1) / (resamples + 1). ``significant`` uses Holm's correction over the benchmarks compared.
 
+Only runs trained on the same domain rows are paired: where both sides are fine-tuned runs whose mixes
+record it, the domain rows they trained on (ids with repeats, per seed) must be the same, so `none`
+filling its mix with extra domain rows (or repeating them) is not paired with a rehearsal recipe that
+trains on the study's domain share once.
+
 Only runs evaluated the same way are paired: every evaluation setting recorded beside a compared
 benchmark's scores (limit, subset seed, max_new_tokens, subsets, data hashes, judge, ...) and the
 runs' generation backend must agree across all runs of both sides, else ``compare`` refuses, naming
@@ -125,6 +130,30 @@ def settings_mismatches(settings: dict[str, dict[str, dict]]) -> list[tuple[str,
     return [(benchmark, key, text) for (benchmark, key), text in sorted(found.items())]
 
 
+def training_mismatches(con, a: list[str], b: list[str]) -> list[str]:
+    """One line per seed where side A's and side B's fine-tuned runs trained on different domain rows
+    (their mixes' `domain_ids_sha256`); runs without that record (the seed model, older runs) are not
+    checked."""
+    def trained(run_ids: list[str]) -> dict[int, tuple[str, str, int, int]]:
+        out = {}
+        for recipe, seed, mix in con.execute(
+                f"SELECT recipe, seed, mix FROM runs WHERE run_id IN ({', '.join('?' for _ in run_ids)})",
+                run_ids).fetchall():
+            meta = json.loads(mix) if mix else {}
+            if "domain_ids_sha256" in meta:
+                out[seed] = (meta["domain_ids_sha256"], recipe, meta["domain_rows"], meta["unique_domain_rows"])
+        return out
+
+    side_a, side_b = trained(a), trained(b)
+    lines = []
+    for seed in sorted(set(side_a) & set(side_b)):
+        (hash_a, recipe_a, rows_a, unique_a), (hash_b, recipe_b, rows_b, unique_b) = side_a[seed], side_b[seed]
+        if hash_a != hash_b:
+            lines.append(f"seed {seed}: {recipe_a} trained on {rows_a} domain rows ({unique_a} distinct), {recipe_b} on "
+                         f"{rows_b} ({unique_b} distinct) — not the same rows")
+    return lines
+
+
 def _short(value, width: int = 60) -> str:
     text = json.dumps(value, sort_keys=True, ensure_ascii=False)
     return text if len(text) <= width else text[:width - 3] + "..."
@@ -175,6 +204,11 @@ def compare(board: Leaderboard, run_a: str, run_b: str, *, study: str | None = N
         if benchmarks:
             pairs = pairs[pairs.benchmark.isin(benchmarks)]
         mismatches = settings_mismatches(evaluation_settings(con, a + b, set(pairs.benchmark)))
+        trained = training_mismatches(con, a, b)
+    if trained and not allow_mismatch:
+        more = f" (and {len(trained) - 1} more seeds)" if len(trained) > 1 else ""
+        raise ConfigError(f"RUN_A/RUN_B: trained on different domain rows, {trained[0]}{more}; pass --allow-mismatch "
+                          f"to pair them anyway")
     if mismatches and not allow_mismatch:
         benchmark, key, text = mismatches[0]
         more = f" (and {len(mismatches) - 1} more)" if len(mismatches) > 1 else ""
@@ -192,12 +226,14 @@ def compare(board: Leaderboard, run_a: str, run_b: str, *, study: str | None = N
     out = pd.DataFrame(rows)
     out["p_holm"] = holm(list(out.p_value))
     out["significant"] = out.p_holm < alpha
-    if mismatches:
+    if mismatches or trained:
         differing = {}
         for benchmark, key, _ in mismatches:
             differing.setdefault(benchmark, []).append(key)
-        out["mismatched_settings"] = [", ".join(differing.get(b, [])) for b in out.benchmark]
+        out["mismatched_settings"] = [", ".join(differing.get(b, []) + (["mix.domain_rows"] if trained else []))
+                                      for b in out.benchmark]
         out = out[[*COLUMNS, "mismatched_settings"]]
-        out.attrs["mismatches"] = [f"{benchmark} {key}: {text}" for benchmark, key, text in mismatches]
+        out.attrs["mismatches"] = ([f"{benchmark} {key}: {text}" for benchmark, key, text in mismatches]
+                                   + [f"mix.domain_rows: {line}" for line in trained])
         return out
     return out[COLUMNS]

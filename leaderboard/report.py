@@ -44,6 +44,7 @@ from leaderboard.store import BASELINE_RECIPE, Leaderboard
 from leaderboard.views import (
     FORGETTING,
     SUITE_AVERAGES,
+    TRAINING,
     averaged,
     baseline_pairing,
     benchmark_order,
@@ -264,7 +265,7 @@ def _sweep_figures(board, study, table: pd.DataFrame, label) -> list[Figure]:
                  for column, value in row.items() if isinstance(value, float) and not math.isnan(value)}
     figures = []
     for (name, parameter), sweep in points.groupby(["study", "parameter"], sort=True):
-        skip = {"study", "parameter", "value", "recipe", "seed", "run_id"}
+        skip = {"study", "parameter", "value", "recipe", "seed", "run_id", *TRAINING}
         shift = shift_columns(sweep)
         deltas = [delta for _, delta in SUITE_AVERAGES.values()]
         metrics = benchmark_order([c for c in sweep.columns if c not in skip and not is_average_column(c)

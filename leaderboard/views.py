@@ -5,7 +5,8 @@ here: its `group` (general, side, domain), whether it has a `leaderboard` normal
 *averaged*), its `column_order` and its `departure` notes. A benchmark the registry does not know (a
 row of a plugin no longer installed) is shown among the others, never averaged.
 
-Columns, in order: study, recipe, runs (how many seeds were averaged), then the averaged general
+Columns, in order: study, recipe, runs (how many seeds were averaged), domain_rows and trained_rows
+(what the runs trained on: distinct domain rows, rows training used), then the averaged general
 benchmarks (for the built-ins mmlu_pro, gpqa, ifeval, math_l5 — whichever are present) as raw
 primary scores, then the same as Open LLM Leaderboard v2 scores (``mmlu_pro_lb`` ...: see
 `leaderboard_score`, 0-100 points, as in seed 000's Table 1), ``avg`` (the per-run mean of the
@@ -179,7 +180,31 @@ def per_run(board: Leaderboard, study: str | None = None, benchmarks: list[str] 
     if DOMAIN in columns:
         wide["domain_gain"] = deltas[DOMAIN]
     wide.columns.name = None
-    return _with_shift(board, study, wide.reset_index())
+    return _with_shift(board, study, _with_training(board, wide.reset_index()))
+
+
+TRAINING = ("domain_rows", "trained_rows")
+
+
+def _with_training(board: Leaderboard, runs: pd.DataFrame) -> pd.DataFrame:
+    """``runs`` with what each fine-tuned run trained on, after its keys: ``domain_rows`` (distinct domain
+    rows in its mix: the same for every recipe of a seed unless `none` / `sdft-rewrite` take extra domain
+    rows) and ``trained_rows`` (rows training used: the mix's, less any `drop_long_rows` dropped). NaN for
+    the seed model and for runs recorded before mixes kept these counts (no columns where no run has them)."""
+    with board.connect() as con:
+        mixes = dict(con.execute("SELECT run_id, mix FROM runs WHERE mix IS NOT NULL").fetchall())
+    counts = {}
+    for run_id, text in mixes.items():
+        meta = json.loads(text)
+        trained = (meta.get("training") or {}).get("rows_used", meta.get("rows"))
+        counts[run_id] = (meta.get("unique_domain_rows"), trained)
+    values = [counts.get(r, (None, None)) for r in runs.run_id]
+    if all(v is None for pair in values for v in pair):  # no run recorded them: no empty columns
+        return runs
+    runs = runs.copy()
+    for position, column in enumerate(TRAINING):
+        runs.insert(4 + position, column, pd.Series([pair[position] for pair in values], index=runs.index, dtype="float64"))
+    return runs
 
 
 def baseline_pairing(board: Leaderboard, study: str | None) -> pd.DataFrame:

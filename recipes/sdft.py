@@ -4,8 +4,9 @@ The seed model rewrites each domain answer in its own words, shown the original 
 answer, under sail-sg/sdft's own templates and decoding (a math variant pre-fills "Great! Let's
 think step by step. "). A rewrite is
 kept only if its extracted final answer equals the original's and it does not talk about the
-reference; otherwise the original answer is kept. Alone it is a no-rehearsal recipe (the mix is all
-rewritten domain rows); under `compose` it transforms only the domain share. `rewrite_share` rewrites
+reference; otherwise the original answer is kept. Alone it is a no-rehearsal recipe: its mix is the
+study's domain rows rewritten, with `fill` as `none` has it (default `alone`: the same domain rows as
+every other recipe, nothing else); under `compose` it transforms only the domain share. `rewrite_share` rewrites
 only a seeded share of the rows (seed 003 Fig. 7-8 sweep it from 0 to 1), the rest keep their answers.
 """
 from __future__ import annotations
@@ -19,10 +20,10 @@ from typing import Literal
 from pydantic import Field, field_validator
 
 from harness.domains import answer_extractor, extract_number
-from harness.errors import ConfigError, DataError
+from harness.errors import ConfigError
 from harness.generation import SAIL_SG_DECODING, Sampling
 from harness.hashing import hash_json
-from harness.recipe import Recipe, RecipeContext, RecipeOutput, RecipeParams
+from harness.recipe import DomainOnlyParams, DomainOnlyRecipe, RecipeContext, RecipeOutput
 
 # ---- sail-sg/sdft's own texts (the default), word for word from github.com/sail-sg/sdft at bfb6c25:
 # `main.py` registers the templates, `eval/gen_distilled_data.py` filters the rewrites.
@@ -101,7 +102,7 @@ def mentions_reference(text: str, reference_filter: str) -> bool:
     return any(phrase in lowered for phrase in SDFT_REFERENCE_PHRASES) or text.startswith(SDFT_REFERENCE_START)
 
 
-class SdftRewrite(Recipe):
+class SdftRewrite(DomainOnlyRecipe):
     """Self-distillation (SDFT): the seed model rewrites every domain answer; rewrites are kept only
     when they reach the same final answer and never mention the reference.
 
@@ -121,10 +122,12 @@ class SdftRewrite(Recipe):
     `auto` uses the math variant when answers are numbers. `rewrite_share` picks (seeded) the share
     of rows offered for rewriting; the others keep their original answers. Provenance records the
     wording, filter and decoding used, how many rewrites were kept, why the others fell back to the
-    original, and how many rows were not offered.
+    original, and how many rows were not offered. `fill` works as for `none` (default `alone`: the
+    study's domain rows rewritten, nothing else; `repeat` repeats them to the mix size, each rewritten
+    once; `extra-domain` rewrites further domain rows too).
     """
 
-    class Params(RecipeParams):
+    class Params(DomainOnlyParams):
         extractor: str = Field("auto", description="final-answer extractor: auto, none, number, letter, exact, call, "
                                                    "regex:<pattern> or module:function")
         template: Literal["auto", "general", "math"] = Field("auto", description="distillation template")
@@ -161,14 +164,8 @@ class SdftRewrite(Recipe):
             return None
         return ctx.domain.extract if name == "auto" else answer_extractor(name)
 
-    def domain_rows_needed(self, n_domain: int, n_rehearsal: int) -> int:
-        return n_domain + n_rehearsal  # every mix row is a (possibly rewritten) domain row
-
     def build(self, ctx: RecipeContext) -> RecipeOutput:
-        if len(ctx.domain_pool) < ctx.rehearsal_size:
-            raise DataError(f"sdft-rewrite: needs {ctx.rehearsal_size} more domain rows; {len(ctx.domain_pool)} remain")
-        # the mix's domain rows, then the next rows of the seed's domain order (exactly `none`'s rows)
-        rows = ctx.domain_rows + ctx.domain_pool[:ctx.rehearsal_size]
+        rows = self.unique_rows(ctx)  # exactly the rows `none` with the same `fill` trains on
         offered = round(self.params.rewrite_share * len(rows))
         chosen = list(range(len(rows))) if offered == len(rows) else sorted(ctx.rng.sample(range(len(rows)), offered))
         sampling = self.sampling(ctx.rng.randrange(2**31))
@@ -176,8 +173,9 @@ class SdftRewrite(Recipe):
         result = list(rows)
         for index, row in zip(chosen, rewritten):
             result[index] = row
-        return RecipeOutput(domain=result, rehearsal=[], provenance={
-            "template": template, "wording": self.params.wording, "reference_filter": self.params.reference_filter,
+        mix_rows = self.filled(result, ctx)  # `repeat`: each row rewritten once, then repeated
+        return RecipeOutput(domain=mix_rows, rehearsal=[], provenance={
+            **self.fill_provenance(len(result), len(mix_rows)), "template": template, "wording": self.params.wording, "reference_filter": self.params.reference_filter,
             "extractor": self.params.extractor, "rewrite_share": self.params.rewrite_share,
             "decoding": _decoding(sampling), "counts": {**counts, "not_offered": len(rows) - offered}})
 

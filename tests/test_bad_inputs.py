@@ -74,7 +74,7 @@ def test_a_mix_larger_than_the_domain_allows_is_refused(tiny_study, mirror, cach
     data = mirror(rows=20)  # about 16 training rows after the held-out split
     code, lines = cli(capsys, "validate", tiny_study(mix={"size": 40, "domain_share": 0.5}), "--data-dir", data)
     assert code == 2
-    one_error(lines, "mix.size: 40 rows at domain_share 0.5 take 40 domain rows for recipe none", "training rows")
+    one_error(lines, "mix.size: 40 rows at domain_share 0.5 take 20 domain rows for recipe none", "training rows")
     code, lines = cli(capsys, "validate", tiny_study(mix={"size": 8, "domain_share": 0.5}), "--data-dir", data)
     assert code == 0, lines
 

@@ -268,7 +268,7 @@ def test_an_installed_benchmark_is_listed_and_runs_in_a_study(benchmark_plugin, 
 
     study = {"name": "plugin", "base_model": str(tiny_model.path), "domain": "medmcqa", "recipes": ["none"],
              "mix": {"size": 6, "domain_share": 0.5}, "diagnostics": {"enabled": False},
-             "finetune": {"max_steps": 1, "batch_size": 2, "max_seq_length": 128},
+             "finetune": {"max_steps": 1, "batch_size": 2, "max_seq_length": 256},
              "eval": {"batch_size": 2, "benchmarks": {"domain": {"limit": 2, "max_new_tokens": 4},
                                                       "echo": {"limit": 3, "max_new_tokens": 4}}}}
     path = tmp_path / "study.yaml"
@@ -283,7 +283,8 @@ def test_an_installed_benchmark_is_listed_and_runs_in_a_study(benchmark_plugin, 
     paper = forgetbench_process("leaderboard", "--leaderboard", board, "--format", "csv", site=benchmark_plugin)
     assert paper.returncode == 0, paper.stderr
     header = [c for c in paper.stdout.splitlines()[0].split(",") if not c.endswith("_std")]
-    assert header[:6] == ["study", "recipe", "runs", "echo", "domain", "domain_gain"]  # its group: side, before domain
+    # its group, side, goes before domain
+    assert header[:8] == ["study", "recipe", "runs", "domain_rows", "trained_rows", "echo", "domain", "domain_gain"]
 
 
 def test_a_studys_include_path_is_relative_to_the_study_file_and_kept_out_of_its_config_hash(tmp_path):

@@ -54,7 +54,7 @@ def test_prune_removes_what_no_leaderboard_row_references_and_keeps_the_rest(tin
                                                                             capsys, caplog, leaderboard_rows):
     kept, dropped = tmp_path / "kept.duckdb", tmp_path / "dropped.duckdb"
     run(tiny_study("a.yaml"), kept, data_dir)
-    run(tiny_study("b.yaml", mix={"size": 4, "domain_share": 0.5}), dropped, data_dir)
+    run(tiny_study("b.yaml", mix={"size": 4, "domain_share": 0.25}), dropped, data_dir)
     assert len(list(cache.glob("mixes/*"))) == len(list(cache.glob("checkpoints/*"))) == 2
     capsys.readouterr()
 

@@ -69,7 +69,7 @@ def test_seed_000_study_validates_but_for_the_mirrors_smaller_domain(hub_cache, 
     check is the one problem left, which says so."""
     code, errors, _ = validate(capsys, "gpu-seed000.yaml", data_dir)
     assert code == 2 and len(errors) == 1, errors
-    assert errors[0].endswith("gpu-seed000.yaml: mix.size: 100000 rows at domain_share 0.17 take 100000 domain rows "
+    assert errors[0].endswith("gpu-seed000.yaml: mix.size: 100000 rows at domain_share 0.17 take 17000 domain rows "
                               "for recipe none, but " f"{Path(data_dir).resolve()}/domain/medmcqa/medmcqa_dev_filtered.jsonl has "
                               "2238 training rows")
     study = yaml.safe_load((STUDIES / "gpu-seed000.yaml").read_text())

@@ -266,7 +266,7 @@ def test_compare_with_allow_mismatch_pairs_and_says_what_differs(tmp_path, capsy
     assert main(["compare", "a", "long", "--leaderboard", str(board.path), "--allow-mismatch"]) == 0
     printed = capsys.readouterr().out
     assert "mismatched_settings" in printed
-    assert printed.rstrip().splitlines()[-1] == ("--allow-mismatch: paired despite differing evaluation settings: "
+    assert printed.rstrip().splitlines()[-1] == ("--allow-mismatch: paired despite differing settings: "
                                                  "ifeval max_new_tokens: 512 (a) vs 1280 (long)")
     assert main(["compare", "a", "long", "--leaderboard", str(board.path), "--allow-mismatch", "--format", "csv"]) == 0
     captured = capsys.readouterr()

@@ -38,11 +38,19 @@ def test_public_mix_has_exact_size_and_domain_share(tiny_model, data_dir):
     assert mix.meta["provenance"]["data_sha256"]
 
 
-def test_none_fills_the_mix_with_domain_rows_only(tiny_model, data_dir):
-    mix = build("none", tiny_model, data_dir)
-    assert len(rows(mix)) == 30
+@pytest.mark.parametrize("entry, mix_rows, distinct", [("none", 6, 6), ("none:repeat", 30, 6), ("none:extra-domain", 30, 30)])
+def test_none_trains_on_the_domain_share_alone_unless_its_fill_says_otherwise(tiny_model, data_dir, entry, mix_rows,
+                                                                               distinct):
+    mix = build(entry, tiny_model, data_dir)
+    ids = Counter(row["id"] for row in rows(mix))
+    assert len(rows(mix)) == mix_rows == mix.meta["rows"] == mix.meta["domain_rows"]
     assert {row["source"] for row in rows(mix)} == {"medmcqa"}
-    assert len({row["id"] for row in rows(mix)}) == 30  # no row repeated
+    assert len(ids) == distinct == mix.meta["unique_domain_rows"]
+    assert set(ids.values()) == {mix_rows // distinct}  # repeat: every row as often
+    assert mix.meta["provenance"] == {"fill": entry.partition(":")[2] or "alone", "unique_domain_rows": distinct,
+                                      "rows": mix_rows}
+    public = build("public:alpaca", tiny_model, data_dir)
+    assert (mix.meta["domain_ids_sha256"] == public.meta["domain_ids_sha256"]) is (entry == "none")
 
 
 def test_rebuild_is_byte_identical_and_reads_the_stored_mix(tiny_model, data_dir, tmp_path, monkeypatch):
@@ -73,7 +81,7 @@ def test_a_recipe_returning_the_wrong_size_is_an_error_naming_it(tiny_model, dat
     from harness import recipe
 
     monkeypatch.setattr(recipe, "registry", lambda: {"wrong": WrongSize})
-    with pytest.raises(ForgetbenchError, match=r"recipe wrong: returned 6 \+ 23 rows; the mix size is 30"):
+    with pytest.raises(ForgetbenchError, match=r"recipe wrong: returned 6 \+ 23 rows; its mix holds 30"):
         build("wrong", tiny_model, data_dir)
 
 
@@ -111,21 +119,20 @@ def test_every_built_in_recipe_of_a_seed_trains_on_the_same_domain_rows(tiny_mod
     ids = lambda lines: {json.loads(line)["id"] for line in lines}  # noqa: E731
 
     assert len({mix.meta["domain_rows_sha256"] for mix in mixes.values()}) == 1  # the pairing, recorded
+    assert len({mix.meta["domain_ids_sha256"] for mix in mixes.values()}) == 1  # and the rows each trains on
     shared = _lines(mixes["public:alpaca"])
     assert ids(shared) == {train[i]["id"] for i in order[:n_domain]}
     for label, mix in mixes.items():
         lines = _lines(mix)
-        if label in ("none", "sdft-rewrite"):  # no rehearsal: the same rows, then the next ones of the same order
-            assert lines == _lines(mixes["none"]) and shared <= lines, label
-            assert ids(lines) == {train[i]["id"] for i in order[:n_domain + n_rehearsal]}, label
-        else:
-            assert lines == shared, label  # byte for byte
-    # sdft-rewrite offered exactly those rows for rewriting (alone: none's rows; under compose: the shared ones)
+        assert ids(lines) == ids(shared) and mix.meta["unique_domain_rows"] == n_domain, label
+        assert lines == shared, label  # byte for byte (the scripted SDFT rewrites are all rejected)
+    assert mixes["none"].meta["rows"] == n_domain and mixes["public:alpaca"].meta["rows"] == n_domain + n_rehearsal
+    # sdft-rewrite offered exactly those rows for rewriting, alone and under compose
     rewritten = [p for p, _, _ in backend.requests if "### Reference Answer:" in p]
     assert {p.split("### Instruction:\n")[1].split("\n\n### Reference Answer:")[0] for p in rewritten} == \
         {_question(line) for line in _lines(mixes["none"])}
     # compose's rewrites of the shared rows were the same requests (same rows, same stream): served from the cache
-    assert len(rewritten) == n_domain + n_rehearsal
+    assert len(rewritten) == n_domain
     # compose's rehearsal part draws from public:lima's own stream: the same rows as public:lima alone
     lima = build_mix(RecipeEntry.model_validate("public:lima"), 3, config, domain, data_dir, tiny_model, backend=lambda: backend)
     assert _lines(lima, "rehearsal") == _lines(mixes["compose:sdft-rewrite,public:lima"], "rehearsal")

@@ -62,9 +62,10 @@ def test_sdft_keeps_matching_rewrites_and_falls_back_otherwise(tiny_model, data_
         return "I think the answer is 123456789."
 
     backend = Scripted(answer)
-    mix = build("sdft-rewrite", tiny_model, data_dir, lambda: backend, size=12, share=0.25)
+    mix = build({"name": "sdft-rewrite", "params": {"fill": "extra-domain"}}, tiny_model, data_dir, lambda: backend,
+                size=12, share=0.25)
     got = rows(mix)
-    assert len(got) == 12 and {r["role_in_mix"] for r in got} == {"domain"}  # alone: a no-rehearsal recipe
+    assert len(got) == 12 and {r["role_in_mix"] for r in got} == {"domain"}  # a no-rehearsal recipe
     # GSM8K uses sail-sg's math template: system turn, question + reference, the answer pre-filled
     assert len(backend.prompts) == 12
     assert all(c[0] == {"role": "system", "content": SDFT_MATH_SYSTEM} for c in backend.conversations)
@@ -159,7 +160,8 @@ def test_real_smollm2_sdft_mix_is_exact_and_rebuilt_without_generation(entry, do
 
     mix = build(entry, real_model, data_dir, backend, domain=domain, size=size, share=share)
     got = rows(mix)
-    assert len(got) == size and mix.meta["provenance"]
+    assert len(got) == mix.meta["rows"] == (1 if entry["name"] == "sdft-rewrite" else size)  # sdft alone: the domain share
+    assert mix.meta["provenance"]
     content = mix.path.read_bytes()
     shutil.rmtree(mix.path.parent)
     backends.clear()

@@ -29,6 +29,8 @@ def test_shorthand_value_is_validated():
     with pytest.raises(ConfigError, match="set: Input should be 'alpaca'"):
         resolve_params(PublicSet, {"": "nope"})
     with pytest.raises(ConfigError, match="takes no `name:value` shorthand"):
+        resolve_params(registry()["sdft-rewrite"], {"": "x"})
+    with pytest.raises(ConfigError, match="fill: Input should be 'alone', 'repeat' or 'extra-domain'"):
         resolve_params(registry()["none"], {"": "x"})
 
 
@@ -48,7 +50,7 @@ def test_an_installed_plugin_is_listed_and_shown(plugin_path, forgetbench_proces
 def test_an_installed_plugin_runs_in_a_study(plugin_path, forgetbench_process, tiny_model, data_dir, tmp_path):
     study = {
         "name": "plugin", "base_model": str(tiny_model.path), "domain": "medmcqa", "recipes": ["self-answers"],
-        "mix": {"size": 6, "domain_share": 0.34}, "finetune": {"max_steps": 1, "batch_size": 2, "max_seq_length": 128},
+        "mix": {"size": 6, "domain_share": 0.34}, "finetune": {"max_steps": 1, "batch_size": 2, "max_seq_length": 256},
         "eval": {"benchmarks": {"domain": {"limit": 2, "max_new_tokens": 4}}},
     }
     path = tmp_path / "study.yaml"

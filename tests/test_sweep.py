@@ -73,9 +73,9 @@ def test_sdft_rewrite_share_offers_only_a_seeded_share_of_rows(tiny_model, data_
     monkeypatch.setenv("FORGETBENCH_CACHE", str(tmp_path))
     backend = Scripted()
     entry = RecipeEntry(name="sdft-rewrite", params={"rewrite_share": 0.25, "extractor": "none"})
-    mix = make_mix(entry, tiny_model, data_dir, size=8, backend=lambda: backend)
+    mix = make_mix(entry, tiny_model, data_dir, size=16, backend=lambda: backend)
     rows = [json.loads(line) for line in mix.path.read_text().splitlines()]
-    assert len(backend.prompts) == 2 and len(rows) == 8  # round(0.25 * 8) rows offered
+    assert len(backend.prompts) == 2 and len(rows) == 8  # the 8 domain rows alone; round(0.25 * 8) offered
     assert sum(r["messages"][-1]["content"].startswith("Rewritten") for r in rows) == 2
     assert mix.meta["provenance"]["counts"] == {"kept": 2, "fallback": 0, "not_offered": 6}
     assert mix.meta["provenance"]["rewrite_share"] == 0.25
