@@ -180,7 +180,7 @@ def _load(path: Path, data_dir: Path | None):
 def cmd_validate(args) -> int:
     from harness.paths import check_writable
     from harness.paths import data_dir as resolve_data_dir
-    from harness.study import plan, preflight
+    from harness.study import plan, preflight, row_lengths
 
     study, data_dir = _load(args.study, args.data_dir)
     problems = preflight(study, resolve_data_dir(data_dir))
@@ -193,6 +193,11 @@ def cmd_validate(args) -> int:
     runs = ", ".join(run.label for run in plan(study)[: 1 + len(study.recipes)])
     print(f"{args.study}: ok — {runs}; seeds {study.seeds}; mix {study.mix.size} rows "
           f"({study.mix.domain_share:.0%} domain {study.domain}); leaderboard {study.leaderboard}")
+    lengths, why_not = row_lengths(study, resolve_data_dir(data_dir))
+    for report in lengths:
+        print(f"  {report.summary()}")
+    if why_not:
+        print(f"  domain row lengths not checked against finetune.max_seq_length: {why_not}")
     return 0
 
 

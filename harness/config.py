@@ -69,6 +69,8 @@ class FinetuneConfig(_Strict):
     batch_size: int = Field(8, gt=0, description="per-device batch size")
     gradient_accumulation_steps: int = Field(1, gt=0)
     max_seq_length: int = Field(512, gt=8)
+    drop_long_rows: bool = Field(False, description="train without the rows whose prompt alone exceeds max_seq_length "
+                                                    "(no answer token left to learn); by default such a mix is refused")
     lr_scheduler: str = "cosine"
     warmup_ratio: float = Field(0.0, ge=0.0, lt=1.0, description="share of steps spent warming up")
     weight_decay: float = Field(0.0, ge=0.0)
@@ -87,12 +89,15 @@ class FinetuneConfig(_Strict):
 
     @model_serializer(mode="wrap")
     def _identity(self, handler):
-        """Dumps (and so every hash of the job) leave out how the job is started, and the process
-        count while it is the default 1: single-process checkpoints and run ids keep their keys."""
+        """Dumps (and so every hash of the job) leave out how the job is started, the process count
+        while it is the default 1, and `drop_long_rows` while it is the default False: checkpoints and
+        run ids made before these settings existed keep their keys."""
         data = handler(self)
         data.pop("launcher", None)
         if data.get("num_processes") == 1:
             data.pop("num_processes")
+        if data.get("drop_long_rows") is False:  # the default trains every row or refuses: keys as before
+            data.pop("drop_long_rows")
         return data
 
 

@@ -20,6 +20,7 @@ import subprocess
 import sys
 import tempfile
 import time
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -27,7 +28,7 @@ from harness import artefacts
 from harness.config import FinetuneConfig
 from harness.errors import ConfigError, DataError, first_line
 from harness.hashing import hash_file
-from harness.models import ResolvedModel, load_tokenizer
+from harness.models import ResolvedModel, load_tokenizer, use_all_cores
 from harness.paths import atomic_dir
 from harness.testhooks import pause_point
 
@@ -103,7 +104,7 @@ def train_into(base: ResolvedModel, mix_path: Path, job: FinetuneConfig, seed: i
     train_log.json}`."""
     tokenizer = load_tokenizer(base, padding_side="right")
     conversations = read_mix(mix_path)
-    examples, stats = tokenize_mix(tokenizer, conversations, job.max_seq_length, mix_path)
+    examples, stats = tokenize_mix(tokenizer, conversations, job.max_seq_length, mix_path, drop=job.drop_long_rows)
     log.info("fine-tuning %s (%s) on %d rows of %s (%d dropped: no assistant token within %d tokens)",
              base.label, job.method, stats["rows_used"], mix_path.name, stats["rows_dropped"], job.max_seq_length)
     with tempfile.TemporaryDirectory(prefix="forgetbench-trainer-") as scratch:
@@ -189,26 +190,63 @@ def _render(tokenizer, messages: list[dict[str, str]], add_generation_prompt: bo
     return tokenizer.apply_chat_template(messages, tokenize=False, add_generation_prompt=add_generation_prompt)
 
 
-def tokenize_mix(tokenizer, conversations, max_length: int, path: Path) -> tuple[list[dict], dict[str, int]]:
-    """Pre-tokenized examples (truncated to `max_length`) and counts of rows and masked tokens."""
+@dataclass(frozen=True)
+class RowLength:
+    """One training row's token length under the chat template, and where its first answer token is."""
+
+    tokens: int
+    first_answer_token: int | None  # None: no assistant token at all
+
+    def dropped(self, max_length: int) -> bool:
+        """No answer token within `max_length`: the row would teach nothing."""
+        return self.first_answer_token is None or self.first_answer_token >= max_length
+
+    @classmethod
+    def of(cls, ids: list[int], labels: list[int]) -> RowLength:
+        return cls(len(ids), next((k for k, label in enumerate(labels) if label != IGNORE), None))
+
+
+def row_length(tokenizer, messages: list[dict[str, str]]) -> RowLength:
+    """A conversation's RowLength under `tokenizer`'s chat template, as training tokenizes it."""
+    return RowLength.of(*assistant_labels(tokenizer, messages))
+
+
+def long_rows_problem(lengths: list[RowLength], max_length: int, what: str) -> str | None:
+    """One line naming the setting when rows of `what` would be dropped at `max_length`, else None."""
+    dropped = [length for length in lengths if length.dropped(max_length)]
+    if not dropped:
+        return None
+    longest = max(length.tokens for length in dropped)
+    return (f"finetune.max_seq_length: {max_length} drops {len(dropped)} of {len(lengths)} rows of {what} (their "
+            f"prompt alone fills the limit; the longest is {longest} tokens): raise it to {longest} or set "
+            f"finetune.drop_long_rows: true")
+
+
+def tokenize_mix(tokenizer, conversations, max_length: int, path: Path, drop: bool = False
+                 ) -> tuple[list[dict], dict[str, int]]:
+    """Pre-tokenized examples (truncated to `max_length`) and counts of rows and masked tokens. A row
+    with no answer token within `max_length` is refused (DataError naming the setting) unless `drop`."""
     from jinja2 import TemplateError  # a template may reject a conversation (e.g. no system role)
 
-    examples, dropped, truncated = [], 0, 0
+    examples, lengths = [], []
     for number, messages in conversations:
         try:
             ids, labels = assistant_labels(tokenizer, messages)
         except (ValueError, TemplateError) as exc:
             raise DataError(f"{path}: line {number}: {exc}") from None
-        truncated += len(ids) > max_length
+        lengths.append(RowLength.of(ids, labels))
         ids, labels = ids[:max_length], labels[:max_length]
-        if all(label == IGNORE for label in labels):
-            dropped += 1
-            continue
-        examples.append({"input_ids": ids, "labels": labels})
+        if not all(label == IGNORE for label in labels):
+            examples.append({"input_ids": ids, "labels": labels})
+    problem = long_rows_problem(lengths, max_length, f"the mix {path}")
+    if problem and not drop:
+        raise DataError(problem)
     if not examples:
         raise DataError(f"{path}: no row keeps an assistant token within max_seq_length={max_length}")
+    dropped = len(conversations) - len(examples)
+    truncated = sum(length.tokens > max_length for length in lengths)
     if dropped:
-        log.warning("%s: dropped %d of %d rows with no assistant token within %d tokens",
+        log.warning("%s: dropped %d of %d rows with no assistant token within %d tokens (drop_long_rows)",
                     path, dropped, len(conversations), max_length)
     loss_tokens = sum(sum(label != IGNORE for label in e["labels"]) for e in examples)
     all_tokens = sum(len(e["input_ids"]) for e in examples)
@@ -241,6 +279,7 @@ def _build_trainer(base: ResolvedModel, tokenizer, examples: list[dict], job: Fi
     if job.method == "lora":
         peft_config = LoraConfig(r=job.lora.r, lora_alpha=job.lora.alpha, lora_dropout=job.lora.dropout,
                                  target_modules=list(job.lora.target_modules), task_type="CAUSAL_LM")
+    use_all_cores()  # a fresh Ray worker trained on one thread and its checkpoint differed in the last bits
     model = AutoModelForCausalLM.from_pretrained(base.path, dtype=torch.float32)
     trainer = SFTTrainer(model=model, args=args, train_dataset=Dataset.from_list(examples),
                          processing_class=tokenizer, peft_config=peft_config, callbacks=[_progress_callback()])

@@ -64,6 +64,29 @@ def model_config(spec: str):
         raise ModelError(f"model {spec!r}: its config cannot be read ({first_line(exc)})") from None
 
 
+def spec_tokenizer(spec: str):
+    """The model's tokenizer (pad token set), read without its weights (for `validate`): the converted
+    built-in model's or its GGUF's, a local checkpoint's, or a Hub id's from the local Hub cache. A
+    ModelError naming the spec where there is none."""
+    from transformers import AutoTokenizer
+
+    try:
+        if spec == BUILTIN_SMOLLM2:
+            gguf, converted = _smollm2_paths()
+            if (converted / "tokenizer_config.json").is_file():
+                tokenizer = AutoTokenizer.from_pretrained(converted)
+            else:
+                tokenizer = AutoTokenizer.from_pretrained(str(gguf.parent), gguf_file=gguf.name)
+        else:
+            local = Path(spec).expanduser()
+            tokenizer = AutoTokenizer.from_pretrained(local if local.exists() else spec)
+    except (OSError, ValueError, KeyError) as exc:
+        raise ModelError(f"model {spec!r}: its tokenizer cannot be read ({first_line(exc)})") from None
+    if tokenizer.pad_token is None:
+        tokenizer.pad_token = tokenizer.eos_token
+    return tokenizer
+
+
 def _read_config(spec: str):
     from transformers import AutoConfig
 
@@ -210,9 +233,19 @@ def load_tokenizer(model: ResolvedModel, padding_side: str = "left"):
     return tokenizer
 
 
+def use_all_cores() -> None:
+    """Run torch on every core of the machine, in every process (a Ray worker's OMP_NUM_THREADS=1
+    included): float results of CPU kernels can differ in the last bits with the thread count, so
+    training and evaluation use one count everywhere and a run's checkpoint and scores do not depend on
+    the executor or on what the process ran before."""
+    import torch
+
+    torch.set_num_threads(max(1, os.cpu_count() or 1))
+
+
 def load_model(model: ResolvedModel, dtype: str = "float32"):
     import torch
     from transformers import AutoModelForCausalLM
 
-    torch.set_num_threads(max(1, os.cpu_count() or 1))
+    use_all_cores()
     return AutoModelForCausalLM.from_pretrained(model.path, dtype=getattr(torch, dtype)).eval()

@@ -26,7 +26,7 @@ from harness.models import ResolvedModel, hash_checkpoint, resolve_model
 from harness.paths import cache_dir
 from harness.paths import data_dir as resolve_data_dir
 from harness.provenance import now, run_record
-from harness.recipe import get_recipe, resolve_params
+from harness.recipe import make_recipe
 from harness.results import BenchmarkResult, Measure, RunRecord, SweepPoint
 from harness.sweep import Point, check_sweep, entry_at, point_label, study_at
 from harness.sweep import points as sweep_points
@@ -76,8 +76,7 @@ def preflight(study: StudyConfig, data_dir: Path | None) -> list[str]:
 
         checks.append(lambda: probe_prompts(study.diagnostics, data_dir))
     for entry in study.recipes:
-        cls = get_recipe(entry.name)
-        checks.append(lambda cls=cls, entry=entry: cls(resolve_params(cls, entry.params)).fingerprint(data_dir))
+        checks.append(lambda entry=entry: make_recipe(entry).fingerprint(data_dir))
     if not problems:
         checks.append(lambda: _check_domain_rows(study, domain, data_dir))
     checks.append(lambda: _check_model(study))
@@ -86,7 +85,30 @@ def preflight(study: StudyConfig, data_dir: Path | None) -> list[str]:
             check()
         except ForgetbenchError as exc:
             problems.extend(line for line in exc.lines if line not in problems)
+    if not problems:  # rows that training would drop: the model's tokenizer over the rows each mix draws
+        from harness.row_lengths import long_row_problems
+
+        lengths, why_not = row_lengths(study, data_dir)
+        if why_not:
+            log.warning("domain row lengths not checked against finetune.max_seq_length: %s", why_not)
+        problems += long_row_problems(lengths)
     return problems
+
+
+def row_lengths(study: StudyConfig, data_dir: Path | None) -> tuple[list, str | None]:
+    """How each planned recipe's domain rows fit its `max_seq_length` (harness.row_lengths.MixLengths),
+    or [] and why they could not be checked (a Hub model whose tokenizer is not downloaded yet:
+    training checks every row again)."""
+    from harness.errors import ModelError
+    from harness.row_lengths import domain_row_lengths
+
+    variants = [(study_at(study, point), entry_at(entry, point),
+                 f"{entry.label}@{point_label(*point)}" if point else entry.label)
+                for entry in study.recipes for point in sweep_points(study, entry)]
+    try:
+        return domain_row_lengths(variants, study.seeds, resolve_domain(study.domain), data_dir, study.base_model), None
+    except ModelError as exc:
+        return [], exc.lines[0]
 
 
 def _variants(study: StudyConfig) -> list[tuple[StudyConfig, RecipeEntry]]:
@@ -106,8 +128,7 @@ def _check_domain_rows(study: StudyConfig, domain: Domain, data_dir: Path | None
     if rows == 0:
         raise DataError(f"{where}: domain {domain.name!r} has no training rows")
     for settings, entry in _variants(study):
-        recipe_cls = get_recipe(entry.name)
-        needed = recipe_cls(resolve_params(recipe_cls, entry.params)).domain_rows_needed(*split_sizes(settings.mix))
+        needed = make_recipe(entry).domain_rows_needed(*split_sizes(settings.mix))
         if needed > rows:
             raise ConfigError(f"mix.size: {settings.mix.size} rows at domain_share {settings.mix.domain_share} take "
                               f"{needed} domain rows for recipe {entry.label}, but {where} has {rows} training rows")
@@ -205,12 +226,13 @@ class _RunContext:
         mix: Mix | None = None
         model = self.base
         mix = self.mix(planned)
+        training = None
         if mix is not None:
-            model = self._finetune(mix, planned.seed)
+            model, training = self._finetune(mix, planned.seed)
         results = evaluate_model(model, self.study.eval, self.domain, self.data_dir, self.study.generation_backend)
         gc.collect()
         shift = self._diagnose(model, mix)
-        return self._record(planned, model, mix, started, shift), results
+        return self._record(planned, model, mix, started, shift, training), results
 
     def mix(self, planned: PlannedRun) -> Mix | None:
         """The run's training mix (None for the baseline): a function of the recipe entry, the seed,
@@ -238,7 +260,9 @@ class _RunContext:
 
         return make_backend(self.study.generation_backend, self.base, batch_size=self.study.eval.batch_size)
 
-    def _finetune(self, mix: Mix, seed: int) -> ResolvedModel:
+    def _finetune(self, mix: Mix, seed: int) -> tuple[ResolvedModel, dict]:
+        """The run's checkpoint (cached) and what training made of the mix (rows trained, dropped,
+        truncated, steps: the checkpoint's train_log.json)."""
         from harness.finetune import finetune
 
         job = self.study.finetune
@@ -250,12 +274,14 @@ class _RunContext:
             if sha is None:  # sealed before references were recorded
                 sha = hash_checkpoint(target / "model")
                 artefacts.add_refs(target, {"checkpoint_sha": sha})
-            return ResolvedModel(spec=f"checkpoint:{target / 'model'}", path=target / "model", sha=sha)
-        log.info("fine-tune (%s) on %d rows -> %s", job.method, mix.meta["size"], target)
-        return finetune(self.base, mix.path, job, seed, target)
+            model = ResolvedModel(spec=f"checkpoint:{target / 'model'}", path=target / "model", sha=sha)
+        else:
+            log.info("fine-tune (%s) on %d rows -> %s", job.method, mix.meta.get("rows", mix.meta["size"]), target)
+            model = finetune(self.base, mix.path, job, seed, target)
+        return model, training_summary(target / "train_log.json")
 
     def _record(self, planned: PlannedRun, model: ResolvedModel, mix: Mix | None, started: str,
-                shift: list[Measure]) -> RunRecord:
+                shift: list[Measure], training: dict | None = None) -> RunRecord:
         """The run's provenance, sweep point and shift measures (the leaderboard stores the measures in
         their own table, in the same transaction as the run)."""
         study = self.study
@@ -284,10 +310,23 @@ class _RunContext:
             started_at=started,
             domain=self.domain.name,
             generation_backend=study.generation_backend,
-            mix=json.loads(json.dumps(mix.meta)) if mix else None,
+            mix={**json.loads(json.dumps(mix.meta)), "training": training} if mix else None,
             sweep=_sweep_point(planned),
             shift=shift,
         )
+
+
+TRAINING_KEYS = ("rows_total", "rows_used", "rows_dropped", "rows_truncated", "steps")
+
+
+def training_summary(train_log: Path) -> dict:
+    """What fine-tuning made of the mix, from its train_log.json: rows given, trained, dropped (only with
+    finetune.drop_long_rows), truncated, and optimizer steps; {} for a checkpoint without a log."""
+    try:
+        logged = json.loads(train_log.read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return {}
+    return {key: logged[key] for key in TRAINING_KEYS if key in logged}
 
 
 def _sweep_point(planned: PlannedRun) -> SweepPoint | None:
@@ -301,7 +340,7 @@ def _sweep_point(planned: PlannedRun) -> SweepPoint | None:
 def _resolved_params(entry: RecipeEntry | None) -> dict:
     if entry is None:
         return {}
-    return resolve_params(get_recipe(entry.name), entry.params).model_dump(mode="json")
+    return make_recipe(entry).params.model_dump(mode="json")
 
 
 def _summary(results: list[BenchmarkResult]) -> str:

@@ -173,7 +173,7 @@ def tiny_study_config(model, **overrides) -> dict:
     return {
         "name": "tiny", "base_model": str(model.path), "domain": "medmcqa", "recipes": ["none"],
         "mix": {"size": 6, "domain_share": 0.5},
-        "finetune": {"method": "lora", "max_steps": 1, "batch_size": 2, "max_seq_length": 128},
+        "finetune": {"method": "lora", "max_steps": 1, "batch_size": 2, "max_seq_length": 256},  # MedMCQA: <= 245
         "eval": {"batch_size": 2, "benchmarks": {"domain": {"limit": 2, "max_new_tokens": 4}}},
         "diagnostics": {"enabled": False}, "seeds": [0], **overrides,
     }

@@ -22,7 +22,7 @@ from harness.cli import main
 STUDY = {
     "name": "faults", "domain": "medmcqa", "recipes": ["none"],
     "mix": {"size": 6, "domain_share": 0.5},
-    "finetune": {"method": "lora", "max_steps": 2, "batch_size": 2, "max_seq_length": 128, "learning_rate": 1e-3},
+    "finetune": {"method": "lora", "max_steps": 2, "batch_size": 2, "max_seq_length": 256, "learning_rate": 1e-3},
     "eval": {"batch_size": 2, "benchmarks": {"domain": {"limit": 4, "max_new_tokens": 8}}},
     "diagnostics": {"probe_size": 2, "max_new_tokens": 4, "nll_rows": 2},
     "seeds": [0],

@@ -25,6 +25,15 @@ def test_bundled_demo_study_is_valid():
     assert study.mix.domain_share == pytest.approx(0.17)
 
 
+@pytest.mark.parametrize("name", ["demo.yaml", "reference.yaml"])
+def test_bundled_studies_pass_every_preflight_check_on_the_mirror(name, data_dir):
+    """What `validate` and `run` check before any work, token lengths of every mix's domain rows included."""
+    from harness.study import preflight
+
+    text = resources.files("harness").joinpath("studies", name).read_text()
+    assert preflight(parse_study(yaml.safe_load(text), name), data_dir) == []
+
+
 def test_bundled_reference_study_covers_every_recipe_family_and_benchmark_family():
     """The published reference study (docs/results): SmolLM2, at least two seeds, every recipe family
     (two public sets, a compose), all six benchmark families, and the demo's job so it reuses its runs."""

@@ -13,7 +13,7 @@ def study_file(tmp_path, tiny_model):
         "name": "ray", "base_model": str(tiny_model.path), "domain": "medmcqa",
         "recipes": ["none", "public:alpaca"],
         "mix": {"size": 6, "domain_share": 0.5},
-        "finetune": {"method": "lora", "max_steps": 2, "batch_size": 2, "max_seq_length": 128, "learning_rate": 1e-3},
+        "finetune": {"method": "lora", "max_steps": 2, "batch_size": 2, "max_seq_length": 256, "learning_rate": 1e-3},
         "eval": {"batch_size": 2, "benchmarks": {"domain": {"limit": 3, "max_new_tokens": 8}}},
         "executor": {"local_cpus": 2, "cpus_per_run": 1},
         "diagnostics": {"enabled": False},  # shift probes are not what this test checks (and cost minutes)

@@ -132,14 +132,18 @@ def test_full_finetune_updates_all_weights(tiny_model, tmp_path):
     assert log["trainable_parameters"] == sum(t.numel() for k, t in base.items() if k != "lm_head.weight")
 
 
-def test_rows_without_assistant_tokens_after_truncation_are_dropped(tiny_model, tokenizer, tmp_path):
+def test_a_row_without_answer_tokens_within_the_limit_is_refused_unless_dropping_is_allowed(tiny_model, tokenizer,
+                                                                                            tmp_path):
     from harness.finetune import read_mix, tokenize_mix
 
     long_question = [{"role": "user", "content": "word " * 200}, {"role": "assistant", "content": "ok"}]
     mix = write_mix(tmp_path / "mix.jsonl", rows=2)
     with mix.open("a") as handle:
         handle.write(json.dumps({"id": "long", "source": "t", "messages": long_question}) + "\n")
-    examples, stats = tokenize_mix(tokenizer, read_mix(mix), 64, mix)
+    with pytest.raises(DataError, match=r"^finetune.max_seq_length: 64 drops 1 of 3 rows of the mix .*mix.jsonl .*the "
+                                        r"longest is \d+ tokens\): raise it to \d+ or set finetune.drop_long_rows: true$"):
+        tokenize_mix(tokenizer, read_mix(mix), 64, mix)
+    examples, stats = tokenize_mix(tokenizer, read_mix(mix), 64, mix, drop=True)
     assert stats["rows_dropped"] == 1 and stats["rows_used"] == len(examples) == 2
     assert all(len(e["input_ids"]) <= 64 for e in examples)
 

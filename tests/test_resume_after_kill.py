@@ -24,7 +24,7 @@ import yaml
 STUDY = {
     "name": "resume", "domain": "medmcqa", "recipes": ["none"],
     "mix": {"size": 6, "domain_share": 0.5},
-    "finetune": {"method": "lora", "max_steps": 2, "batch_size": 2, "max_seq_length": 128, "learning_rate": 1e-3},
+    "finetune": {"method": "lora", "max_steps": 2, "batch_size": 2, "max_seq_length": 256, "learning_rate": 1e-3},
     "eval": {"batch_size": 2, "benchmarks": {"domain": {"limit": 4, "max_new_tokens": 8}}},
     "diagnostics": {"enabled": False},
     "seeds": [0],

@@ -91,7 +91,7 @@ def _study(tiny_model, recipes):
 
     return StudyConfig.model_validate(tiny_study_config(
         tiny_model, name="bench-add", recipes=recipes, mix={"size": 8, "domain_share": 0.5},
-        finetune={"method": "lora", "max_steps": 4, "batch_size": 2, "max_seq_length": 128},
+        finetune={"method": "lora", "max_steps": 4, "batch_size": 2, "max_seq_length": 256},
         eval={"batch_size": 4, "benchmarks": {"domain": {"limit": 8, "max_new_tokens": 16}}}))
 
 

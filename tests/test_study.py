@@ -12,7 +12,7 @@ from harness.study import run_study
 def _study(tiny_model, recipes):
     return StudyConfig.model_validate(tiny_study_config(
         tiny_model, name="grow", recipes=recipes, mix={"size": 8, "domain_share": 0.5},
-        finetune={"method": "lora", "max_steps": 1, "batch_size": 4, "max_seq_length": 128},
+        finetune={"method": "lora", "max_steps": 1, "batch_size": 4, "max_seq_length": 256},
         eval={"batch_size": 4, "benchmarks": {"domain": {"limit": 2, "max_new_tokens": 4}}}))
 
 
