@@ -90,6 +90,7 @@ class BenchmarkContext:
     batch_size: int | None = None  # cap on generation batches; None: memory decides
     backend_name: str = "transformers"  # the study's generation backend
     include_path: Path | None = None  # extra lm-eval task folder (`--include-path`, `eval.include_path`)
+    base_model: str | None = None  # the study's seed model spec (None outside a study or `eval`)
     log: logging.Logger = field(default_factory=lambda: logging.getLogger("forgetbench.benchmark"))
     _generator: Any = field(default=None, repr=False)
     _lm: Any = field(default=None, repr=False)

@@ -15,7 +15,7 @@ from harness.generation import GenerationCache
 from harness.subsets import paired_subset
 
 BUILT_IN = {"mmlu_pro", "gpqa", "ifeval", "math_l5", "safety_raw", "safety_jailbreak", "alpaca_eval", "domain",
-            "arc_easy", "arc_challenge", "hellaswag", "piqa", "winogrande", "boolq", "mmlu"}
+            "arc_easy", "arc_challenge", "hellaswag", "piqa", "winogrande", "boolq", "mmlu", "drift"}
 
 
 def test_a_study_naming_no_benchmarks_runs_the_small_default_suite_and_eval_runs_every_built_in():

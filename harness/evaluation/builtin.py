@@ -15,7 +15,7 @@ from pydantic import Field, StrictBool
 
 from harness.benchmark import SCORING_VERSION, Benchmark, BenchmarkContext, BenchmarkParams, LeaderboardNorm
 from harness.data import DataSource, locate, source_hash
-from harness.errors import DataError
+from harness.errors import ConfigError, DataError
 from harness.evaluation import alpaca_eval, general_suite, ifeval, leaderboard_tasks, safety
 from harness.evaluation.lm_eval_runner import LmEvalBenchmark, LoglikelihoodParams
 from harness.hashing import hash_file, hash_json
@@ -372,3 +372,53 @@ class DomainTask(Benchmark):
 
         return evaluate_domain(ctx.generator(), ctx.domain, data_dir=ctx.data_dir, limit=self.params.limit,
                                subset_seed=ctx.subset_seed, max_new_tokens=self.params.max_new_tokens)
+
+
+class DriftParams(BenchmarkParams):
+    limit: int | None = Field(128, gt=0, description="prompts scored (a seeded subset of AlpacaEval's 805 "
+                                                     "instructions, the same for every model)")
+    max_new_tokens: int = Field(64, gt=0, description="length of the seed model's greedy answers")
+    reference_model: str | None = Field(None, description="the model whose answers are the reference: the study's "
+                                                          "seed model when unset")
+
+
+class Drift(Benchmark):
+    """Drift from the seed model: the evaluated model's mean log-probability per token of the seed
+    model's own greedy answers to general prompts (AlpacaEval instructions), one value per prompt, so
+    `compare` gives its change a paired CI and p-value. Lower than the seed model's own value: the model
+    moved away from it (SDFT's proposed cause of forgetting). Not a forgetting score: group side."""
+
+    Params = DriftParams
+    group = "side"
+    column_order = 40
+    data_sources = ("mirror eval/alpaca_eval/reference_text_davinci_003.json (instructions)",
+                    "Hub tatsu-lab/alpaca_eval")
+
+    def reference(self, ctx: BenchmarkContext) -> str:
+        spec = self.params.reference_model or ctx.base_model
+        if spec is None:
+            raise ConfigError("drift: no seed model to compare with; set eval.benchmarks.drift.reference_model")
+        return spec
+
+    def check_data(self, ctx: BenchmarkContext) -> None:
+        from harness.evaluation.drift import prompts_file
+
+        prompts_file(ctx.data_dir)
+        self.reference(ctx)
+
+    def fingerprint(self, ctx: BenchmarkContext) -> dict[str, Any]:
+        from harness.evaluation.drift import prompts_file, reference_identity
+
+        return {"prompts_sha256": hash_file(prompts_file(ctx.data_dir)), **reference_identity(self.reference(ctx))}
+
+    def evaluate(self, ctx: BenchmarkContext):
+        from harness.evaluation.drift import evaluate_drift
+        from harness.generation import make_backend
+        from harness.models import resolve_model
+
+        model = ctx.generator()
+        reference = resolve_model(self.reference(ctx))
+        seed = model if reference.sha == model.model.sha else make_backend(ctx.backend_name, reference,
+                                                                            batch_size=ctx.batch_size)
+        return evaluate_drift(model, seed, data_dir=ctx.data_dir, limit=self.params.limit, subset_seed=ctx.subset_seed,
+                              max_new_tokens=self.params.max_new_tokens)

@@ -72,13 +72,13 @@ def evaluate_and_record(model_spec: str, eval_cfg: EvalConfig, *, domain: Domain
                         backend: str = "transformers") -> tuple[str, list[BenchmarkResult]]:
     from leaderboard.store import Leaderboard
 
-    check_eval_data(eval_cfg, domain, data_dir, backend)  # missing data fails before any model work
+    check_eval_data(eval_cfg, domain, data_dir, backend, base_model)  # missing data fails before any model work
     model = resolve_model(model_spec)
     base = model if base_model == model_spec else resolve_model(base_model)
     is_baseline = model.sha == base.sha
-    eval_hash = eval_config_hash(eval_cfg, domain, data_dir, backend)
+    eval_hash = eval_config_hash(eval_cfg, domain, data_dir, backend, base_model)
     started = now()
-    results = evaluate_model(model, eval_cfg, domain, data_dir, backend)
+    results = evaluate_model(model, eval_cfg, domain, data_dir, backend, base_model)
     recipe = "baseline" if is_baseline else "eval"
     record = run_record(
         {"study": study, "recipe": recipe, "model": model.sha, "eval": eval_hash}, study=study, recipe=recipe, seed=0,
@@ -86,7 +86,7 @@ def evaluate_and_record(model_spec: str, eval_cfg: EvalConfig, *, domain: Domain
         base_model_sha=base.sha, checkpoint_sha=model.sha, mix_sha=None,
         config_hash=hash_json({"eval": eval_cfg.model_dump(mode="json"), **domain.key(), "model": model_spec}),
         finetune_config_hash=None, eval_config_hash=eval_hash,
-        data_hashes=_data_hashes(eval_inputs(eval_cfg, domain, data_dir, backend)), started_at=started,
+        data_hashes=_data_hashes(eval_inputs(eval_cfg, domain, data_dir, backend, base_model)), started_at=started,
         domain=domain.name, generation_backend=backend,
         extra={"command": "eval", "model_spec": model_spec, "eval": eval_cfg.model_dump(mode="json"),
                "wall_seconds": {r.benchmark: r.settings.get("wall_seconds") for r in results}},

@@ -34,10 +34,12 @@ EVAL_KEY = "eval_key"  # the settings entry (and manifest reference) naming a re
 
 
 def context(eval_cfg: EvalConfig, domain: Domain, data_dir: Path | None, backend: str,
-            model: ResolvedModel | None = None) -> BenchmarkContext:
-    """The benchmarks' context for one model (None: data checks and fingerprints only)."""
+            model: ResolvedModel | None = None, base_model: str | None = None) -> BenchmarkContext:
+    """The benchmarks' context for one model (None: data checks and fingerprints only); `base_model`
+    the study's seed model spec (what `drift` compares with)."""
     return BenchmarkContext(model=model, domain=domain, data_dir=data_dir, subset_seed=eval_cfg.subset_seed,
-                            batch_size=eval_cfg.batch_size, backend_name=backend, include_path=eval_cfg.include_path)
+                            batch_size=eval_cfg.batch_size, backend_name=backend, include_path=eval_cfg.include_path,
+                            base_model=base_model)
 
 
 def benchmark_identity(benchmark: Benchmark, ctx: BenchmarkContext) -> dict[str, Any]:
@@ -47,29 +49,32 @@ def benchmark_identity(benchmark: Benchmark, ctx: BenchmarkContext) -> dict[str,
             "scoring_code": benchmark.scoring_code()}
 
 
-def eval_inputs(eval_cfg: EvalConfig, domain: Domain, data_dir: Path | None, backend: str) -> dict[str, Any]:
+def eval_inputs(eval_cfg: EvalConfig, domain: Domain, data_dir: Path | None, backend: str,
+                base_model: str | None = None) -> dict[str, Any]:
     """The suite's identity: each benchmark's, and the study's domain (so a baseline pairs with the runs
     of its own domain)."""
-    ctx = context(eval_cfg, domain, data_dir, backend)
+    ctx = context(eval_cfg, domain, data_dir, backend, base_model=base_model)
     return {"benchmarks": [benchmark_identity(b, ctx) for b in eval_cfg.suite()], **domain.key()}
 
 
-def eval_config_hash(eval_cfg: EvalConfig, domain: Domain, data_dir: Path | None, backend: str) -> str:
-    return hash_json(eval_inputs(eval_cfg, domain, data_dir, backend))
+def eval_config_hash(eval_cfg: EvalConfig, domain: Domain, data_dir: Path | None, backend: str,
+                     base_model: str | None = None) -> str:
+    return hash_json(eval_inputs(eval_cfg, domain, data_dir, backend, base_model))
 
 
-def check_eval_data(eval_cfg: EvalConfig, domain: Domain, data_dir: Path | None, backend: str = "transformers") -> None:
+def check_eval_data(eval_cfg: EvalConfig, domain: Domain, data_dir: Path | None, backend: str = "transformers",
+                    base_model: str | None = None) -> None:
     """Fail before any work when a benchmark's data cannot be found (each benchmark's `check_data`)."""
-    ctx = context(eval_cfg, domain, data_dir, backend)
+    ctx = context(eval_cfg, domain, data_dir, backend, base_model=base_model)
     for benchmark in eval_cfg.suite():
         benchmark.check_data(ctx)
 
 
 def evaluate_model(model: ResolvedModel, eval_cfg: EvalConfig, domain: Domain, data_dir: Path | None,
-                   backend_name: str) -> list[BenchmarkResult]:
+                   backend_name: str, base_model: str | None = None) -> list[BenchmarkResult]:
     """Every benchmark of the suite on `model`, each reused from the cache when it was evaluated the
     same way before. The model's generator and lm-eval LM are built once, on first need."""
-    ctx = context(eval_cfg, domain, data_dir, backend_name, model)
+    ctx = context(eval_cfg, domain, data_dir, backend_name, model, base_model)
     results = []
     for benchmark in eval_cfg.suite():
         results.append(_evaluate_cached(benchmark, ctx))
