@@ -208,3 +208,31 @@ def sweep_chart(points: pd.DataFrame, parameter: str, numeric: bool, order: list
     chart = chart.facet(facet=alt.Facet("metric:N", title=None, sort=list(dict.fromkeys(points.metric))),
                         columns=3).resolve_scale(y="independent")
     return _configure(chart.properties(title=title))
+
+
+def dose_chart(points: pd.DataFrame, parameter: str, title: str) -> alt.TopLevelMixin:
+    """One panel per benchmark: the paired difference to the seed model against the swept value, its 95 %
+    interval as a vertical rule, one line per recipe, zero as a dashed rule; a log x axis where the
+    values are positive and span a factor of 10 or more (learning rates).
+    Columns: metric, label, x, diff, ci_low, ci_high, p_holm, n, runs."""
+    colours = recipe_scale(list(dict.fromkeys(points.label)))
+    values = [v for v in points.x if isinstance(v, (int, float))]
+    log = len(values) == len(points) and min(values) > 0 and max(values) >= 10 * min(values)
+    scale = alt.Scale(type="log") if log else alt.Scale(zero=False, nice=False)
+    x = alt.X("x:Q", title=parameter, scale=scale, axis=alt.Axis(values=sorted(set(values)), format="g"))
+    tooltip = [alt.Tooltip("label:N", title="recipe"), alt.Tooltip("metric:N"), alt.Tooltip("x:Q", title=parameter),
+               alt.Tooltip("diff:Q", title="difference to the seed model", format="+.4f"),
+               alt.Tooltip("ci_low:Q", title="95 % CI low", format="+.4f"),
+               alt.Tooltip("ci_high:Q", title="95 % CI high", format="+.4f"),
+               alt.Tooltip("p_holm:Q", title="p (Holm)", format=".3g"), alt.Tooltip("n:Q", title="examples"),
+               alt.Tooltip("runs:Q", title="seeds")]
+    colour = _recipe_channels(colours, points.label, shapes=False)["color"]
+    zero = alt.Chart().mark_rule(color="#555", strokeDash=[4, 3]).encode(y=alt.datum(0))
+    interval = alt.Chart().mark_rule(strokeWidth=2).encode(x=x, y="ci_low:Q", y2="ci_high:Q", color=colour,
+                                                           tooltip=tooltip)
+    line = alt.Chart().mark_line(point=alt.OverlayMarkDef(size=50, filled=True)).encode(
+        x=x, y=alt.Y("diff:Q", title=None, scale=alt.Scale(zero=False, nice=True)), color=colour, tooltip=tooltip)
+    chart = alt.layer(zero, interval, line, data=alt.Data(values=records(points))).properties(width=240, height=180)
+    chart = chart.facet(facet=alt.Facet("metric:N", title=None, sort=list(dict.fromkeys(points.metric))),
+                        columns=3).resolve_scale(y="independent")
+    return _configure(chart.properties(title=title))

@@ -30,6 +30,7 @@ from harness.profile import CATEGORIES
 from leaderboard.charts import (
     Figure,
     delta_chart,
+    dose_chart,
     figure_png,
     gain_chart,
     javascript_bundle,
@@ -56,6 +57,9 @@ from leaderboard.views import (
     shift_correlations,
     sweep_points,
 )
+
+# In every report's head: `report --out` overwrites a file only when it holds this (an earlier report).
+REPORT_MARKER = '<meta name="generator" content="forgetbench report">'
 
 _CSS = """
 body{font-family:"DejaVu Sans","Liberation Sans",Arial,sans-serif;margin:24px;color:#222;background:#fff;max-width:1400px}
@@ -298,6 +302,45 @@ def _sweep_figures(board, study, table: pd.DataFrame, label) -> list[Figure]:
     return figures
 
 
+def _dose_figures(board, study, label) -> list[Figure]:
+    """Per sweep: each benchmark's paired difference to the seed model (`compare` of the baseline
+    against the recipe at each swept value: mean of B - A with its 95 % bootstrap CI), one line per
+    recipe — forgetting against dose, where an interval below zero is a significant loss."""
+    points = sweep_points(board, study)
+    if points.empty:
+        return []
+    with board.connect() as con:
+        labels = dict(con.execute("SELECT run_id, recipe FROM runs").fetchall())
+    figures = []
+    for (name, parameter), sweep in points.groupby(["study", "parameter"], sort=True):
+        rows = []
+        for (recipe, key), group in sweep.assign(key=[json.dumps(v) for v in sweep.value]).groupby(
+                ["recipe", "key"], sort=False):
+            run_label = labels[group.run_id.iloc[0]]  # `none@finetune.learning_rate=0.001`
+            try:
+                compared = compare(board, BASELINE_RECIPE, run_label, study=name)
+            except ConfigError:  # evaluated differently from the seed model, or nothing to pair: no point
+                continue
+            shown = f"{name}/{recipe}" if label.prefix else str(recipe)
+            for row in compared.itertuples():
+                rows.append({"metric": row.benchmark, "label": shown, "x": json.loads(key), "diff": row.diff,
+                             "ci_low": row.ci_low, "ci_high": row.ci_high, "p_holm": row.p_holm, "n": row.n,
+                             "runs": len(group)})
+        if not rows:
+            continue
+        frame = pd.DataFrame(rows)
+        frame = frame.assign(metric=pd.Categorical(frame.metric, benchmark_order(frame.metric))).sort_values(
+            ["metric", "label", "x"]).assign(metric=lambda f: f.metric.astype(str))
+        title = f"{name}: change against the seed model over {parameter}"
+        figures.append(Figure(f"dose-{len(figures) + 1}", title,
+                              "Per benchmark: mean per-example difference to the seed model (B − A, paired on "
+                              "the same examples) at each swept value, with its 95 % paired-bootstrap interval; "
+                              "below the zero line is a loss, an interval clear of zero a significant one.",
+                              lambda _, frame=frame, parameter=parameter, title=title: dose_chart(frame, parameter,
+                                                                                                 title)))
+    return figures
+
+
 def report_figures(board: Leaderboard, study: str | None = None,
                    benchmarks: list[str] | None = None) -> tuple[pd.DataFrame, list[Figure], dict[str, str]]:
     """The paper table, the report's figures in order, and extra HTML to show after a figure (by name)."""
@@ -307,7 +350,8 @@ def report_figures(board: Leaderboard, study: str | None = None,
         label(row.study, row.recipe)
     shift_figure, correlations = _shift_figure(board, study, benchmarks, label)
     figures = [_delta_figure(board, study, benchmarks, label), _gain_figure(table, label), shift_figure,
-               _profile_figure(board, study, label), *_sweep_figures(board, study, table, label)]
+               _profile_figure(board, study, label), *_dose_figures(board, study, label),
+               *_sweep_figures(board, study, table, label)]
     colours = recipe_scale(label.order)  # every recipe named by any figure: one colour each, everywhere
     for figure in figures:
         figure.chart = figure.draw(colours) if figure.draw else None
@@ -358,7 +402,7 @@ def report_html(board: Leaderboard, study: str | None, table: pd.DataFrame, figu
     scripts = (f"<script>{javascript_bundle()}</script>", f"<script>{_EMBED}</script>") if charts else ("", "")
     title = f"forgetbench report — {study}" if study else "forgetbench report"
     return (
-        f'<!DOCTYPE html><html lang="en"><head><meta charset="utf-8"><title>{_e(title)}</title>'
+        f'<!DOCTYPE html><html lang="en"><head><meta charset="utf-8">{REPORT_MARKER}<title>{_e(title)}</title>'
         f"<style>{_CSS}</style>{scripts[0]}</head><body><h1>{_e(title)}</h1>"
         f'<p class="note">Leaderboard {_e(board.path.name)}. Values are primary metrics, mean ± std over '
         f"seeds; avg(...) averages the general benchmarks named as Open LLM Leaderboard scores; avg_delta and "

@@ -52,6 +52,23 @@ def test_the_delta_chart_plots_what_compare_reports_for_each_recipe(study_board)
     assert {"n", "diff", "ci_low", "ci_high", "p_value", "p_holm"} <= tooltip
 
 
+def test_the_dose_chart_plots_compare_of_each_sweep_point_against_the_seed_model(tmp_path):
+    board = record_study(tmp_path / "lb.duckdb", recipes=("none", "public:alpaca"), seeds=(0, 1), study="dose",
+                         sweep=("finetune.learning_rate", [1e-5, 1e-4, 1e-3]))
+    spec = chart_specs(build_report(board))["dose-1"]
+    rows = chart_rows(spec)
+    assert {r["label"] for r in rows} == {"none", "public:alpaca"} and {r["x"] for r in rows} == {1e-5, 1e-4, 1e-3}
+    for value in (1e-5, 1e-3):
+        expected = compare(board, "baseline", f"none@finetune.learning_rate={value}", study="dose").set_index("benchmark")
+        plotted = {r["metric"]: r for r in rows if r["label"] == "none" and r["x"] == value}
+        assert set(plotted) == set(expected.index)
+        for benchmark, row in plotted.items():
+            for column in ("diff", "ci_low", "ci_high", "p_holm", "n"):
+                assert row[column] == pytest.approx(expected.loc[benchmark, column]), (value, benchmark, column)
+            assert row["runs"] == 2  # both seeds pooled per example, as compare does
+    assert spec["spec"]["layer"][2]["encoding"]["x"]["scale"]["type"] == "log"  # two decades of learning rate
+
+
 def _colour_scales(spec) -> list:
     """Every colour scale (one with a scheme) anywhere in a spec."""
     if isinstance(spec, list):
