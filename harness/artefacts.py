@@ -103,8 +103,14 @@ def _load(folder: Path) -> dict[str, Any]:
 
 # -- checking --------------------------------------------------------------------------------------
 
+# Files up to this size are hashed on every reuse (results, mixes, logs: milliseconds); larger ones (model
+# weights) are hashed only when their size or modification time changed, or with `full` (cache verify).
+ALWAYS_HASH_BYTES = 16 * 1024 * 1024
+
+
 def problem(folder: Path, required: Iterable[str] = (), full: bool = False) -> str | None:
-    """Why `folder` is not a complete, intact artefact, or None. `full` hashes every file."""
+    """Why `folder` is not a complete, intact artefact, or None. Small files are always hashed; `full`
+    hashes large ones too."""
     missing = [name for name in required if not (folder / name).is_file()]
     if missing:
         return f"{missing[0]} is missing"
@@ -122,7 +128,8 @@ def problem(folder: Path, required: Iterable[str] = (), full: bool = False) -> s
             return f"{rel} is missing"
         if stat.st_size != record["size"]:
             return f"{rel} has {stat.st_size} bytes, {record['size']} recorded"
-        if (full or stat.st_mtime_ns != record["mtime_ns"]) and hash_file(path) != record["sha256"]:
+        checked = full or stat.st_size <= ALWAYS_HASH_BYTES or stat.st_mtime_ns != record["mtime_ns"]
+        if checked and hash_file(path) != record["sha256"]:
             return f"{rel} differs from its recorded sha256"
     return None
 

@@ -167,7 +167,7 @@ def _check_outputs(leaderboard: Path, option: str) -> None:
     if Path(leaderboard).is_file():
         from leaderboard.store import Leaderboard
 
-        Leaderboard(leaderboard)  # a damaged or foreign file fails here, not after the work
+        Leaderboard.verify_file(leaderboard)  # a damaged or foreign file fails here, not after the work
 
 
 def _load(path: Path, data_dir: Path | None):
@@ -186,19 +186,32 @@ def cmd_validate(args) -> int:
     problems = preflight(study, resolve_data_dir(data_dir))
     try:
         check_writable(study.leaderboard, "leaderboard")
-    except ConfigError as exc:
+        if Path(study.leaderboard).is_file():
+            from leaderboard.store import Leaderboard
+
+            Leaderboard.verify_file(study.leaderboard)  # what `run` checks first: a leaderboard, undamaged
+    except ForgetbenchError as exc:
         problems += exc.lines
     if problems:
         raise ConfigError([f"{args.study}: {line}" for line in problems])
     runs = ", ".join(run.label for run in plan(study)[: 1 + len(study.recipes)])
     print(f"{args.study}: ok — {runs}; seeds {study.seeds}; mix {study.mix.size} rows "
-          f"({study.mix.domain_share:.0%} domain {study.domain}); leaderboard {study.leaderboard}")
+          f"({study.mix.domain_share:.0%} domain {_domain_name(study)}); leaderboard {study.leaderboard}")
     lengths, why_not = row_lengths(study, resolve_data_dir(data_dir))
     for report in lengths:
         print(f"  {report.summary()}")
     if why_not:
         print(f"  domain row lengths not checked against finetune.max_seq_length: {why_not}")
     return 0
+
+
+def _domain_name(study) -> str:
+    """The study's domain as a person reads it: a registered name, or a files domain's name and files."""
+    domain = study.domain
+    if isinstance(domain, str):
+        return domain
+    test = f", test {domain.test}" if domain.test else ""
+    return f"{domain.name} (train {domain.train}{test})"
 
 
 def cmd_run(args) -> int:

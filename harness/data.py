@@ -235,6 +235,11 @@ def conversation_problem(messages: Any) -> str | None:
         return "has no user turn"
     if not any(m["role"] == "assistant" and m["content"].strip() for m in messages):
         return "has no assistant answer"
+    turns = [m["role"] for m in messages if m["role"] != "system"]
+    if turns[0] != "user":
+        return "starts with an assistant turn (an answer before its question)"
+    if turns[-1] != "assistant":
+        return "ends with a user turn (a question without its answer)"
     return None
 
 

@@ -16,7 +16,10 @@ from __future__ import annotations
 import functools
 import importlib
 import json
+import logging
 import re
+import sys
+import types
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -38,6 +41,8 @@ from harness.data import (
 from harness.errors import ConfigError, DataError
 from harness.hashing import hash_json
 from harness.registry import load_group, lookup
+
+log = logging.getLogger("forgetbench")
 
 if TYPE_CHECKING:
     from harness.config import DomainFiles
@@ -134,14 +139,31 @@ def answer_extractor(spec: str) -> Extractor:
             raise ConfigError(f"regex {rest!r} does not compile ({exc})") from None
         return functools.partial(_regex_answer, pattern)
     if kind and rest and all(part.isidentifier() for part in (*kind.split("."), rest)):
+        if kind.split(".")[0] in sys.stdlib_module_names or kind == "builtins":
+            raise ConfigError(f"extractor {spec!r} is a standard-library callable, not an answer extractor; name a "
+                              f"`str -> str | None` function of your own module")
         try:
             function = getattr(importlib.import_module(kind), rest)
         except (ImportError, AttributeError) as exc:
             raise ConfigError(f"cannot load extractor {spec!r} ({type(exc).__name__}: {exc})") from None
-        if not callable(function):
-            raise ConfigError(f"extractor {spec!r} is not callable")
-        return function
+        if not isinstance(function, types.FunctionType):
+            raise ConfigError(f"extractor {spec!r} is not a Python function (a `def` taking the answer text)")
+        return functools.partial(_user_answer, spec, function)
     raise ConfigError(f"unknown extractor {spec!r}; choose {ANSWER_CHOICES}")
+
+
+def _user_answer(spec: str, function: Callable, text: str) -> str | None:
+    """A `module:function` extractor's answer, which must be a string or None."""
+    answer = function(text)
+    if answer is not None and not isinstance(answer, str):
+        raise DataError(f"extractor {spec!r} returned {type(answer).__name__} {str(answer)[:40]!r}; an answer "
+                        f"extractor returns a string, or None where it reads no answer")
+    return answer
+
+
+def is_user_code(extract: Extractor) -> bool:
+    """Whether an extractor is a `module:function` of the user's (validate says when it runs one)."""
+    return isinstance(extract, functools.partial) and extract.func is _user_answer
 
 
 def _regex_answer(pattern: re.Pattern, text: str) -> str | None:
@@ -256,6 +278,10 @@ def check_domain_data(domain: Domain, data_dir: Path | None) -> list[str]:
     splits = [("train", domain.train)]
     if not domain._split_locally(data_dir):
         splits = splits + [("test", domain.test)] if domain.test != domain.train else [("test", domain.test)]
+    if is_user_code(domain.extract):
+        log.info("domain %s: validating runs your answer extractor %s on every test row (your code)", domain.name,
+                 domain.extract.args[0])
+    contents: dict[str, set[str]] = {}
     for split, source in splits:
         try:
             path = locate(source, data_dir)
@@ -268,17 +294,41 @@ def check_domain_data(domain: Domain, data_dir: Path | None) -> list[str]:
             except DataError as exc:
                 problems += exc.lines
             continue
-        problems += _check_file(domain, source, path, split, data_dir)
+        file_problems, contents[split] = _check_file(domain, source, path, split, data_dir)
+        problems += file_problems
+    if not domain._split_locally(data_dir) and domain.test == domain.train:
+        problems.append(f"{locate(domain.test, data_dir) or domain.test.describe()}: the test file is the training "
+                        f"file (held-out scores would be scores on training data)")
+    if len(contents) == 2 and not problems:
+        shared = contents["test"] & contents["train"]
+        if shared:
+            test = locate(domain.test, data_dir)
+            problems.append(f"{test}: {len(shared)} of {len(contents['test'])} test rows are also training rows of "
+                            f"{locate(domain.train, data_dir)} (held-out scores would be scores on training data)")
     return problems
 
 
-def _check_file(domain: Domain, source: DataSource, path: Path, split: str, data_dir: Path | None) -> list[str]:
+def _read_answer(domain: Domain, text: str, where: str, problems: list[str]) -> str | None | bool:
+    """The extractor's answer for a reference; False (with a problem noted) where the extractor fails."""
+    try:
+        return domain.extract(text)
+    except DataError as exc:
+        problems.append(f"{where}: {exc.lines[0]}")
+        return False
+
+
+def _check_file(domain: Domain, source: DataSource, path: Path, split: str, data_dir: Path | None
+                ) -> tuple[list[str], set[str]]:
+    """The file's problems, and the hashes of its rows' conversations (to find test rows that are
+    training rows)."""
     problems: list[str] = []
     rows = 0
+    contents: set[str] = set()
+    ids: dict[Any, str] = {}  # a row's own id -> where it first appeared
     try:
         lines = read_lines(path)
     except DataError as exc:
-        return exc.lines
+        return exc.lines, contents
     for where, row in lines:
         if isinstance(row, DataError):
             problems += row.lines
@@ -292,6 +342,14 @@ def _check_file(domain: Domain, source: DataSource, path: Path, split: str, data
         if problem:
             problems.append(f"{where}: {problem}")
             continue
+        own_id = row.get("id") if source.row_ids and isinstance(row, dict) else None
+        if isinstance(own_id, (str, int)):
+            if own_id in ids:
+                problems.append(f"{where}: id {own_id!r} repeats the row at {ids[own_id]}; each row needs its own id "
+                                f"(results are paired by it)")
+                continue
+            ids[own_id] = where
+        contents.add(hash_json(messages))
         rows += 1
         conversation: Conversation = {"id": "", "source": source.name, "messages": messages}
         in_test = split == "test" or (domain._split_locally(data_dir) and _is_held_out(conversation))
@@ -299,9 +357,9 @@ def _check_file(domain: Domain, source: DataSource, path: Path, split: str, data
             continue
         if messages[-1]["role"] != "assistant":
             problems.append(f"{where}: a test row must end with the assistant's answer (the reference)")
-        elif domain.extract(messages[-1]["content"]) is None:
+        elif _read_answer(domain, messages[-1]["content"], where, problems) is None:
             problems.append(f"{where}: the answer extractor {domain.answer or domain.name!r} reads no answer "
                             f"from the last assistant turn {json.dumps(messages[-1]['content'][:60])}")
     if rows == 0 and not problems:
         problems.append(f"{path}: domain {domain.name!r} has no {'training' if split == 'train' else 'test'} rows")
-    return problems
+    return problems, contents

@@ -40,8 +40,16 @@ def lookup(known: dict[str, Any], name: str, kind: str, group: str) -> Any:
         raise ConfigError(f"unknown {kind} {name!r}: nothing is registered under the entry-point group {group!r}; "
                           f"(re)install forgetbench (pip install -e .) so its entry points are recorded")
     if name not in known:
-        raise ConfigError(f"unknown {kind} {name!r}; registered: {', '.join(sorted(known))}")
+        raise ConfigError(f"unknown {kind} {name!r}{did_you_mean(name, known)}; registered: {', '.join(sorted(known))}")
     return known[name]
+
+
+def did_you_mean(name: str, known) -> str:
+    """`; did you mean 'reconstructed-single'?` for the registered name closest to a mistyped one, or ''."""
+    import difflib
+
+    close = difflib.get_close_matches(name, list(known), n=1, cutoff=0.75)
+    return f"; did you mean {close[0]!r}?" if close else ""
 
 
 def validate_params(params_cls: type[BaseModel], shorthand: str | None, raw: dict[str, Any], kind: str) -> Any:

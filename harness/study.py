@@ -70,7 +70,8 @@ def preflight(study: StudyConfig, data_dir: Path | None) -> list[str]:
     """Every data problem of a study, found before any work starts (one line each)."""
     domain = resolve_domain(study.domain)
     problems = check_domain_data(domain, data_dir)  # every bad line of the domain's files
-    checks = [] if problems else [lambda: check_eval_data(study.eval, domain, data_dir, study.generation_backend)]
+    checks = [] if problems else [lambda: check_eval_data(study.eval, domain, data_dir, study.generation_backend,
+                                                              study.base_model)]
     if study.diagnostics.enabled:
         from harness.diagnostics import probe_prompts
 
@@ -127,8 +128,16 @@ def _check_domain_rows(study: StudyConfig, domain: Domain, data_dir: Path | None
     where = str(path) if path is not None else domain.train.describe()
     if rows == 0:
         raise DataError(f"{where}: domain {domain.name!r} has no training rows")
+    from harness.recipe import DomainOnlyRecipe
+
     for settings, entry in _variants(study):
-        needed = make_recipe(entry).domain_rows_needed(*split_sizes(settings.mix))
+        recipe = make_recipe(entry)
+        n_domain, n_rehearsal = split_sizes(settings.mix)
+        if n_rehearsal == 0 and not isinstance(recipe, DomainOnlyRecipe):
+            raise ConfigError(f"mix.size: {settings.mix.size} rows at domain_share {settings.mix.domain_share} leave no "
+                              f"rehearsal row for recipe {entry.label} ({n_domain} domain rows): it would train "
+                              f"exactly as `none`; raise mix.size or lower mix.domain_share")
+        needed = recipe.domain_rows_needed(n_domain, n_rehearsal)
         if needed > rows:
             raise ConfigError(f"mix.size: {settings.mix.size} rows at domain_share {settings.mix.domain_share} take "
                               f"{needed} domain rows for recipe {entry.label}, but {where} has {rows} training rows")
@@ -166,7 +175,7 @@ def run_study(study: StudyConfig, data_dir: Path | None = None, leaderboard_path
     domain = resolve_domain(study.domain)
     base = resolve_model(study.base_model)
     board_path = Path(leaderboard_path or study.leaderboard)
-    eval_hash = eval_config_hash(study.eval, domain, data_dir, study.generation_backend)
+    eval_hash = eval_config_hash(study.eval, domain, data_dir, study.generation_backend, study.base_model)
     context = _RunContext(study, domain, data_dir, base, eval_hash)
     runs = plan(study)
     run_ids: list[str | None] = [None] * len(runs)
@@ -229,7 +238,8 @@ class _RunContext:
         training = None
         if mix is not None:
             model, training = self._finetune(mix, planned.seed)
-        results = evaluate_model(model, self.study.eval, self.domain, self.data_dir, self.study.generation_backend)
+        results = evaluate_model(model, self.study.eval, self.domain, self.data_dir, self.study.generation_backend,
+                                 self.study.base_model)
         gc.collect()
         shift = self._diagnose(model, mix)
         return self._record(planned, model, mix, started, shift, training), results

@@ -49,7 +49,9 @@ def add_commands(commands, default_leaderboard: Path) -> None:
     p.set_defaults(command=cmd_compare)
 
     p = commands.add_parser("query", help="run read-only SQL against the leaderboard file")
-    p.add_argument("sql", metavar="SQL", help='e.g. "SELECT recipe, count(*) FROM runs GROUP BY recipe"')
+    p.add_argument("sql", metavar="SQL", help='one statement, e.g. "SELECT recipe, count(*) FROM runs GROUP BY recipe"')
+    p.add_argument("--timeout", type=float, default=60.0, help="seconds before the query is stopped (default: %(default)s)")
+    p.add_argument("--max-rows", type=int, default=1000, help="rows fetched and printed at most (default: %(default)s)")
     common(p)
     p.set_defaults(command=cmd_query)
 
@@ -64,6 +66,7 @@ def add_commands(commands, default_leaderboard: Path) -> None:
     p.add_argument("--figures", type=Path, metavar="DIR", help="also write each chart as DIR/<name>.png")
     p.add_argument("--study", help="only runs of this study")
     p.add_argument("--benchmarks", nargs="+", metavar="B", help="only these benchmarks")
+    p.add_argument("--force", action="store_true", help="overwrite --out even if it is not an earlier report")
     common(p, formats=False)
     p.set_defaults(command=cmd_report)
 
@@ -107,6 +110,7 @@ def print_board(args: argparse.Namespace) -> int:
     board = _board(args.leaderboard)
     fmt = _fmt(args.format)
     benchmarks = getattr(args, "benchmarks", None)
+    _check_names(board, args.study, benchmarks)
     if args.view == "paper":
         frame = paper_view(paper_table(board, args.study, benchmarks), fmt)
     elif args.view == "deltas":
@@ -137,6 +141,7 @@ def cmd_compare(args) -> int:
     if not 0 < args.alpha < 1:
         raise ConfigError(f"--alpha: {args.alpha} must be between 0 and 1")
     board = _board(args.leaderboard)
+    _check_names(board, args.study, args.benchmarks)
     frame = compare(board, args.run_a, args.run_b, study=args.study, benchmarks=args.benchmarks,
                     resamples=args.resamples, seed=args.seed, alpha=args.alpha, allow_mismatch=args.allow_mismatch)
     fmt = _fmt(args.format)
@@ -153,7 +158,10 @@ def cmd_query(args) -> int:
     from leaderboard.render import render
     from leaderboard.sql import run_query
 
-    print(render(run_query(_board(args.leaderboard), args.sql), _fmt(args.format)), end="")
+    frame = run_query(_board(args.leaderboard), args.sql, timeout=args.timeout, max_rows=args.max_rows)
+    print(render(frame, _fmt(args.format)), end="")
+    if frame.attrs.get("truncated"):
+        print(f"(the first {args.max_rows} rows; --max-rows shows more)", file=sys.stderr)
     return 0
 
 
@@ -170,9 +178,11 @@ def cmd_report(args) -> int:
     from leaderboard.report import report_figures, report_html, write_figure_pngs
 
     check_writable(args.out, "--out")
+    _refuse_foreign_file(args.out, args.force)
     if args.figures:
         check_writable(args.figures, "--figures", folder=True)
     board = _board(args.leaderboard)
+    _check_names(board, args.study, args.benchmarks)
     table, figures, after = report_figures(board, args.study, args.benchmarks)
     html = report_html(board, args.study, table, figures, after)
     if args.figures:
@@ -181,6 +191,37 @@ def cmd_report(args) -> int:
     atomic_write_text(args.out, html)
     print(f"wrote {args.out}")
     return 0
+
+
+def _refuse_foreign_file(out: Path, force: bool) -> None:
+    """`report --out FILE` replaces FILE only where it is an earlier report (or with --force)."""
+    from leaderboard.report import REPORT_MARKER
+
+    if force or not out.is_file() or out.stat().st_size == 0:
+        return
+    with open(out, "rb") as handle:
+        head = handle.read(4096).decode("utf-8", errors="replace")
+    if REPORT_MARKER not in head:
+        raise ConfigError(f"--out {out}: exists and is not a forgetbench report; name another file or pass --force")
+
+
+def _check_names(board, study: str | None, benchmarks: list[str] | None) -> None:
+    """`--study` must name a study of the leaderboard and `--benchmarks` benchmarks it has scores of
+    (within that study): an unknown name is an error with the nearest known one, not an empty output."""
+    from harness.registry import did_you_mean
+    from leaderboard.sql import known_studies
+
+    with board.connect() as con:
+        if study is not None:
+            known_studies(con, study, "--study")
+        if benchmarks:
+            present = [b for (b,) in con.execute(
+                "SELECT DISTINCT s.benchmark FROM scores s JOIN runs r USING (run_id) "
+                "WHERE ? IS NULL OR r.study = ? ORDER BY 1", [study, study]).fetchall()]
+            for name in benchmarks:
+                if name not in present:
+                    raise ConfigError(f"--benchmarks: no scores of {name!r}{' in study ' + repr(study) if study else ''}"
+                                      f"{did_you_mean(name, present)}; present: {', '.join(present) or 'none'}")
 
 
 def cmd_publish(args) -> int:
@@ -247,7 +288,9 @@ def cmd_migrate(args) -> int:
 
     if not Path(args.leaderboard).is_file():
         raise ConfigError(f"--leaderboard {args.leaderboard}: no such leaderboard file")
+    Leaderboard.verify_file(args.leaderboard)  # a damaged file is refused, not migrated
     Leaderboard(args.leaderboard)  # a writing open migrates in one transaction
+    Leaderboard.verify_file(args.leaderboard)
     print(f"{args.leaderboard}: schema_version {SCHEMA_VERSION}")
     return 0
 

@@ -31,6 +31,7 @@ from leaderboard.store import Leaderboard
 COLUMNS = ["benchmark", "metric", "n", "a_mean", "b_mean", "diff", "ci_low", "ci_high",
            "p_value", "p_holm", "significant"]
 _CHUNK_CELLS = 4_000_000  # resample indices drawn per batch (memory bound: ~32 MB)
+MIN_RESAMPLES, MAX_RESAMPLES = 100, 1_000_000  # the bootstrap means alone take 8 bytes each
 # Entries of a benchmark's recorded settings that describe an outcome or a cost of the evaluation,
 # not how it was measured: they may differ between runs evaluated identically.
 # Nested settings (GPQA's per-subset records) are filtered the same way.
@@ -195,11 +196,17 @@ def compare(board: Leaderboard, run_a: str, run_b: str, *, study: str | None = N
             benchmarks: list[str] | None = None, resamples: int = 10_000, seed: int = 0,
             alpha: float = 0.05, allow_mismatch: bool = False) -> pd.DataFrame:
     """One row per benchmark: see the module docstring. ``diff`` is B − A."""
-    if resamples < 100:
-        raise ConfigError(f"--resamples: {resamples} is too few; use at least 100")
+    if not MIN_RESAMPLES <= resamples <= MAX_RESAMPLES:
+        raise ConfigError(f"--resamples: {resamples} is out of range; use {MIN_RESAMPLES} to {MAX_RESAMPLES:,} "
+                          f"(10,000 gives p-values to 1e-4)")
+    if seed < 0:
+        raise ConfigError(f"--seed: {seed} is negative; the bootstrap takes a seed of 0 or more")
     with board.connect() as con:
         a = resolve(con, run_a, study, "RUN_A")
         b = resolve(con, run_b, study, "RUN_B")
+        if set(a) & set(b):
+            raise ConfigError(f"RUN_A/RUN_B: {run_a!r} and {run_b!r} share run {sorted(set(a) & set(b))[0]}; a run "
+                              f"compared with itself differs by nothing")
         pairs = paired_values(con, a, b)
         if benchmarks:
             pairs = pairs[pairs.benchmark.isin(benchmarks)]

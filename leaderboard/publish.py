@@ -29,17 +29,15 @@ from __future__ import annotations
 
 import datetime as _dt
 import json
-import os
 import shlex
-import shutil
 import subprocess
-import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
 import pandas as pd
 
 from harness.errors import ConfigError
+from harness.paths import swap_in_folder
 from leaderboard.compare import compare, resolve
 from leaderboard.render import render
 from leaderboard.store import BASELINE_RECIPE, Leaderboard
@@ -231,18 +229,12 @@ def publish(board: Leaderboard, study: str, out: Path, regenerate: Regenerate,
         "report.html": report_html(board, study, table, figures, after),
         "versions.md": _versions_markdown(runs, commit),
     }
-    out.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.publish-", dir=out.parent))
-    try:
+    with swap_in_folder(out) as tmp:
         pngs = write_figure_pngs(figures, tmp / "figures")
         listing = [*files, "README.md", *(f"figures/{p.name}" for p in pngs)]
         files["README.md"] = _readme(board, study, table, runs, regenerate, listing, order, notes, commit)
         for name, text in files.items():
             (tmp / name).write_text(text, encoding="utf-8")
-        _replace_folder(tmp, out)
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise
     return [out / name for name in sorted(listing)]
 
 
@@ -258,27 +250,6 @@ def _check_replaceable(out: Path) -> None:
     if first != [MARKER]:
         raise ConfigError(f"--out {out}: holds files that `forgetbench publish` did not write; "
                           "name a new or empty folder (publish replaces the whole folder)")
-
-
-def _replace_folder(tmp: Path, out: Path) -> None:
-    """Put the complete folder `tmp` in place of `out`: an earlier `out` is moved aside first and
-    restored should the rename fail, then deleted."""
-    umask = os.umask(0)
-    os.umask(umask)
-    os.chmod(tmp, 0o777 & ~umask)  # as mkdir would have made it (mkdtemp makes it private)
-    old = None
-    if out.exists():
-        old = Path(tempfile.mkdtemp(prefix=f".{out.name}.old-", dir=out.parent))
-        os.replace(out, old / out.name)
-    try:
-        os.replace(tmp, out)
-    except BaseException:
-        if old is not None:
-            os.replace(old / out.name, out)
-        raise
-    finally:
-        if old is not None:
-            shutil.rmtree(old, ignore_errors=True)
 
 
 def _paper_markdown(table: pd.DataFrame, study: str, leaderboard: str | None) -> str:

@@ -272,6 +272,14 @@ def lock_holder(error: Exception) -> str:
     return f"another process (PID {pid}" + (f": {command})" if command else ")")
 
 
+def _is_sqlite(path: Path) -> bool:
+    try:
+        with open(path, "rb") as handle:
+            return handle.read(16) == b"SQLite format 3\x00"
+    except OSError:
+        return False
+
+
 def _to_json(value: Any) -> str:
     return json.dumps(value, sort_keys=True, default=str)
 
@@ -384,7 +392,34 @@ class Leaderboard:
             return ForgetbenchError(f"leaderboard {self.path}: cannot write here ({first_line(error)})")
         if "not a valid DuckDB database file" in text:
             return ForgetbenchError(f"{self.path}: not a forgetbench leaderboard (not a DuckDB database file)")
+        if _is_sqlite(self.path):  # DuckDB would reach for its sqlite extension and report that missing
+            return ForgetbenchError(f"{self.path}: not a forgetbench leaderboard (an SQLite database, not DuckDB)")
         return ForgetbenchError(f"leaderboard {self.path}: cannot open: {first_line(error)}")
+
+    # -- integrity ------------------------------------------------------------------------------
+
+    @classmethod
+    def verify_file(cls, path: str | os.PathLike[str]) -> None:
+        """Check an existing file before any work, writing nothing: a DuckDB database (not text, not
+        SQLite), a forgetbench leaderboard of a schema this forgetbench reads (older ones included: `run`
+        migrates them), and every block of every table readable (DuckDB checks each block's checksum
+        as it reads it: a truncated or damaged file fails here, not after an evaluation)."""
+        board = cls.__new__(cls)
+        board.path, board.lock_timeout, board.read_only = Path(path).expanduser(), DEFAULT_LOCK_TIMEOUT, True
+        board._lock = _process_lock(board.path)
+        with board._connect(read_only=True) as con:
+            board._schema_version(con)
+            board._read_every_block(con)
+
+    def _read_every_block(self, con: duckdb.DuckDBPyConnection) -> None:
+        tables = [name for (name,) in con.execute(
+            "SELECT table_name FROM duckdb_tables() WHERE database_name = current_database()").fetchall()]
+        try:
+            for table in tables:  # every column of every row goes through a hash: every block is read
+                con.execute(f'SELECT count(*), bit_xor(hash(COLUMNS(*))) FROM "{table}"').fetchall()
+        except duckdb.Error as error:
+            raise ForgetbenchError(f"leaderboard {self.path}: damaged, table {table} cannot be read "
+                                   f"({first_line(error)}); restore it from a copy") from None
 
     # -- schema ---------------------------------------------------------------------------------
 
@@ -502,9 +537,25 @@ class Leaderboard:
                 _insert_frame(con, "examples", examples)
                 _insert_frame(con, "shift_measures", shift)
                 con.commit()
-            except BaseException:
-                con.rollback()
+            except BaseException as interruption:
+                self._after_failed_write(con, run.run_id, interruption)
                 raise
+
+    def _after_failed_write(self, con: duckdb.DuckDBPyConnection, run_id: str, error: BaseException) -> None:
+        """Roll back what is still open and say whether the run landed: an interrupt (Ctrl-C, SIGTERM)
+        can arrive after the commit finished, when there is nothing left to roll back."""
+        try:
+            con.rollback()
+        except duckdb.Error:  # "no transaction is active": the commit had completed, or never began
+            pass
+        try:
+            landed = con.execute("SELECT count(*) FROM runs WHERE run_id = ?", [run_id]).fetchone()[0] > 0
+        except duckdb.Error:
+            return
+        if isinstance(error, (KeyboardInterrupt, SystemExit)):
+            log.error("interrupted while recording run %s in %s: %s", run_id, self.path,
+                      "the run was committed (all its rows are on the leaderboard)" if landed
+                      else "nothing of it was written (rolled back)")
 
     # -- reads ----------------------------------------------------------------------------------
 

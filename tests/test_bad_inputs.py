@@ -261,3 +261,255 @@ def test_a_key_given_twice_in_a_study_file_is_refused_naming_key_and_lines(tmp_p
     with pytest.raises(ConfigError) as error:
         load_study(study)
     assert error.value.lines == [f"{study}: line 6: invalid YAML (key 'size' appears twice (first on line 5))"]
+
+
+# -- 7: what a hostile user broke (issue 26) ---------------------------------------------------------
+
+def _files_domain(folder, train_rows, test_rows=None, answer="number"):
+    """A domain of one's own: rows as {"messages": [...], optional "id"} written to train/test files."""
+    (folder / "train.jsonl").write_text("".join(json.dumps(r) + "\n" for r in train_rows))
+    domain = {"name": "own", "train": "train.jsonl", "answer": answer}
+    if test_rows is not None:
+        (folder / "test.jsonl").write_text("".join(json.dumps(r) + "\n" for r in test_rows))
+        domain["test"] = "test.jsonl"
+    return domain
+
+
+def _qa(i, question="What is {i} + 1?", answer="The answer is {j}."):
+    return {"messages": [{"role": "user", "content": question.format(i=i)},
+                         {"role": "assistant", "content": answer.format(j=i + 1)}]}
+
+
+def test_an_answer_extractor_from_the_standard_library_is_refused_without_running_it(tiny_study, tmp_path, cache,
+                                                                                      capsys):
+    marker = tmp_path / "ran"
+    rows = [_qa(i, answer=f"touch {marker}") for i in range(8)]
+    code, lines = cli(capsys, "validate", tiny_study(domain=_files_domain(tmp_path, rows, rows[:2], "os:system")))
+    assert code == 2 and not marker.exists()
+    one_error(lines, "domain.answer: extractor 'os:system' is a standard-library callable, not an answer extractor")
+
+
+def test_an_answer_extractor_returning_a_non_string_is_named(tiny_study, tmp_path, cache, capsys, monkeypatch):
+    (tmp_path / "my_extractors.py").write_text("def length(text):\n    return len(text)\n")
+    monkeypatch.syspath_prepend(str(tmp_path))
+    rows = [_qa(i) for i in range(8)]
+    code, lines = cli(capsys, "validate", tiny_study(domain=_files_domain(tmp_path, rows, [_qa(20)], "my_extractors:length")))
+    assert code == 2
+    one_error(lines, "test.jsonl:1: extractor 'my_extractors:length' returned int", "returns a string, or None")
+
+
+@pytest.mark.parametrize("settings, message", [
+    ({"seeds": [-1]}, "seeds[0]: Input should be greater than or equal to 0"),
+    ({"seeds": [2**70]}, "seeds[0]: Input should be less than or equal to 4294967295"),
+    ({"finetune": {"learning_rate": float("inf")}}, "finetune.learning_rate: expected a finite number, got inf"),
+    ({"finetune": {"learning_rate": 1e300}}, "finetune.learning_rate: Input should be less than or equal to 1"),
+    ({"finetune": {"lora": {"target_modules": []}}}, "finetune.lora.target_modules: List should have at least 1 item"),
+    ({"finetune": {"max_seq_length": 9}}, "finetune.max_seq_length: Input should be greater than or equal to 16"),
+    ({"mix": {"size": True}}, "mix.size: expected a number, got true"),
+    ({"mix": {"size": 32, "domain_share": 0.99}, "recipes": ["none", "public:alpaca"]},
+     "mix.size: 32 rows at domain_share 0.99 leave no rehearsal row for recipe public:alpaca"),
+    ({"mix": {"size": 1, "domain_share": 0.17}, "recipes": ["public:alpaca"]},
+     "mix.size: 1 rows at domain_share 0.17 leave no rehearsal row"),
+], ids=["negative-seed", "huge-seed", "infinite-lr", "huge-lr", "no-lora-targets", "tiny-seq-length",
+        "boolean-size", "no-rehearsal-share", "one-row-mix"])
+def test_values_that_validated_and_then_crashed_or_recorded_garbage_are_refused(settings, message, tiny_study,
+                                                                                 data_dir, cache, capsys):
+    code, lines = cli(capsys, "validate", tiny_study(**settings), "--data-dir", data_dir)
+    assert code == 2
+    one_error(lines, message)
+
+
+def test_a_leaderboard_path_that_is_not_a_leaderboard_is_refused_by_validate(tiny_study, data_dir, cache, tmp_path,
+                                                                              capsys):
+    text = tmp_path / "notes.txt"
+    text.write_text("my notes\n")
+    code, lines = cli(capsys, "validate", tiny_study(leaderboard=str(text)), "--data-dir", data_dir)
+    assert code != 0
+    one_error(lines, f"{text}: not a forgetbench leaderboard (not a DuckDB database file)")
+    assert text.read_text() == "my notes\n"
+
+
+def test_two_hundred_thousand_seeds_are_checked_in_linear_time(tmp_path):
+    from harness.config import parse_study
+
+    seeds = list(range(200_000))
+    assert len(parse_study({"name": "s", "domain": "medmcqa", "recipes": ["none"], "seeds": seeds}, "s.yaml").seeds) \
+        == 200_000  # the quadratic check took 273 s here
+    with pytest.raises(ConfigError, match="seeds: seed 7 appears twice"):
+        parse_study({"name": "s", "domain": "medmcqa", "recipes": ["none"], "seeds": seeds + [7]}, "s.yaml")
+
+
+@pytest.mark.parametrize("rows, test, message", [
+    ([{"messages": [{"role": "assistant", "content": "The answer is 2."}, {"role": "user", "content": "1 + 1?"}]}]
+     + [_qa(i) for i in range(8)], [_qa(20)], "train.jsonl:1: starts with an assistant turn (an answer before its question)"),
+    ([{**_qa(i), "id": "same" if i < 2 else f"row{i}"} for i in range(8)], [_qa(20)],
+     "train.jsonl:2: id 'same' repeats the row at"),
+    ([_qa(i) for i in range(8)], [_qa(i) for i in range(8)], "8 of 8 test rows are also training rows of"),
+], ids=["answer-before-question", "repeated-ids", "test-is-train"])
+def test_domain_files_that_would_train_or_score_wrongly_are_refused(rows, test, message, tiny_study, tmp_path, cache,
+                                                                    capsys):
+    code, lines = cli(capsys, "validate", tiny_study(domain=_files_domain(tmp_path, rows, test)))
+    assert code == 2
+    one_error(lines, message)
+
+
+def test_validate_names_a_files_domain_without_a_python_repr(tiny_study, tmp_path, cache, capsys):
+    assert main(["validate", str(tiny_study(domain=_files_domain(tmp_path, [_qa(i) for i in range(8)], [_qa(20)])))]) == 0
+    out = capsys.readouterr().out
+    assert "domain own (train " in out and "PosixPath" not in out
+
+
+def test_an_export_that_fails_or_names_no_study_leaves_the_earlier_export_whole(tmp_path, capsys, monkeypatch):
+    board = tmp_path / "lb.duckdb"
+    Leaderboard(board).record(make_run("a"), make_results(0.4, 0.6))
+    out = tmp_path / "parquet"
+    assert main(["export", "--out", str(out), "--leaderboard", str(board)]) == 0
+    before = {p.name: p.read_bytes() for p in out.iterdir()}
+    capsys.readouterr()
+    code, lines = cli(capsys, "export", "--out", out, "--study", "nosuch", "--leaderboard", board)
+    assert code == 2
+    one_error(lines, "--study: no runs of study 'nosuch' on this leaderboard")
+    from leaderboard import sql
+
+    real = sql.EXPORTED
+    monkeypatch.setattr(sql, "EXPORTED", (*real, "no_such_table"))  # fails after writing the four tables
+    code, lines = cli(capsys, "export", "--out", out, "--leaderboard", board)
+    assert code == 1
+    assert {p.name: p.read_bytes() for p in out.iterdir()} == before
+    assert not [p for p in tmp_path.iterdir() if p.name.startswith(".parquet")]  # no staging folder left
+    (out / "mine.txt").write_text("keep")
+    monkeypatch.setattr(sql, "EXPORTED", real)
+    code, lines = cli(capsys, "export", "--out", out, "--leaderboard", board)
+    assert code == 2
+    one_error(lines, f"--out {out}: holds 'mine.txt', which is not an earlier export")
+
+
+def test_report_overwrites_only_an_earlier_report_unless_forced(tmp_path, capsys):
+    board = tmp_path / "lb.duckdb"
+    Leaderboard(board).record(make_run("a"), make_results(0.4, 0.6))
+    notes = tmp_path / "existing.txt"
+    notes.write_text("my notes\n")
+    code, lines = cli(capsys, "report", "--out", notes, "--leaderboard", board)
+    assert code == 2 and notes.read_text() == "my notes\n"
+    one_error(lines, f"--out {notes}: exists and is not a forgetbench report; name another file or pass --force")
+    report = tmp_path / "report.html"
+    assert main(["report", "--out", str(report), "--leaderboard", str(board)]) == 0
+    assert main(["report", "--out", str(report), "--leaderboard", str(board)]) == 0  # an earlier report: replaced
+    assert main(["report", "--out", str(notes), "--leaderboard", str(board), "--force"]) == 0
+
+
+@pytest.mark.parametrize("command", [["leaderboard"], ["leaderboard", "--view", "deltas"], ["report", "--out", "r.html"],
+                                     ["compare", "a", "b"]])
+def test_unknown_study_and_benchmark_names_are_errors_not_empty_output(command, tmp_path, capsys, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    board = tmp_path / "lb.duckdb"
+    Leaderboard(board).record(make_run("a"), make_results(0.4, 0.6))
+    code, lines = cli(capsys, *command, "--study", "nosuch", "--leaderboard", board)
+    assert code == 2
+    one_error(lines, "--study: no runs of study 'nosuch' on this leaderboard")
+    code, lines = cli(capsys, *command, "--benchmarks", "arcc", "--leaderboard", board)
+    assert code == 2
+    one_error(lines, "--benchmarks: no scores of 'arcc'; did you mean 'arc'?")
+
+
+def test_a_truncated_or_foreign_leaderboard_is_refused_before_any_work(tiny_model, data_dir, tmp_path, cache, capsys):
+    import sqlite3
+
+    board = tmp_path / "lb.duckdb"
+    Leaderboard(board).record(make_run("a"), make_results(0.4, 0.6))
+    with open(board, "r+b") as handle:
+        handle.truncate(board.stat().st_size // 2)
+    for command in (["leaderboard", "migrate"], ["eval", "--model", tiny_model.path, "--suite", "domain", "--limit", "1",
+                                                 "--data-dir", data_dir]):
+        code, lines = cli(capsys, *command, "--leaderboard", board)
+        assert code == 1
+        one_error(lines, f"leaderboard {board}: damaged, table", "restore it from a copy")
+    assert not (cache / "evals").exists()  # refused before evaluating
+    lite = tmp_path / "lite.duckdb"
+    sqlite3.connect(lite).execute("CREATE TABLE t (a)").connection.commit()
+    code, lines = cli(capsys, "leaderboard", "migrate", "--leaderboard", lite)
+    assert code == 1
+    one_error(lines, f"{lite}: not a forgetbench leaderboard (an SQLite database, not DuckDB)")
+
+
+@pytest.mark.parametrize("interrupt_after_commit", [True, False], ids=["after-commit", "before-commit"])
+def test_an_interrupt_inside_the_leaderboard_write_says_whether_the_run_was_committed(interrupt_after_commit, tmp_path,
+                                                                                     caplog, monkeypatch):
+    import contextlib
+
+    board = Leaderboard(tmp_path / "lb.duckdb")
+    real = Leaderboard._connect
+
+    class Interrupting:
+        def __init__(self, con):
+            self.con = con
+
+        def __getattr__(self, name):
+            return getattr(self.con, name)
+
+        def commit(self):
+            if interrupt_after_commit:
+                self.con.commit()
+            raise KeyboardInterrupt
+
+    @contextlib.contextmanager
+    def connect(self, *, read_only):
+        with real(self, read_only=read_only) as con:
+            yield con if read_only else Interrupting(con)
+
+    monkeypatch.setattr(Leaderboard, "_connect", connect)
+    with pytest.raises(KeyboardInterrupt):  # the interrupt itself, not a rollback error hiding it
+        board.record(make_run("a"), make_results(0.4, 0.6))
+    said = "the run was committed" if interrupt_after_commit else "nothing of it was written (rolled back)"
+    assert f"interrupted while recording run a in {board.path}: {said}" in caplog.text
+    monkeypatch.setattr(Leaderboard, "_connect", real)
+    assert len(board.runs()) == (1 if interrupt_after_commit else 0)
+
+
+def test_query_is_bounded_in_time_rows_and_statements(tmp_path, capsys):
+    board = tmp_path / "lb.duckdb"
+    Leaderboard(board).record(make_run("a"), make_results(0.4, 0.6))
+    code, lines = cli(capsys, "query", "SELECT count(*) FROM range(100000000) a, range(100000000) b",
+                      "--timeout", "1", "--leaderboard", board)
+    assert code == 1
+    one_error(lines, "query: stopped after the --timeout of 1 s; nothing was changed")
+    assert main(["query", "SELECT range FROM range(2000000000)", "--leaderboard", str(board), "--format", "csv"]) == 0
+    printed = capsys.readouterr()
+    assert len(printed.out.splitlines()) == 1001 and "the first 1000 rows" in printed.err  # header + the cap
+    code, lines = cli(capsys, "query", "SELECT 1; SELECT 2", "--leaderboard", board)
+    assert code == 2
+    one_error(lines, "SQL: 2 statements given; run one at a time")
+
+
+@pytest.mark.parametrize("options, message", [
+    (["--resamples", "1000000000"], "--resamples: 1000000000 is out of range; use 100 to 1,000,000"),
+    (["--seed", "-1"], "--seed: -1 is negative"),
+], ids=["huge-resamples", "negative-seed"])
+def test_compare_bounds_its_bootstrap(options, message, tmp_path, capsys):
+    board = tmp_path / "lb.duckdb"
+    for run_id in ("a", "b"):
+        Leaderboard(board).record(make_run(run_id), make_results(0.4, 0.6))
+    code, lines = cli(capsys, "compare", "a", "b", *options, "--leaderboard", board)
+    assert code == 2
+    one_error(lines, message)
+
+
+def test_compare_refuses_a_run_compared_with_itself(tmp_path, capsys):
+    board = tmp_path / "lb.duckdb"
+    Leaderboard(board).record(make_run("a"), make_results(0.4, 0.6))
+    code, lines = cli(capsys, "compare", "a", "a", "--leaderboard", board)
+    assert code == 2
+    one_error(lines, "RUN_A/RUN_B: 'a' and 'a' share run a; a run compared with itself differs by nothing")
+
+
+def test_a_mistyped_recipe_name_gets_the_near_one_suggested(tiny_study, data_dir, cache, capsys):
+    code, lines = cli(capsys, "validate", tiny_study(recipes=["reconstructed-singel"]), "--data-dir", data_dir)
+    assert code == 2
+    one_error(lines, "unknown recipe 'reconstructed-singel'; did you mean 'reconstructed-single'?")
+
+
+def test_evaluating_outside_a_git_checkout_prints_no_git_error(tiny_model, data_dir, tmp_path, forgetbench_process):
+    result = forgetbench_process("eval", "--model", tiny_model.path, "--suite", "arc_easy", "--limit", "2",
+                                 "--data-dir", data_dir, "--leaderboard", tmp_path / "lb.duckdb", cwd=tmp_path)
+    assert result.returncode == 0, result.stderr[-2000:]
+    assert "not a git repository" not in result.stderr  # lm-eval's `git describe` of the working directory

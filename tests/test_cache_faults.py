@@ -88,6 +88,23 @@ def finetuned_evaluation_truncated(cache):
     return folder
 
 
+def finetuned_evaluation_edited_in_place(cache):
+    """A result rewritten under the same size and modification time (a score changed by hand): only a
+    hash can tell, and small files are hashed on every reuse."""
+    import os
+
+    checkpoint_sha = artefacts.refs(only(cache, "checkpoints/*"))["checkpoint_sha"]
+    folder = next(p for p in cache.glob("evals/*") if artefacts.refs(p)["model_sha"] == checkpoint_sha)
+    path = folder / "results.json"
+    stat = path.stat()
+    text = path.read_text()
+    edited = text.replace('"value": 0.', '"value": 9.', 1)
+    assert edited != text and len(edited) == len(text)
+    path.write_text(edited)
+    os.utime(path, ns=(stat.st_atime_ns, stat.st_mtime_ns))
+    return folder
+
+
 def finetuned_diagnostics_truncated(cache):
     checkpoint_sha = artefacts.refs(only(cache, "checkpoints/*"))["checkpoint_sha"]
     folder = next(p for p in cache.glob("diagnostics/*") if artefacts.refs(p).get("model_sha") == checkpoint_sha)
@@ -122,6 +139,7 @@ FAULTS = {
     "adapter weights corrupted in place": in_folder("checkpoints/*/adapter/adapter_model.safetensors", flip_bytes),
     "training log truncated": in_folder("checkpoints/*/train_log.json", truncate),
     "evaluation results truncated": finetuned_evaluation_truncated,
+    "evaluation results edited in place": finetuned_evaluation_edited_in_place,
     "generation cache truncated": generation_cache_truncated,
     "diagnostics truncated": finetuned_diagnostics_truncated,
     "training NLL truncated": training_nll_truncated,

@@ -135,12 +135,26 @@ def run_tasks(lm, manager, tasks: dict[str, Any], chosen: dict[str, list[int]], 
               chat_template: bool) -> dict[str, Any]:
     """lm-eval's `simple_evaluate` over `tasks` (name -> loaded Task) on the `chosen` documents of each
     (a task whose every one of its `sizes` documents is chosen runs whole), samples logged."""
-    with quiet_lm_eval():
-        from lm_eval import simple_evaluate
+    import lm_eval.evaluator
 
+    with quiet_lm_eval(), _without_git_probe(lm_eval.evaluator):
         samples = {name: indices for name, indices in chosen.items() if len(indices) < sizes[name]}
-        return simple_evaluate(model=lm, tasks=list(tasks.values()), task_manager=manager, samples=samples or None,
-                               apply_chat_template=chat_template, log_samples=True)
+        return lm_eval.evaluator.simple_evaluate(model=lm, tasks=list(tasks.values()), task_manager=manager,
+                                                 samples=samples or None, apply_chat_template=chat_template,
+                                                 log_samples=True)
+
+
+@contextlib.contextmanager
+def _without_git_probe(evaluator):
+    """lm-eval asks `git describe` for the working directory's commit on every evaluation and lets git
+    print `fatal: not a git repository` outside a checkout; the harness records its own provenance, so
+    that probe is skipped for the duration (its result, `git_hash`, is never read)."""
+    probe = evaluator.get_git_commit_hash
+    evaluator.get_git_commit_hash = lambda: None
+    try:
+        yield
+    finally:
+        evaluator.get_git_commit_hash = probe
 
 
 def set_generation_budget(task, max_gen_toks: int | None) -> None:
