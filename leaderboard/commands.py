@@ -260,7 +260,7 @@ def _study_file(path: Path | None, name: str):
     called `name`; (None, None) when neither is there."""
     from importlib import resources
 
-    from harness.config import load_study, parse_yaml
+    from harness.study_file import load_study, parse_yaml
 
     if path is None:
         for entry in sorted(resources.files("harness").joinpath("studies").iterdir(), key=lambda e: e.name):

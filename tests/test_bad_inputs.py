@@ -10,10 +10,10 @@ import pytest
 from test_leaderboard import make_results, make_run  # the leaderboard tests' own records
 
 from harness.cli import main
-from harness.config import load_study
 from harness.errors import ConfigError, ForgetbenchError
 from harness.results import BenchmarkResult, Score
-from leaderboard import store
+from harness.study_file import load_study
+from leaderboard import schema
 from leaderboard.store import Leaderboard
 
 MEDMCQA = "domain/medmcqa/medmcqa_dev_filtered.jsonl"
@@ -231,8 +231,8 @@ def _v2_file(path):
     """A leaderboard exactly as forgetbench wrote it at schema version 2, with one run."""
     with duckdb.connect(str(path)) as con:
         for step in (1, 2):
-            store.MIGRATIONS[step](con)
-        con.execute("INSERT INTO meta VALUES ('application', ?), ('schema_version', '2')", [store.APPLICATION])
+            schema.MIGRATIONS[step](con)
+        con.execute("INSERT INTO meta VALUES ('application', ?), ('schema_version', '2')", [schema.APPLICATION])
         con.execute("INSERT INTO runs VALUES ('r1', 's', 'baseline', '{}', 0, 'm', 'b', 'c', NULL, 'h', NULL, "
                     "'e', '{}', '{}', 't0', 't1', 'finished', '{}')")
     return path
@@ -330,7 +330,7 @@ def test_a_leaderboard_path_that_is_not_a_leaderboard_is_refused_by_validate(tin
 
 
 def test_two_hundred_thousand_seeds_are_checked_in_linear_time(tmp_path):
-    from harness.config import parse_study
+    from harness.study_file import parse_study
 
     seeds = list(range(200_000))
     assert len(parse_study({"name": "s", "domain": "medmcqa", "recipes": ["none"], "seeds": seeds}, "s.yaml").seeds) \

@@ -64,7 +64,7 @@ def test_shorthand_and_parameters_are_validated_and_name_the_result():
 
 
 def test_every_suite_problem_of_a_study_is_its_own_line(tmp_path):
-    from harness.config import load_study
+    from harness.study_file import load_study
 
     path = tmp_path / "study.yaml"
     path.write_text(yaml.safe_dump({"name": "s", "domain": "medmcqa", "recipes": ["none"], "eval": {"benchmarks": {
@@ -155,8 +155,8 @@ def test_adding_a_benchmark_evaluates_only_it_and_removing_one_reuses_the_rest(t
 
 def test_adding_a_benchmark_to_an_evaluated_study_evaluates_only_it_for_each_model(tiny_study, tiny_model, data_dir,
                                                                                  fresh_cache, evaluations, tmp_path):
-    from harness.config import load_study
     from harness.study import run_study
+    from harness.study_file import load_study
 
     small = {"limit": 2, "max_new_tokens": 4}
     board = tmp_path / "lb.duckdb"
@@ -288,7 +288,7 @@ def test_an_installed_benchmark_is_listed_and_runs_in_a_study(benchmark_plugin, 
 
 
 def test_a_studys_include_path_is_relative_to_the_study_file_and_kept_out_of_its_config_hash(tmp_path):
-    from harness.config import load_study
+    from harness.study_file import load_study
 
     (tmp_path / "tasks").mkdir()
     path = tmp_path / "study.yaml"

@@ -6,8 +6,8 @@ from importlib import resources
 import pytest
 import yaml
 
-from harness.config import load_study, parse_study
 from harness.errors import ConfigError
+from harness.study_file import load_study, parse_study
 
 MINIMAL = {"name": "s1", "domain": "medmcqa", "recipes": ["none"]}
 

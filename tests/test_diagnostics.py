@@ -13,9 +13,10 @@ from conftest import chart_rows, chart_specs, make_mix
 from safetensors.torch import save_file
 
 import harness.diagnostics as diagnostics
-from harness.config import DiagnosticsConfig, FinetuneConfig, parse_study
+from harness.config import DiagnosticsConfig, FinetuneConfig
 from harness.errors import ConfigError, DataError, ModelError
 from harness.results import BenchmarkResult, Measure, RunRecord, Score
+from harness.study_file import parse_study
 from leaderboard.report import build_report
 from leaderboard.store import Leaderboard
 from leaderboard.views import paper_table, pearson, shift_correlations, spearman

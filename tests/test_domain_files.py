@@ -8,8 +8,8 @@ import duckdb
 import pytest
 
 from harness.cli import main
-from harness.config import DomainFiles, EvalConfig
-from harness.domains import BUNDLED, answer_extractor, check_domain_data, file_domain, registry
+from harness.config import EvalConfig
+from harness.domains import BUNDLED, DomainFiles, answer_extractor, check_domain_data, file_domain, registry
 from harness.errors import ConfigError
 from harness.evaluation.suite import eval_config_hash
 from harness.hashing import hash_file
@@ -33,8 +33,8 @@ def write_jsonl(path: Path, rows: list) -> Path:
 def word_sums(tmp_path):
     """A word-sums domain in tmp_path/data: 20 train rows (messages) and 4 test rows (Alpaca-style)."""
     write_jsonl(tmp_path / "data" / "train.jsonl", [word_sum(i) for i in range(20)])
-    test = [{"instruction": row["messages"][0]["content"], "output": row["messages"][1]["content"]}
-            for row in map(word_sum, range(20, 24))]
+    test = [{"instruction": row["messages"][0]["content"] + " Answer with a number.", "output": row["messages"][1]["content"]}
+            for row in map(word_sum, range(20, 24))]  # worded apart from the training rows (the same sums recur)
     write_jsonl(tmp_path / "data" / "test.jsonl", test)
     return {"name": "word-sums", "train": "data/train.jsonl", "test": "data/test.jsonl", "answer": "number",
             "max_new_tokens": 8}
@@ -88,7 +88,7 @@ def test_validate_rejects_an_empty_domain_file(tiny_study, tmp_path, word_sums, 
 
 
 def test_relative_domain_paths_resolve_against_the_study_folder(tiny_study, tmp_path, word_sums):
-    from harness.config import load_study
+    from harness.study_file import load_study
 
     folder = tmp_path / "studies"
     folder.mkdir()

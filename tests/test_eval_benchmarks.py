@@ -56,8 +56,8 @@ def test_log_likelihood_benchmarks_ignore_a_generation_budget():
 
 
 def test_old_top_level_eval_settings_name_their_new_place(tmp_path):
-    from harness.config import load_study
     from harness.errors import ConfigError
+    from harness.study_file import load_study
 
     path = tmp_path / "study.yaml"
     path.write_text("name: s\ndomain: medmcqa\nrecipes: [none]\neval: {gpqa_subset: main, judge_model: x}\n")

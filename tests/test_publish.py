@@ -12,7 +12,7 @@ import yaml
 from conftest import record_study
 
 from harness.cli import demo_summary, main
-from harness.config import parse_study
+from harness.study_file import parse_study
 from leaderboard.compare import compare
 from leaderboard.publish import MARKER, best_recipe, comparison_sections
 from leaderboard.render import render

@@ -10,9 +10,10 @@ import pytest
 from conftest import chart_rows, chart_specs, make_mix
 
 from harness.cli import main
-from harness.config import MixConfig, RecipeEntry, parse_study
+from harness.config import MixConfig, RecipeEntry
 from harness.errors import ConfigError
 from harness.study import plan
+from harness.study_file import parse_study
 
 STUDY = {"name": "sw", "domain": "medmcqa", "recipes": ["none", "public:alpaca", "sdft-rewrite"]}
 

@@ -51,6 +51,7 @@ def build_eval_config(suite: list[str], limit: int | None, max_new_tokens: int |
     keys of OPTION_PARAMS; None leaves the benchmark's default). An option reaches every benchmark
     of the suite that has that parameter, and no other."""
     from harness.benchmark import get_benchmark, split_label
+    from harness.study_file import benchmark_problems
 
     benchmarks: dict[str, dict] = {}
     try:
@@ -59,6 +60,9 @@ def build_eval_config(suite: list[str], limit: int | None, max_new_tokens: int |
             given = {"limit": limit, "max_new_tokens": max_new_tokens,
                      **{OPTION_PARAMS[k]: v for k, v in options.items()}}
             benchmarks[label] = {k: v for k, v in given.items() if v is not None and k in fields}
+        problems = benchmark_problems(benchmarks)
+        if problems:
+            raise ConfigError(problems)
         return EvalConfig(benchmarks=benchmarks, batch_size=batch_size, subset_seed=subset_seed,
                           include_path=include_path.resolve() if include_path else None)
     except ValidationError as exc:  # one line per problem, not pydantic's multi-line dump

@@ -2,8 +2,7 @@
 files and builds the `Domain` the same way a study's `domain:` mapping does."""
 from pathlib import Path
 
-from harness.config import DomainFiles
-from harness.domains import file_domain
+from harness.domains import DomainFiles, file_domain
 
 HERE = Path(__file__).parent
 
