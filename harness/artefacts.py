@@ -19,18 +19,23 @@ get the same treatment from `check_sqlite` (SQLite's own `quick_check`).
 """
 from __future__ import annotations
 
+import contextlib
+import glob
 import json
 import logging
 import os
 import shutil
+import socket
 import sqlite3
+import tempfile
 import time
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from harness.errors import ForgetbenchError, first_line
-from harness.hashing import hash_file, hash_json
+from harness.hashing import hash_file, hash_json, short
 from harness.paths import atomic_write_text, cache_dir
 
 log = logging.getLogger("forgetbench")
@@ -38,6 +43,88 @@ log = logging.getLogger("forgetbench")
 MANIFEST = "forgetbench.manifest"
 QUARANTINE = "corrupt"  # folder of the cache where damaged artefacts are moved
 CHECKPOINT_SUFFIXES = {".safetensors", ".bin", ".json", ".model", ".txt", ".jinja"}
+
+
+# -- building ---------------------------------------------------------------------------------------
+
+@contextlib.contextmanager
+def atomic_dir(target: Path) -> Iterator[Path]:
+    """Yield a temporary sibling directory; rename it onto `target` only if the block succeeds, with
+    its manifest (harness/artefacts.py) written first unless the block wrote one.
+
+    The temporary name carries this host and process id, so the leftovers of a killed process (which
+    never become `target`) are removed by the next writer of the same artefact on this host."""
+    target.parent.mkdir(parents=True, exist_ok=True)
+    _remove_orphans(target)
+    tmp = Path(tempfile.mkdtemp(prefix=f".{target.name}.{_HOST}~{os.getpid()}.", dir=target.parent))
+    try:
+        yield tmp
+        if not (tmp / MANIFEST).exists():  # a writer that recorded no references still gets one
+            seal(tmp)
+        if target.exists():  # another process finished the same artefact first: keep theirs
+            shutil.rmtree(tmp)
+        else:
+            try:
+                os.replace(tmp, target)
+            except OSError:  # another process renamed its copy between our check and our rename
+                if not target.exists():
+                    raise
+                shutil.rmtree(tmp)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+
+
+_HOST = "".join(c for c in socket.gethostname() if c.isalnum()) or "host"
+
+
+def _remove_orphans(target: Path) -> None:
+    """Delete temporary siblings of `target` left by dead processes of this host."""
+    prefix = f".{target.name}.{_HOST}~"
+    for leftover in target.parent.glob(f"{glob.escape(prefix)}*"):
+        pid = leftover.name[len(prefix):].split(".", 1)[0]
+        if pid.isdigit() and not _alive(int(pid)):
+            shutil.rmtree(leftover, ignore_errors=True)
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+
+@dataclass(frozen=True)
+class Stage:
+    """One cached stage of a run (mix, checkpoint, evaluation, diagnostics): where its artefacts live
+    under the cache, what a log line calls one, and the files an intact one must hold. Each artefact's
+    folder is named by a hash of everything that determines it (`key`), so equal inputs find it."""
+
+    kind: str  # the cache folder: "mixes", "checkpoints", "evals", "diagnostics"
+    what: str  # "mix", "checkpoint", "evaluation", "diagnostics"
+    required: tuple[str, ...]
+
+    def folder(self, inputs: dict[str, Any]) -> Path:
+        return cache_dir() / self.kind / short(hash_json(inputs), 24)
+
+    def reusable(self, folder: Path) -> bool:
+        """An intact artefact is there (checked against its manifest; a damaged one is moved aside)."""
+        return usable(folder, self.what, self.required)
+
+    def build(self, folder: Path):
+        """A context manager yielding a temporary folder that becomes `folder`, sealed, when the block
+        succeeds (`atomic_dir`)."""
+        return atomic_dir(folder)
+
+
+MIX = Stage("mixes", "mix", ("mix.json", "mix.jsonl"))
+CHECKPOINT = Stage("checkpoints", "checkpoint", ("model/config.json",))
+EVALUATION = Stage("evals", "evaluation", ("results.json",))
+DIAGNOSTICS = Stage("diagnostics", "diagnostics", ("measures.json",))
 
 
 # -- writing ---------------------------------------------------------------------------------------

@@ -39,7 +39,7 @@ from harness.evaluation.alpaca_eval import INSTRUCTIONS_FILE
 from harness.evaluation.safety import ADVBENCH_FILE
 from harness.hashing import hash_file, hash_json, short
 from harness.models import ResolvedModel, hash_checkpoint
-from harness.paths import atomic_dir, atomic_write_text, cache_dir, mirror_file
+from harness.paths import atomic_write_text, cache_dir, mirror_file
 from harness.results import Measure
 from harness.subsets import paired_subset
 
@@ -61,8 +61,8 @@ def measure_run(base: ResolvedModel, model: ResolvedModel, mix, cfg: Diagnostics
               "config": cfg.model_dump(mode="json", exclude={"enabled"}), "probe_sha256": probe_sha,
               "embedder": embedder_identity(cfg.embedding_model),
               "max_seq_length": max_seq_length if mix else None}
-    target = cache_dir() / "diagnostics" / short(hash_json(inputs), 24)
-    if artefacts.usable(target, "diagnostics", required=("measures.json",)):
+    target = artefacts.DIAGNOSTICS.folder(inputs)
+    if artefacts.DIAGNOSTICS.reusable(target):
         log.info("diagnostics of %s: reusing %s", model.label, target)
         return [Measure(**m) for m in json.loads((target / "measures.json").read_text())["measures"]]
 
@@ -74,7 +74,7 @@ def measure_run(base: ResolvedModel, model: ResolvedModel, mix, cfg: Diagnostics
     measures += parameter_shift(base.path, model.path)
     if mix is not None:
         measures += training_gap(base, mix, cfg, max_seq_length=max_seq_length)
-    with atomic_dir(target) as tmp:
+    with artefacts.DIAGNOSTICS.build(target) as tmp:
         (tmp / "measures.json").write_text(json.dumps(
             {"inputs": inputs, "measures": [m.to_json() for m in measures]}, indent=2))
         with open(tmp / "probe.jsonl", "w", encoding="utf-8") as handle:  # what was compared, for inspection

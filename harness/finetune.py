@@ -29,7 +29,6 @@ from harness.config import FinetuneConfig
 from harness.errors import ConfigError, DataError, first_line
 from harness.hashing import hash_file
 from harness.models import ResolvedModel, load_tokenizer, use_all_cores
-from harness.paths import atomic_dir
 from harness.testhooks import pause_point
 
 log = logging.getLogger("harness.finetune")
@@ -43,7 +42,7 @@ def finetune(base: ResolvedModel, mix_path: Path, job: FinetuneConfig, seed: int
 
     The returned model is a plain checkpoint (LoRA adapters merged into the weights)."""
     mix_path, out_dir = Path(mix_path), Path(out_dir)
-    with atomic_dir(out_dir) as tmp:
+    with artefacts.CHECKPOINT.build(out_dir) as tmp:
         if job.launcher == "accelerate":
             _launch(base, mix_path, job, seed, tmp)
         else:

@@ -35,14 +35,13 @@ from harness.domains import Domain
 from harness.errors import DataError, ForgetbenchError
 from harness.hashing import hash_file, hash_json, short
 from harness.models import ResolvedModel
-from harness.paths import atomic_dir, atomic_write_text, cache_dir
+from harness.paths import atomic_write_text
 from harness.profile import is_current, profile_rows
-from harness.recipe import RecipeContext, get_recipe, recipe_rng, resolve_params
+from harness.recipe import RecipeContext, make_recipe, recipe_rng
 
 log = logging.getLogger(__name__)
 
 
-MIX_FILES = ("mix.json", "mix.jsonl")
 
 
 @dataclass(frozen=True)
@@ -69,17 +68,16 @@ def domain_order(seed: int, n_rows: int) -> list[int]:
 
 def build_mix(entry: RecipeEntry, seed: int, mix: MixConfig, domain: Domain, data_dir: Path | None,
               seed_model: ResolvedModel, backend: Callable) -> Mix:
-    recipe_cls = get_recipe(entry.name)
-    recipe = recipe_cls(resolve_params(recipe_cls, entry.params))
+    recipe = make_recipe(entry)
     n_domain, n_rehearsal = split_sizes(mix)
-    key = hash_json({
+    inputs = {
         "recipe": entry.name, "params": recipe.params.model_dump(mode="json"), "seed": seed,
         "size": mix.size, "domain_share": mix.domain_share, **domain.key(),
         "domain_sha256": source_hash(domain.train, data_dir), "seed_model": seed_model.sha,
         "recipe_inputs": recipe.fingerprint(data_dir), "sampling_rule": SAMPLING_RULE,
-    })
-    target = cache_dir() / "mixes" / short(key, 24)
-    if artefacts.usable(target, "mix", required=MIX_FILES):
+    }
+    key, target = hash_json(inputs), artefacts.MIX.folder(inputs)
+    if artefacts.MIX.reusable(target):
         log.info("mix %s for %s (seed %d): reusing %s", short(key, 12), entry.label, seed, target)
         return _read(target, seed_model)
 
@@ -109,7 +107,7 @@ def build_mix(entry: RecipeEntry, seed: int, mix: MixConfig, domain: Domain, dat
         "stats": _statistics(rows, seed_model), "provenance": output.provenance,
         "profile": _profile(rows, seed_model),
     }
-    with atomic_dir(target) as tmp:
+    with artefacts.MIX.build(target) as tmp:
         with open(tmp / "mix.jsonl", "w", encoding="utf-8") as handle:
             for row in rows:
                 handle.write(json.dumps(row, sort_keys=True, ensure_ascii=False) + "\n")

@@ -12,10 +12,10 @@ from dataclasses import dataclass
 from importlib import metadata
 from pathlib import Path
 
-from harness.artefacts import CHECKPOINT_SUFFIXES, safetensors_problem, usable
+from harness.artefacts import CHECKPOINT_SUFFIXES, atomic_dir, safetensors_problem, usable
 from harness.errors import ModelError, first_line
 from harness.hashing import hash_file, hash_json, short
-from harness.paths import atomic_dir, cache_dir
+from harness.paths import cache_dir
 
 log = logging.getLogger(__name__)
 

@@ -2,10 +2,8 @@
 from __future__ import annotations
 
 import contextlib
-import glob
 import os
 import shutil
-import socket
 import tempfile
 from collections.abc import Iterator
 from pathlib import Path
@@ -82,36 +80,6 @@ def data_dir(option: str | Path | None = None) -> Path | None:
 
 
 @contextlib.contextmanager
-def atomic_dir(target: Path) -> Iterator[Path]:
-    """Yield a temporary sibling directory; rename it onto `target` only if the block succeeds, with
-    its manifest (harness/artefacts.py) written first unless the block wrote one.
-
-    The temporary name carries this host and process id, so the leftovers of a killed process (which
-    never become `target`) are removed by the next writer of the same artefact on this host."""
-    target.parent.mkdir(parents=True, exist_ok=True)
-    _remove_orphans(target)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{target.name}.{_HOST}~{os.getpid()}.", dir=target.parent))
-    try:
-        yield tmp
-        from harness.artefacts import MANIFEST, seal  # local: artefacts imports this module
-
-        if not (tmp / MANIFEST).exists():  # a writer that recorded no references still gets one
-            seal(tmp)
-        if target.exists():  # another process finished the same artefact first: keep theirs
-            shutil.rmtree(tmp)
-        else:
-            try:
-                os.replace(tmp, target)
-            except OSError:  # another process renamed its copy between our check and our rename
-                if not target.exists():
-                    raise
-                shutil.rmtree(tmp)
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise
-
-
-@contextlib.contextmanager
 def swap_in_folder(out: Path) -> Iterator[Path]:
     """Yield a new empty folder beside `out`; when the block succeeds it takes `out`'s place whole (an
     earlier `out` is moved aside first, restored should the rename fail, then deleted); when it fails,
@@ -140,28 +108,6 @@ def swap_in_folder(out: Path) -> Iterator[Path]:
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         raise
-
-
-_HOST = "".join(c for c in socket.gethostname() if c.isalnum()) or "host"
-
-
-def _remove_orphans(target: Path) -> None:
-    """Delete temporary siblings of `target` left by dead processes of this host."""
-    prefix = f".{target.name}.{_HOST}~"
-    for leftover in target.parent.glob(f"{glob.escape(prefix)}*"):
-        pid = leftover.name[len(prefix):].split(".", 1)[0]
-        if pid.isdigit() and not _alive(int(pid)):
-            shutil.rmtree(leftover, ignore_errors=True)
-
-
-def _alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
 
 
 def atomic_write_text(path: Path, text: str) -> None:

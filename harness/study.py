@@ -20,10 +20,9 @@ from harness.data import source_hash
 from harness.domains import Domain, check_domain_data, resolve_domain
 from harness.errors import ConfigError, DataError, ForgetbenchError
 from harness.evaluation.suite import check_eval_data, eval_config_hash, evaluate_model
-from harness.hashing import hash_json, short
+from harness.hashing import hash_json
 from harness.mixing import Mix, build_mix
 from harness.models import ResolvedModel, hash_checkpoint, resolve_model
-from harness.paths import cache_dir
 from harness.paths import data_dir as resolve_data_dir
 from harness.provenance import now, run_record
 from harness.recipe import make_recipe
@@ -276,9 +275,9 @@ class _RunContext:
         from harness.finetune import finetune
 
         job = self.study.finetune
-        key = hash_json({"base": self.base.sha, "mix": mix.sha, "job": job.model_dump(mode="json"), "seed": seed})
-        target = cache_dir() / "checkpoints" / short(key, 24)
-        if artefacts.usable(target, "checkpoint", required=("model/config.json",)):
+        target = artefacts.CHECKPOINT.folder({"base": self.base.sha, "mix": mix.sha, "job": job.model_dump(mode="json"),
+                                              "seed": seed})
+        if artefacts.CHECKPOINT.reusable(target):
             log.info("fine-tune: reusing checkpoint %s", target)
             sha = artefacts.refs(target).get("checkpoint_sha")
             if sha is None:  # sealed before references were recorded

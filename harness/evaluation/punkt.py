@@ -12,8 +12,8 @@ from __future__ import annotations
 import logging
 from pathlib import Path
 
-from harness.artefacts import usable
-from harness.paths import atomic_dir, cache_dir
+from harness.artefacts import atomic_dir, usable
+from harness.paths import cache_dir
 
 log = logging.getLogger("harness.evaluation")
 

@@ -23,9 +23,8 @@ from harness.benchmark import Benchmark, BenchmarkContext
 from harness.config import EvalConfig
 from harness.domains import Domain
 from harness.errors import ForgetbenchError
-from harness.hashing import hash_json, short
+from harness.hashing import hash_json
 from harness.models import ResolvedModel
-from harness.paths import atomic_dir, cache_dir
 from harness.results import BenchmarkResult, result_from_json, result_to_json
 
 log = logging.getLogger(__name__)
@@ -82,7 +81,7 @@ def evaluate_model(model: ResolvedModel, eval_cfg: EvalConfig, domain: Domain, d
 
 
 def evaluation_folder(model_sha: str, identity: dict[str, Any]) -> Path:
-    return cache_dir() / "evals" / short(hash_json({"model": model_sha, **identity}), 24)
+    return artefacts.EVALUATION.folder({"model": model_sha, **identity})
 
 
 def _evaluate_cached(benchmark: Benchmark, ctx: BenchmarkContext) -> BenchmarkResult:
@@ -90,7 +89,7 @@ def _evaluate_cached(benchmark: Benchmark, ctx: BenchmarkContext) -> BenchmarkRe
     assert model is not None
     identity = benchmark_identity(benchmark, ctx)
     target = evaluation_folder(model.sha, identity)
-    if artefacts.usable(target, "evaluation", required=("results.json",)):
+    if artefacts.EVALUATION.reusable(target):
         log.info("%s on %s: reusing cached result %s", benchmark.label, model.label, target)
         return result_from_json(json.loads((target / "results.json").read_text()))
     log.info("evaluating %s on %s (limit %s)", model.label, benchmark.label, benchmark.params.limit)
@@ -104,7 +103,7 @@ def _evaluate_cached(benchmark: Benchmark, ctx: BenchmarkContext) -> BenchmarkRe
     result.settings.update(wall_seconds=round(time.monotonic() - started, 1), params=identity["params"],
                            fingerprint=identity["fingerprint"], scoring_code=identity["scoring_code"],
                            **{EVAL_KEY: target.name})
-    with atomic_dir(target) as tmp:
+    with artefacts.EVALUATION.build(target) as tmp:
         (tmp / "results.json").write_text(json.dumps(result_to_json(result)))
         artefacts.seal(tmp, refs={"model_sha": model.sha, "benchmark": benchmark.label, EVAL_KEY: target.name})
     return result
