@@ -110,7 +110,7 @@ def test_multi_token_choices_of_one_question_run_the_question_once_as_branches_o
 
 
 def test_questions_of_different_lengths_batch_together_and_score_as_alone(tiny_model, tmp_path, monkeypatch):
-    import harness.generation as generation
+    import harness.generation.transformers_backend as generation
 
     monkeypatch.setattr(generation, "SCORING_MIN_FILL", 0.0)  # one batch whatever the lengths
     pairs = requests("loglikelihood", CHOICES + LOGLIKELIHOOD_PAIRS[:4])
@@ -138,7 +138,7 @@ def test_many_choices_of_one_context_split_over_rows_of_bounded_size(tiny_model,
 
 
 def test_without_the_tree_mask_each_input_is_its_own_causal_row(tiny_model, tmp_path, monkeypatch):
-    import harness.generation as generation
+    import harness.generation.transformers_backend as generation
 
     expected = lm_for(TransformersBackend(tiny_model, cache=GenerationCache(tmp_path / "tree.sqlite"))).loglikelihood(
         requests("loglikelihood", LOGLIKELIHOOD_PAIRS))
