@@ -26,19 +26,19 @@ calls: each call opens a connection, does its work and closes it, and a connect 
 process's lock is retried with jittered exponential backoff until ``lock_timeout`` seconds have
 passed, after which a ForgetbenchError names the file. Studies running side by side thus interleave
 their short writes and never lose a row. Threads of one process are serialised by a per-file lock.
+
+Its parts: leaderboard/schema.py (the tables, their migrations and the deltas view), locks.py (who
+holds a file), rows.py (a run's record and results as table rows); this module opens, checks,
+writes and reads.
 """
 from __future__ import annotations
 
-import json
 import logging
-import math
 import os
 import random
-import re
-import threading
 import time
 import uuid
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
@@ -48,255 +48,24 @@ import pandas as pd
 
 from harness.errors import ForgetbenchError, first_line
 from harness.results import BenchmarkResult, RunRecord
-
-log = logging.getLogger("forgetbench")
-
-SCHEMA_VERSION = 4
-APPLICATION = "forgetbench-leaderboard"
-BASELINE_RECIPE = "baseline"
-DEFAULT_LOCK_TIMEOUT = 120.0
-
-# Never let DuckDB fetch or load extensions behind our back (a SQLite file would otherwise make it
-# try to download sqlite_scanner when opened).
-_DUCKDB_CONFIG = {"autoinstall_known_extensions": False, "autoload_known_extensions": False}
-
-_RUN_COLUMNS = [
-    "run_id", "study", "recipe", "recipe_params", "seed", "base_model", "base_model_sha",
-    "checkpoint_sha", "mix_sha", "config_hash", "finetune_config_hash", "eval_config_hash",
-    "data_hashes", "package_versions", "started_at", "finished_at", "domain", "generation_backend", "mix",
-    "sweep_parameter", "sweep_value", "sweep_recipe", "extra",
-]
-_JSON_RUN_FIELDS = {"recipe_params", "data_hashes", "package_versions", "mix", "extra"}
-_MOVED_TO_COLUMNS = ("domain", "generation_backend", "mix", "sweep")  # runs.extra keys before v4
-_SCORE_COLUMNS = ["run_id", "benchmark", "metric", "value", "stderr", "n", "is_primary", "settings"]
-_EXAMPLE_COLUMNS = ["run_id", "benchmark", "metric", "example_id", "value", "prediction", "target"]
-_SHIFT_COLUMNS = ["run_id", "measure", "part", "value", "n"]
-_TABLE_KEYS = ["run_id", "study", "recipe", "seed", "finished_at"]
-
-
-# ---------------------------------------------------------------------------------------------
-# Schema and migrations. MIGRATIONS[v] takes a database at version v - 1 to version v (0 = empty);
-# views are recreated after every migration run so they always match the current tables.
-
-def _migrate_to_1(con: duckdb.DuckDBPyConnection) -> None:
-    con.execute("CREATE TABLE meta (key VARCHAR PRIMARY KEY, value VARCHAR NOT NULL)")
-    con.execute(
-        """
-        CREATE TABLE runs (
-            run_id VARCHAR PRIMARY KEY,
-            study VARCHAR NOT NULL,
-            recipe VARCHAR NOT NULL,
-            recipe_params VARCHAR NOT NULL,      -- JSON
-            seed BIGINT NOT NULL,
-            base_model VARCHAR NOT NULL,
-            base_model_sha VARCHAR NOT NULL,
-            checkpoint_sha VARCHAR NOT NULL,
-            mix_sha VARCHAR,
-            config_hash VARCHAR NOT NULL,
-            finetune_config_hash VARCHAR,
-            eval_config_hash VARCHAR NOT NULL,
-            data_hashes VARCHAR NOT NULL,        -- JSON
-            package_versions VARCHAR NOT NULL,   -- JSON
-            started_at VARCHAR NOT NULL,         -- ISO 8601, as the RunRecord gave it
-            finished_at VARCHAR NOT NULL,
-            status VARCHAR NOT NULL,
-            extra VARCHAR NOT NULL               -- JSON
-        )
-        """
-    )
-    con.execute(
-        """
-        CREATE TABLE scores (
-            run_id VARCHAR NOT NULL,
-            benchmark VARCHAR NOT NULL,
-            metric VARCHAR NOT NULL,
-            value DOUBLE,
-            stderr DOUBLE,
-            n BIGINT NOT NULL,
-            is_primary BOOLEAN NOT NULL,
-            settings VARCHAR NOT NULL,           -- JSON, the benchmark's settings
-            PRIMARY KEY (run_id, benchmark, metric)
-        )
-        """
-    )
-    con.execute(
-        """
-        CREATE TABLE examples (
-            run_id VARCHAR NOT NULL,
-            benchmark VARCHAR NOT NULL,
-            metric VARCHAR NOT NULL,
-            example_id VARCHAR NOT NULL,
-            value DOUBLE,
-            prediction VARCHAR,
-            target VARCHAR,
-            PRIMARY KEY (run_id, benchmark, metric, example_id)
-        )
-        """
-    )
-
-
-def _forgetbench_version() -> str:
-    try:
-        from importlib.metadata import version
-
-        return version("forgetbench")
-    except Exception:  # running from a source tree that is not installed
-        return "unknown"
-
-
-def _migrate_to_2(con: duckdb.DuckDBPyConnection) -> None:
-    """A history of schema upgrades, so a file says which forgetbench versions changed it, and an
-    index that lets ``compare`` find one run's per-example rows without scanning the table."""
-    con.execute(
-        """
-        CREATE TABLE migrations (
-            version BIGINT PRIMARY KEY,
-            applied_at TIMESTAMPTZ,              -- NULL: applied before the history existed
-            forgetbench VARCHAR
-        )
-        """
-    )
-    con.execute("INSERT INTO migrations VALUES (1, NULL, NULL)")
-    con.execute("CREATE INDEX examples_run ON examples (run_id)")
-
-
-def _migrate_to_3(con: duckdb.DuckDBPyConnection) -> None:
-    """Per-run distribution-shift measures ("why did it forget?"), beside the scores."""
-    con.execute(
-        """
-        CREATE TABLE shift_measures (
-            run_id VARCHAR NOT NULL,
-            measure VARCHAR NOT NULL,            -- e.g. output_bleu4, param_l2, train_nll
-            part VARCHAR NOT NULL,               -- 'all', or a layer type / mix part
-            value DOUBLE,
-            n BIGINT NOT NULL,                   -- probe answers, parameters or tokens it covers
-            PRIMARY KEY (run_id, measure, part)
-        )
-        """
-    )
-
-
-def _migrate_to_4(con: duckdb.DuckDBPyConnection) -> None:
-    """Typed columns for what runs.extra used to carry (domain, generation backend, mix summary, sweep
-    point), filled from each run's extra, which keeps only the rest; `status` (always 'finished') goes."""
-    for column in ("domain", "generation_backend", "mix", "sweep_parameter", "sweep_value", "sweep_recipe"):
-        con.execute(f"ALTER TABLE runs ADD COLUMN {column} VARCHAR")
-    for run_id, text in con.execute("SELECT run_id, extra FROM runs").fetchall():
-        extra = json.loads(text or "{}") or {}
-        sweep = extra.get("sweep") or {}
-        mix = extra.get("mix")
-        con.execute(
-            "UPDATE runs SET domain = ?, generation_backend = ?, mix = ?, sweep_parameter = ?, sweep_value = ?, "
-            "sweep_recipe = ?, extra = ? WHERE run_id = ?",
-            [extra.get("domain"), extra.get("generation_backend"), None if mix is None else _to_json(mix),
-             sweep.get("parameter"), _to_json(sweep["value"]) if sweep else None, sweep.get("recipe"),
-             _to_json({k: v for k, v in extra.items() if k not in _MOVED_TO_COLUMNS}), run_id])
-    con.execute("ALTER TABLE runs DROP COLUMN status")
-
-
-MIGRATIONS: dict[int, Callable[[duckdb.DuckDBPyConnection], None]] = {
-    1: _migrate_to_1, 2: _migrate_to_2, 3: _migrate_to_3, 4: _migrate_to_4}
-
-# Order in which baselines compete: latest finish first (parsed when it parses, else as text).
-_BASELINE_ORDER = (
-    "TRY_CAST(finished_at AS TIMESTAMPTZ) DESC NULLS LAST, finished_at DESC, run_id DESC"
+from leaderboard import rows
+from leaderboard.locks import is_lock_conflict, is_sqlite, lock_holder, process_lock
+from leaderboard.schema import (
+    APPLICATION,
+    BASELINE_ORDER,
+    BASELINE_RECIPE,
+    DEFAULT_LOCK_TIMEOUT,
+    DUCKDB_CONFIG,
+    MIGRATIONS,
+    RUN_COLUMNS,
+    RUN_ORDER,
+    SCHEMA_VERSION,
+    TABLE_KEYS,
+    create_views,
+    forgetbench_version,
 )
 
-# Order of runs in listings: by study, the baseline first, then recipe, seed and finish time.
-_RUN_ORDER = f"study, recipe <> '{BASELINE_RECIPE}', recipe, seed, finished_at, run_id"
-
-
-def _create_views(con: duckdb.DuckDBPyConnection) -> None:
-    con.execute(
-        f"""
-        CREATE OR REPLACE VIEW deltas AS
-        WITH ranked_baselines AS (
-            SELECT run_id, base_model_sha, eval_config_hash,
-                   row_number() OVER (PARTITION BY base_model_sha, eval_config_hash
-                                      ORDER BY {_BASELINE_ORDER}) AS rank
-            FROM runs
-            WHERE recipe = '{BASELINE_RECIPE}'
-        ),
-        paired AS (
-            SELECT r.run_id, r.study, r.recipe, r.seed, b.run_id AS baseline_run_id
-            FROM runs r
-            LEFT JOIN ranked_baselines b
-              ON b.rank = 1
-             AND b.base_model_sha = r.base_model_sha
-             AND b.eval_config_hash = r.eval_config_hash
-            WHERE r.recipe <> '{BASELINE_RECIPE}'
-        )
-        SELECT p.run_id, p.study, p.recipe, p.seed, s.benchmark, s.metric, s.is_primary,
-               s.value, bs.value AS baseline_value, s.value - bs.value AS delta,
-               p.baseline_run_id
-        FROM paired p
-        JOIN scores s ON s.run_id = p.run_id
-        LEFT JOIN scores bs
-          ON bs.run_id = p.baseline_run_id AND bs.benchmark = s.benchmark AND bs.metric = s.metric
-        """
-    )
-
-
-# ---------------------------------------------------------------------------------------------
-# Process-local serialisation: DuckDB's file lock only separates processes; within one process
-# connections to the same file share one database instance, so threads are serialised here.
-
-_PROCESS_LOCKS: dict[str, threading.RLock] = {}
-_PROCESS_LOCKS_GUARD = threading.Lock()
-
-
-def _process_lock(path: Path) -> threading.RLock:
-    key = os.path.realpath(path)
-    with _PROCESS_LOCKS_GUARD:
-        return _PROCESS_LOCKS.setdefault(key, threading.RLock())
-
-
-def _is_lock_conflict(error: Exception) -> bool:
-    text = str(error)
-    return isinstance(error, duckdb.IOException) and ("Could not set lock" in text or "Conflicting lock" in text)
-
-
-def lock_holder(error: Exception) -> str:
-    """Who holds a DuckDB lock, from its message ("... Conflicting lock is held in CMD (PID n) ..."):
-    `PID n (command line)` where /proc tells, else the message's own words."""
-    match = re.search(r"\(PID (\d+)\)", str(error))
-    if not match:
-        return "another process"
-    pid = match.group(1)
-    try:
-        command = Path(f"/proc/{pid}/cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace").strip()
-    except OSError:
-        command = ""
-    if len(command) > 100:
-        command = command[:99] + "…"
-    return f"another process (PID {pid}" + (f": {command})" if command else ")")
-
-
-def _is_sqlite(path: Path) -> bool:
-    try:
-        with open(path, "rb") as handle:
-            return handle.read(16) == b"SQLite format 3\x00"
-    except OSError:
-        return False
-
-
-def _to_json(value: Any) -> str:
-    return json.dumps(value, sort_keys=True, default=str)
-
-
-def _insert_frame(con: duckdb.DuckDBPyConnection, table: str, frame: pd.DataFrame) -> None:
-    """Insert a DataFrame's rows into ``table`` (module-level so tests can inject a failure)."""
-    if frame.empty:
-        return
-    name = f"_forgetbench_{table}_rows"
-    columns = ", ".join(frame.columns)
-    con.register(name, frame)
-    try:
-        con.execute(f"INSERT INTO {table} ({columns}) SELECT {columns} FROM {name}")
-    finally:
-        con.unregister(name)
-
-
+log = logging.getLogger("forgetbench")
 class Leaderboard:
     """A forgetbench leaderboard file. Holds no connection between calls (see the module docstring)."""
 
@@ -307,7 +76,7 @@ class Leaderboard:
         self.path = Path(path).expanduser()
         self.lock_timeout = float(lock_timeout)
         self.read_only = read_only
-        self._lock = _process_lock(self.path)
+        self._lock = process_lock(self.path)
         self._ensure_schema()
 
     def __repr__(self) -> str:
@@ -351,7 +120,7 @@ class Leaderboard:
         while True:
             try:
                 return duckdb.connect(str(self.path), read_only=read_only,
-                                      config={**_DUCKDB_CONFIG, **(config or {})})
+                                      config={**DUCKDB_CONFIG, **(config or {})})
             except duckdb.ConnectionException as error:
                 if config:  # a restricted connection must not fall back to a shared, unrestricted one
                     raise ForgetbenchError(
@@ -368,7 +137,7 @@ class Leaderboard:
                         f"settings; close that connection first ({first_line(error)})"
                     ) from error
             except duckdb.IOException as error:
-                if not _is_lock_conflict(error):
+                if not is_lock_conflict(error):
                     raise self._open_error(error) from error
                 if not warned:
                     log.warning("leaderboard %s is locked by %s; waiting up to %gs for it", self.path,
@@ -392,7 +161,7 @@ class Leaderboard:
             return ForgetbenchError(f"leaderboard {self.path}: cannot write here ({first_line(error)})")
         if "not a valid DuckDB database file" in text:
             return ForgetbenchError(f"{self.path}: not a forgetbench leaderboard (not a DuckDB database file)")
-        if _is_sqlite(self.path):  # DuckDB would reach for its sqlite extension and report that missing
+        if is_sqlite(self.path):  # DuckDB would reach for its sqlite extension and report that missing
             return ForgetbenchError(f"{self.path}: not a forgetbench leaderboard (an SQLite database, not DuckDB)")
         return ForgetbenchError(f"leaderboard {self.path}: cannot open: {first_line(error)}")
 
@@ -406,7 +175,7 @@ class Leaderboard:
         as it reads it: a truncated or damaged file fails here, not after an evaluation)."""
         board = cls.__new__(cls)
         board.path, board.lock_timeout, board.read_only = Path(path).expanduser(), DEFAULT_LOCK_TIMEOUT, True
-        board._lock = _process_lock(board.path)
+        board._lock = process_lock(board.path)
         with board._connect(read_only=True) as con:
             board._schema_version(con)
             board._read_every_block(con)
@@ -449,7 +218,7 @@ class Leaderboard:
         self.path.parent.mkdir(parents=True, exist_ok=True)
         staging = self.path.with_name(f".{self.path.name}.{os.getpid()}.{uuid.uuid4().hex[:8]}.tmp")
         try:
-            con = duckdb.connect(str(staging), config=_DUCKDB_CONFIG)
+            con = duckdb.connect(str(staging), config=DUCKDB_CONFIG)
             try:
                 self._migrate(con, 0)
             finally:
@@ -499,8 +268,8 @@ class Leaderboard:
                 MIGRATIONS[step](con)
                 if step >= 2:
                     con.execute("INSERT INTO migrations VALUES (?, current_timestamp, ?)",
-                                [step, _forgetbench_version()])
-            _create_views(con)
+                                [step, forgetbench_version()])
+            create_views(con)
             con.execute(
                 "INSERT OR REPLACE INTO meta VALUES ('application', ?), ('schema_version', ?)",
                 [APPLICATION, str(SCHEMA_VERSION)],
@@ -520,22 +289,22 @@ class Leaderboard:
         its earlier record without a separate delete step that could leave the run half-gone, and
         keeps ``record`` idempotent for a runner that cannot tell whether its last write landed.
         """
-        scores, examples = _result_frames(run, results)
-        shift = _shift_frame(run)
-        row = [_run_value(run, column) for column in _RUN_COLUMNS]
+        scores, examples = rows.result_frames(run, results)
+        shift = rows.shift_frame(run)
+        row = [rows.run_value(run, column) for column in RUN_COLUMNS]
         with self._connect(read_only=False) as con:
             con.begin()
             try:
                 for table in ("examples", "scores", "shift_measures", "runs"):
                     con.execute(f"DELETE FROM {table} WHERE run_id = ?", [run.run_id])
                 con.execute(
-                    f"INSERT INTO runs ({', '.join(_RUN_COLUMNS)}) "
-                    f"VALUES ({', '.join('?' for _ in _RUN_COLUMNS)})",
+                    f"INSERT INTO runs ({', '.join(RUN_COLUMNS)}) "
+                    f"VALUES ({', '.join('?' for _ in RUN_COLUMNS)})",
                     row,
                 )
-                _insert_frame(con, "scores", scores)
-                _insert_frame(con, "examples", examples)
-                _insert_frame(con, "shift_measures", shift)
+                rows.insert_frame(con, "scores", scores)
+                rows.insert_frame(con, "examples", examples)
+                rows.insert_frame(con, "shift_measures", shift)
                 con.commit()
             except BaseException as interruption:
                 self._after_failed_write(con, run.run_id, interruption)
@@ -570,7 +339,7 @@ class Leaderboard:
                 f"""
                 SELECT run_id FROM runs
                 WHERE recipe = ? AND base_model_sha = ? AND eval_config_hash = ?
-                ORDER BY {_BASELINE_ORDER} LIMIT 1
+                ORDER BY {BASELINE_ORDER} LIMIT 1
                 """,
                 [BASELINE_RECIPE, base_model_sha, eval_config_hash],
             ).fetchone()
@@ -579,7 +348,7 @@ class Leaderboard:
     def runs(self, study: str | None = None) -> pd.DataFrame:
         """One row per run with every provenance column (dict fields as JSON text)."""
         return self._query(
-            f"SELECT * FROM runs WHERE ? IS NULL OR study = ? ORDER BY {_RUN_ORDER}", [study, study]
+            f"SELECT * FROM runs WHERE ? IS NULL OR study = ? ORDER BY {RUN_ORDER}", [study, study]
         )
 
     def table(self, study: str | None = None) -> pd.DataFrame:
@@ -587,7 +356,7 @@ class Leaderboard:
         holding its primary metric's value; benchmark columns sorted by name."""
         with self._connect(read_only=True) as con:
             runs = con.execute(
-                f"SELECT {', '.join(_TABLE_KEYS)} FROM runs WHERE ? IS NULL OR study = ? ORDER BY {_RUN_ORDER}",
+                f"SELECT {', '.join(TABLE_KEYS)} FROM runs WHERE ? IS NULL OR study = ? ORDER BY {RUN_ORDER}",
                 [study, study],
             ).df()
             primary = con.execute(
@@ -628,83 +397,3 @@ class Leaderboard:
             """,
             [study, study, headline_only],
         )
-
-
-def _result_frames(run: RunRecord, results: list[BenchmarkResult]) -> tuple[pd.DataFrame, pd.DataFrame]:
-    """Check the results of one run and flatten them into scores and examples rows."""
-    problems: list[str] = []
-    if not run.run_id:
-        problems.append("run has an empty run_id")
-    score_rows: list[dict[str, Any]] = []
-    example_rows: list[dict[str, Any]] = []
-    seen_benchmarks: set[str] = set()
-    for result in results:
-        where = f"run {run.run_id}, benchmark {result.benchmark}"
-        if result.benchmark in seen_benchmarks:
-            problems.append(f"{where}: benchmark appears twice")
-            continue
-        seen_benchmarks.add(result.benchmark)
-        metrics = [score.metric for score in result.scores]
-        if len(set(metrics)) != len(metrics):
-            problems.append(f"{where}: a metric appears twice in its scores")
-        if result.primary_metric not in metrics:
-            problems.append(f"{where}: primary metric {result.primary_metric!r} has no score")
-        settings = _to_json(result.settings)
-        for score in result.scores:
-            if int(score.n) <= 0:
-                problems.append(f"{where}: metric {score.metric} was measured on n={score.n} examples; "
-                                f"a score needs at least one")
-            score_rows.append({
-                "run_id": run.run_id, "benchmark": result.benchmark, "metric": score.metric,
-                "value": _float(score.value), "stderr": _float(score.stderr), "n": int(score.n),
-                "is_primary": score.metric == result.primary_metric, "settings": settings,
-            })
-        keys = [(example.metric, example.example_id) for example in result.examples]
-        if len(set(keys)) != len(keys):
-            problems.append(f"{where}: an example_id appears twice under one metric")
-        for example in result.examples:
-            example_rows.append({
-                "run_id": run.run_id, "benchmark": result.benchmark, "metric": example.metric,
-                "example_id": str(example.example_id), "value": _float(example.value),
-                "prediction": example.prediction, "target": example.target,
-            })
-    if problems:
-        raise ForgetbenchError(problems)
-    scores = pd.DataFrame(score_rows, columns=_SCORE_COLUMNS).astype(
-        {"value": "float64", "stderr": "float64", "n": "int64", "is_primary": "bool"}
-    )
-    examples = pd.DataFrame(example_rows, columns=_EXAMPLE_COLUMNS).astype({"value": "float64"})
-    return scores, examples
-
-
-def _run_value(run: RunRecord, column: str) -> Any:
-    """One runs-table cell of a record: JSON text for dict fields, the sweep point's parts."""
-    if column.startswith("sweep_"):
-        if run.sweep is None:
-            return None
-        value = getattr(run.sweep, column.removeprefix("sweep_"))
-        return _to_json(value) if column == "sweep_value" else value
-    value = getattr(run, column)
-    return _to_json(value) if column in _JSON_RUN_FIELDS and value is not None else value
-
-
-def _shift_frame(run: RunRecord) -> pd.DataFrame:
-    """The run's shift measures as rows of the shift_measures table."""
-    rows = []
-    seen = set()
-    for index, item in enumerate(run.shift):
-        try:
-            row = {"run_id": run.run_id, "measure": str(item.measure), "part": str(item.part),
-                   "value": _float(item.value), "n": int(item.n)}
-        except (AttributeError, TypeError, ValueError) as exc:
-            raise ForgetbenchError(f"run {run.run_id}: shift[{index}]: malformed measure ({exc!r})") from None
-        if (row["measure"], row["part"]) in seen:
-            raise ForgetbenchError(f"run {run.run_id}: shift[{index}]: {row['measure']}/{row['part']} appears twice")
-        seen.add((row["measure"], row["part"]))
-        rows.append(row)
-    return pd.DataFrame(rows, columns=_SHIFT_COLUMNS).astype({"value": "float64", "n": "int64"})
-
-
-def _float(value: float | None) -> float:
-    """None (and NaN, which DuckDB reads from pandas as NULL anyway) become NULL in the table."""
-    return math.nan if value is None else float(value)

@@ -9,10 +9,9 @@ import duckdb
 import pandas as pd
 import pytest
 
-import leaderboard.store as store
 from harness.errors import ForgetbenchError
 from harness.results import BenchmarkResult, ExampleResult, RunRecord, Score
-from leaderboard import FORMATS, SCHEMA_VERSION, Leaderboard, render
+from leaderboard import FORMATS, SCHEMA_VERSION, Leaderboard, render, rows
 
 
 def make_run(run_id: str, recipe: str = "public:alpaca", *, seed: int = 0, study: str = "s1",
@@ -101,14 +100,14 @@ def test_deltas_use_the_latest_finished_baseline(board):
 def test_a_failure_in_the_middle_of_record_leaves_no_rows_of_that_run(board, monkeypatch):
     board.record(make_run("base", "baseline"), make_results(0.5, 0.3))
     before = counts(board.path)
-    real_insert = store._insert_frame
+    real_insert = rows.insert_frame
 
     def failing_insert(con, table, frame):
         if table == "examples":  # runs and scores rows are already written in the transaction
             raise RuntimeError("disk full (simulated)")
         real_insert(con, table, frame)
 
-    monkeypatch.setattr(store, "_insert_frame", failing_insert)
+    monkeypatch.setattr(rows, "insert_frame", failing_insert)
     with pytest.raises(RuntimeError, match="simulated"):
         board.record(make_run("a"), make_results(0.4, 0.6))
     assert counts(board.path) == before

@@ -10,11 +10,10 @@ import numpy as np
 import pandas as pd
 import pytest
 
-import leaderboard.store as store
 from harness.cli import main
 from harness.errors import ForgetbenchError
 from harness.results import BenchmarkResult, ExampleResult, RunRecord, Score
-from leaderboard import SCHEMA_VERSION, Leaderboard
+from leaderboard import SCHEMA_VERSION, Leaderboard, schema
 from leaderboard.compare import compare, holm, paired_bootstrap
 from leaderboard.sql import run_query
 from leaderboard.views import paper_table
@@ -64,8 +63,8 @@ def demo_board(tmp_path) -> Leaderboard:
 def test_a_file_written_with_the_v1_schema_opens_migrates_and_keeps_its_rows(tmp_path):
     path = tmp_path / "old.duckdb"
     with duckdb.connect(str(path)) as con:  # exactly what forgetbench 0.1 (schema v1) wrote
-        store.MIGRATIONS[1](con)
-        con.execute("INSERT INTO meta VALUES ('application', ?), ('schema_version', '1')", [store.APPLICATION])
+        schema.MIGRATIONS[1](con)
+        con.execute("INSERT INTO meta VALUES ('application', ?), ('schema_version', '1')", [schema.APPLICATION])
         con.execute("INSERT INTO runs VALUES ('r1','s','none','{}',0,'m','b','ck',NULL,'c',NULL,'e','{}','{}',"
                     "'2025-01-01','2025-01-01','finished','{}')")
         con.execute("INSERT INTO scores VALUES ('r1','ifeval','acc',0.5,NULL,2,true,'{}')")
@@ -90,8 +89,8 @@ def test_a_v3_file_migrates_its_runs_extra_into_typed_columns(tmp_path):
              "sweep": {"parameter": "mix.size", "value": 8, "recipe": "none"}, "command": "run"}
     with duckdb.connect(str(path)) as con:  # what forgetbench wrote at schema v3
         for step in (1, 2, 3):
-            store.MIGRATIONS[step](con)
-        con.execute("INSERT INTO meta VALUES ('application', ?), ('schema_version', '3')", [store.APPLICATION])
+            schema.MIGRATIONS[step](con)
+        con.execute("INSERT INTO meta VALUES ('application', ?), ('schema_version', '3')", [schema.APPLICATION])
         con.execute("INSERT INTO runs VALUES ('r1','s','none@mix.size=8','{}',0,'m','b','ck','mx','c','ft','e','{}',"
                     "'{}','2025-01-01','2025-01-01','finished',?)", [json.dumps(extra)])
         con.execute("INSERT INTO runs VALUES ('r0','s','baseline','{}',0,'m','b','b',NULL,'c',NULL,'e','{}','{}',"
@@ -136,7 +135,7 @@ def test_leaderboard_command_prints_the_paper_table_in_every_format(demo_board, 
     assert records[0]["recipe"] == "baseline" and "ifeval_std" in records[0]
     assert main(["leaderboard", "--leaderboard", path, "--format", "csv", "--view", "deltas"]) == 0
     assert main(["leaderboard", "--leaderboard", path, "--benchmarks", "mmlu"]) == 2
-    assert "--benchmarks: no scores for mmlu" in capsys.readouterr().err
+    assert "--benchmarks: no scores of 'mmlu'; present: domain, ifeval" in capsys.readouterr().err
 
 
 def _leaderboard_run(board, run_id, recipe, raw, settings=None):
