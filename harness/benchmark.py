@@ -27,8 +27,6 @@ under that label.
 """
 from __future__ import annotations
 
-import functools
-import inspect
 import logging
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -37,7 +35,7 @@ from typing import TYPE_CHECKING, Any, ClassVar, Literal
 from pydantic import BaseModel, ConfigDict, Field
 
 from harness.errors import ConfigError
-from harness.registry import describe_params, load_group, lookup, validate_params
+from harness.registry import Registry, describe_params, shorthand_line, validate_params
 
 if TYPE_CHECKING:
     from harness.domains import Domain
@@ -162,15 +160,18 @@ class Benchmark:
         return None
 
 
-@functools.cache
+BENCHMARKS: Registry[type[Benchmark]] = Registry(
+    ENTRY_POINT_GROUP, "benchmark", lambda cls: isinstance(cls, type) and issubclass(cls, Benchmark),
+    "a subclass of harness.benchmark.Benchmark", build=lambda cls, name, params: cls(name, params))
+
+
 def registry() -> dict[str, type[Benchmark]]:
     """All benchmarks registered under the `forgetbench.benchmarks` entry-point group, by name."""
-    return load_group(ENTRY_POINT_GROUP, "benchmark", lambda cls: isinstance(cls, type) and issubclass(cls, Benchmark),
-                      "a subclass of harness.benchmark.Benchmark")
+    return BENCHMARKS.entries()
 
 
 def get_benchmark(name: str) -> type[Benchmark]:
-    return lookup(registry(), name, "benchmark", ENTRY_POINT_GROUP)
+    return BENCHMARKS.get(name)
 
 
 def benchmark_class(label: str) -> type[Benchmark] | None:
@@ -213,24 +214,21 @@ def split_label(label: str) -> tuple[str, dict[str, Any]]:
 def make_benchmark(label: str, raw: dict[str, Any] | None = None) -> Benchmark:
     """The benchmark a study names: `label` (`name` or `name:value`) and its raw parameters."""
     name, shorthand = split_label(label)
-    cls = get_benchmark(name)
-    return cls(name, resolve_params(cls, {**shorthand, **(raw or {})}))
+    return BENCHMARKS.make(name, {**shorthand, **(raw or {})})
 
 
 def describe(name: str) -> str:
     """Text for `forgetbench benchmarks show NAME`: docstring, group, shorthand, data, each parameter."""
-    cls = get_benchmark(name)
-    lines = [f"{name}  ({cls.__module__}.{cls.__qualname__})", ""]
-    lines += [line.rstrip() for line in inspect.cleandoc(cls.__doc__ or "(no description)").splitlines()]
     suite = {"v2": "the Open LLM Leaderboard v2 average, avg", "small": "the small-model suite average, small_avg"}
-    lines += ["", f"Group: {cls.group}" + (f" (in {suite[cls.leaderboard.suite]})" if cls.leaderboard else "")]
-    if cls.leaderboard:
-        lines.append(f"Leaderboard score: mean of {', '.join(cls.leaderboard.metrics)}, random baseline "
-                     f"{cls.leaderboard.random_baseline:g}" + ("" if cls.leaderboard.clip else ", not clipped at 0"))
-    if cls.shorthand:
-        lines.append(f"Shorthand: `{name}:VALUE` sets `{cls.shorthand}`.")
-    if cls.data_sources:
-        lines.append("Data: " + "; ".join(cls.data_sources))
-    lines.append("")
-    lines += describe_params(cls.Params)
-    return "\n".join(lines)
+
+    def sections(cls: type[Benchmark]) -> list[str]:
+        lines = ["", f"Group: {cls.group}" + (f" (in {suite[cls.leaderboard.suite]})" if cls.leaderboard else "")]
+        if cls.leaderboard:
+            lines.append(f"Leaderboard score: mean of {', '.join(cls.leaderboard.metrics)}, random baseline "
+                         f"{cls.leaderboard.random_baseline:g}" + ("" if cls.leaderboard.clip else ", not clipped at 0"))
+        lines += shorthand_line(name, cls)
+        if cls.data_sources:
+            lines.append("Data: " + "; ".join(cls.data_sources))
+        return lines + ["", *describe_params(cls.Params)]
+
+    return BENCHMARKS.describe(name, sections)

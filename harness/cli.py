@@ -77,17 +77,10 @@ def _parser() -> argparse.ArgumentParser:
                         "module:function (default: %(default)s)")
     p.add_argument("--base-model", default="smollm2-135m-instruct",
                    help="seed model: evaluating it records a baseline (default: %(default)s)")
-    p.add_argument("--judge", help="AlpacaEval judge: model spec or OpenAI-compatible endpoint http(s)://host/v1#model "
-                                   "(default: smollm2-135m-instruct)")
-    p.add_argument("--alpaca-annotator",
-                   choices=("weighted_alpaca_eval_gpt4_turbo", "alpaca_eval_clf_gpt4_turbo", "alpaca_eval_gpt4"),
-                   help="alpaca_eval annotator the judge follows (default: weighted_alpaca_eval_gpt4_turbo)")
-    p.add_argument("--alpaca-reference", choices=("text_davinci_003", "gpt4_1106_preview"))
-    p.add_argument("--gpqa-subset", choices=("leaderboard", "diamond", "main", "extended"),
-                   help="default leaderboard: the three subsets combined, as many as the data source has")
-    p.add_argument("--safety-keywords", choices=("sail-sg", "extended"), help="refusal keyword list (default: sail-sg)")
-    p.add_argument("--safety-decoding", choices=("paper", "greedy"),
-                   help="safety generation (default: paper = sampled, T 0.95, top_p 0.7, top_k 50)")
+    p.add_argument("--param", action="append", default=[], metavar="BENCH.KEY=VALUE",
+                   help="one parameter of one benchmark of the suite, as `benchmarks show BENCH` lists them, e.g. "
+                        "alpaca_eval.judge_model=http://host/v1#model or gpqa.subset=diamond (repeatable; VALUE "
+                        "is read as YAML: numbers and true/false are typed)")
     p.add_argument("--batch-size", type=int, default=None,
                    help="cap on generation batch sizes (default: as large as memory allows)")
     p.add_argument("--subset-seed", type=int, default=1234)
@@ -254,7 +247,7 @@ def demo_summary(leaderboard: Path, study) -> str:
 
 
 def cmd_eval(args) -> int:
-    from harness.evaluation.standalone import build_eval_config, evaluate_and_record, parse_suite
+    from harness.evaluation.standalone import build_eval_config, evaluate_and_record, parse_params, parse_suite
     from harness.paths import data_dir as resolve_data_dir
 
     for option, value in (("--limit", args.limit), ("--max-new-tokens", args.max_new_tokens),
@@ -267,10 +260,7 @@ def cmd_eval(args) -> int:
     domain = _eval_domain(args)
     suite = parse_suite(args.suite) if args.suite or args.domain_file is None else ["domain"]
     eval_cfg = build_eval_config(suite, args.limit, args.max_new_tokens, args.batch_size,
-                                 args.subset_seed, include_path=args.include_path, judge_model=args.judge,
-                                 alpaca_annotator=args.alpaca_annotator,
-                                 alpaca_reference=args.alpaca_reference, gpqa_subset=args.gpqa_subset,
-                                 safety_keywords=args.safety_keywords, safety_decoding=args.safety_decoding)
+                                 args.subset_seed, include_path=args.include_path, params=parse_params(args.param))
     run_id, results = evaluate_and_record(args.model, eval_cfg, domain=domain,
                                           data_dir=resolve_data_dir(args.data_dir), leaderboard_path=args.leaderboard,
                                           base_model=args.base_model, study=args.study)

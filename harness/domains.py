@@ -43,7 +43,7 @@ from harness.data import (
 from harness.errors import ConfigError, DataError
 from harness.fields import Count, Settings
 from harness.hashing import hash_json
-from harness.registry import load_group, lookup
+from harness.registry import Registry
 
 log = logging.getLogger("forgetbench")
 
@@ -243,18 +243,22 @@ BUNDLED: dict[str, Domain] = {domain.name: domain for domain in (
 MEDMCQA, MEDQA, GSM8K, OPENFUNCTIONS, MULTIARITH = (BUNDLED[name] for name in BUNDLED)  # entry-point targets
 
 
-@functools.cache
+def _named_as_registered(name: str, domain: Domain) -> None:
+    if domain.name != name:
+        raise ConfigError(f"entry point {name!r}: names a domain called {domain.name!r}; register it as that name")
+
+
+DOMAINS: Registry[Domain] = Registry(ENTRY_POINT_GROUP, "domain", lambda obj: isinstance(obj, Domain),
+                                     "a harness.domains.Domain", check=_named_as_registered)
+
+
 def registry() -> dict[str, Domain]:
     """All domains registered under the `forgetbench.domains` entry-point group, by name."""
-    found = load_group(ENTRY_POINT_GROUP, "domain", lambda obj: isinstance(obj, Domain), "a harness.domains.Domain")
-    for name, domain in found.items():
-        if domain.name != name:
-            raise ConfigError(f"entry point {name!r}: names a domain called {domain.name!r}; register it as that name")
-    return found
+    return DOMAINS.entries()
 
 
 def get_domain(name: str) -> Domain:
-    return lookup(registry(), name, "domain", ENTRY_POINT_GROUP)
+    return DOMAINS.get(name)
 
 
 class DomainFiles(Settings):

@@ -10,8 +10,6 @@ method, `build(ctx) -> RecipeOutput`. Recipes register through the entry-point g
 """
 from __future__ import annotations
 
-import functools
-import inspect
 import logging
 import random
 from collections.abc import Callable
@@ -22,7 +20,7 @@ from typing import TYPE_CHECKING, Any, ClassVar, Literal
 from pydantic import BaseModel, ConfigDict, Field
 
 from harness.hashing import hash_json
-from harness.registry import describe_params, load_group, lookup, validate_params
+from harness.registry import Registry, describe_params, shorthand_line, validate_params
 
 if TYPE_CHECKING:
     from harness.data import Conversation
@@ -72,8 +70,9 @@ class Recipe:
     Params: ClassVar[type[RecipeParams]] = RecipeParams
     shorthand: ClassVar[str | None] = None
 
-    def __init__(self, params: RecipeParams):
+    def __init__(self, params: RecipeParams, name: str = ""):
         self.params = params
+        self.name = name  # the name it is registered under (set when the registry makes it)
 
     def build(self, ctx: RecipeContext) -> RecipeOutput:
         raise NotImplementedError
@@ -154,22 +153,24 @@ def recipe_rng(seed: int, name: str, params: dict[str, Any]) -> random.Random:
     return random.Random(hash_json({"seed": seed, "recipe": name, "params": params}))
 
 
-@functools.cache
+RECIPES: Registry[type[Recipe]] = Registry(
+    ENTRY_POINT_GROUP, "recipe", lambda cls: isinstance(cls, type) and issubclass(cls, Recipe),
+    "a subclass of harness.recipe.Recipe", build=lambda cls, name, params: cls(params, name=name))
+
+
 def registry() -> dict[str, type[Recipe]]:
     """All recipes registered under the `forgetbench.recipes` entry-point group, by name."""
-    return load_group(ENTRY_POINT_GROUP, "recipe", lambda cls: isinstance(cls, type) and issubclass(cls, Recipe),
-                      "a subclass of harness.recipe.Recipe")
+    return RECIPES.entries()
 
 
 def get_recipe(name: str) -> type[Recipe]:
-    return lookup(registry(), name, "recipe", ENTRY_POINT_GROUP)
+    return RECIPES.get(name)
 
 
 def make_recipe(entry) -> Recipe:
     """The recipe a study entry (harness.config.RecipeEntry: name and raw parameters) names, its
     parameters validated."""
-    cls = get_recipe(entry.name)
-    return cls(resolve_params(cls, entry.params))
+    return RECIPES.make(entry.name, entry.params)
 
 
 def resolve_params(cls: type[Recipe], raw: dict[str, Any]) -> RecipeParams:
@@ -178,16 +179,9 @@ def resolve_params(cls: type[Recipe], raw: dict[str, Any]) -> RecipeParams:
 
 
 def describe(name: str) -> str:
-    """Text for `forgetbench recipes show NAME`: docstring, shorthand, and each parameter."""
-    cls = get_recipe(name)
-    lines = [f"{name}  ({cls.__module__}.{cls.__qualname__})", ""]
-    lines += [line.rstrip() for line in inspect.cleandoc(cls.__doc__ or "(no description)").splitlines()]
-    lines.append("")
-    if cls.shorthand:
-        lines.append(f"Shorthand: `{name}:VALUE` sets `{cls.shorthand}`.")
-    lines += describe_params(cls.Params)
-    notes = cls.show_notes()
-    if notes:
-        lines += ["", *notes]
-    return "\n".join(lines)
+    """Text for `forgetbench recipes show NAME`: docstring, shorthand, each parameter, the recipe's notes."""
+    def sections(cls: type[Recipe]) -> list[str]:
+        notes = cls.show_notes()
+        return ["", *shorthand_line(name, cls), *describe_params(cls.Params), *(["", *notes] if notes else [])]
 
+    return RECIPES.describe(name, sections)

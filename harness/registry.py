@@ -1,16 +1,77 @@
-"""One registry pattern for everything a package can plug in (recipes, domains, benchmarks): an
-entry-point group, read once, where built-ins register exactly like third-party packages do; and for
-the plugins that take parameters (recipes, benchmarks), one way to validate and document them."""
+"""One registry for everything a package can plug in (recipes, domains, benchmarks): an entry-point
+group, read once, where built-ins register exactly like third-party packages do (`Registry`): get a
+plugin by name (a mistyped one gets the nearest name suggested), make one from a study entry (its
+parameters validated), list and describe them."""
 from __future__ import annotations
 
+import functools
+import inspect
 import typing
 from collections.abc import Callable
 from importlib import metadata
-from typing import Any
+from typing import Any, Generic, TypeVar
 
 from pydantic import BaseModel, ValidationError
 
 from harness.errors import ConfigError
+
+T = TypeVar("T")
+
+
+class Registry(Generic[T]):
+    """The plugins of one entry-point group.
+
+    `accepts` says what a target must be (`expected` words it for the error); `check(name, target)`
+    may refuse a registration (a ConfigError); `build(target, name, params)` makes a plugin object
+    from a class and its validated parameters (None: the targets are the plugins themselves, as
+    domains are)."""
+
+    def __init__(self, group: str, kind: str, accepts: Callable[[Any], bool], expected: str,
+                 build: Callable[[Any, str, Any], Any] | None = None,
+                 check: Callable[[str, Any], None] | None = None):
+        self.group, self.kind, self.expected = group, kind, expected
+        self._accepts, self._build, self._check = accepts, build, check
+
+    @functools.cache  # noqa: B019 - one registry object per group for the whole process
+    def entries(self) -> dict[str, T]:
+        """Every registered target, by entry-point name (read once per process)."""
+        found = load_group(self.group, self.kind, self._accepts, self.expected)
+        if self._check is not None:
+            for name, target in found.items():
+                self._check(name, target)
+        return found
+
+    def names(self) -> list[str]:
+        return sorted(self.entries())
+
+    def get(self, name: str) -> T:
+        return lookup(self.entries(), name, self.kind, self.group)
+
+    def params(self, name: str, raw: dict[str, Any] | None = None):
+        """`name`'s parameters validated from `raw` (the "" key is the `name:value` shorthand)."""
+        cls = self.get(name)
+        return validate_params(cls.Params, getattr(cls, "shorthand", None), raw or {}, self.kind)
+
+    def make(self, name: str, raw: dict[str, Any] | None = None):
+        """The plugin a study entry names: `name` and its raw parameters."""
+        target = self.get(name)
+        if self._build is None:
+            return target
+        return self._build(target, name, self.params(name, raw))
+
+    def describe(self, name: str, sections: Callable[[Any], list[str]] = lambda target: []) -> str:
+        """Text for `show NAME`: where the plugin lives and its docstring, then its kind's `sections`."""
+        target = self.get(name)
+        owner = target if inspect.isclass(target) else type(target)
+        lines = [f"{name}  ({owner.__module__}.{owner.__qualname__})", ""]
+        lines += [line.rstrip() for line in inspect.cleandoc(target.__doc__ or "(no description)").splitlines()]
+        return "\n".join(lines + sections(target))
+
+
+def shorthand_line(name: str, target: Any) -> list[str]:
+    """`Shorthand: `public:VALUE` sets `set`.` where the plugin takes one."""
+    shorthand = getattr(target, "shorthand", None)
+    return [f"Shorthand: `{name}:VALUE` sets `{shorthand}`."] if shorthand else []
 
 
 def load_group(group: str, kind: str, accepts: Callable[[Any], bool], expected: str) -> dict[str, Any]:

@@ -63,17 +63,16 @@ def entry_at(entry: RecipeEntry, point: Point | None) -> RecipeEntry:
     """The recipe entry as it runs at one point: a `recipe.<param>` value set (and validated)."""
     if point is None or not point[0].startswith("recipe.") or not sweeps_recipe(entry, point[0]):
         return entry
-    from harness.recipe import get_recipe, resolve_params
+    from harness.recipe import RECIPES
 
     parameter, value = point
     name = parameter.partition(".")[2]
-    cls = get_recipe(entry.name)
     params = dict(entry.params)
-    if cls.shorthand == name:
+    if RECIPES.get(entry.name).shorthand == name:
         params.pop("", None)  # the swept value replaces the `name:value` shorthand
     params[name] = value
     try:
-        resolve_params(cls, params)
+        RECIPES.params(entry.name, params)
     except ConfigError as exc:
         raise ConfigError([f"sweep: {entry.label}: {parameter}={value!r}: {line}" for line in exc.lines]) from None
     return RecipeEntry(name=entry.name, params=params)

@@ -19,7 +19,7 @@ import dataclasses
 from pydantic import Field, field_validator
 
 from harness.config import RecipeEntry
-from harness.recipe import Recipe, RecipeContext, RecipeOutput, RecipeParams, get_recipe, recipe_rng, resolve_params
+from harness.recipe import Recipe, RecipeContext, RecipeOutput, RecipeParams, make_recipe, recipe_rng
 
 
 class Compose(Recipe):
@@ -37,30 +37,24 @@ class Compose(Recipe):
             entry = RecipeEntry.model_validate(value)
             if entry.name == "compose":
                 raise ValueError("compose cannot nest compose")
-            resolve_params(get_recipe(entry.name), entry.params)  # unknown names and bad params fail early
+            make_recipe(entry)  # unknown names and bad params fail early
             return entry
 
     @staticmethod
-    def _recipe(entry: RecipeEntry) -> Recipe:
-        cls = get_recipe(entry.name)
-        return cls(resolve_params(cls, entry.params))
-
-    @staticmethod
-    def _rng(ctx: RecipeContext, entry: RecipeEntry, recipe: Recipe):
+    def _rng(ctx: RecipeContext, recipe: Recipe):
         """The part's own stream, the one it would get as a recipe of its own."""
-        return recipe_rng(ctx.seed, entry.name, recipe.params.model_dump(mode="json"))
+        return recipe_rng(ctx.seed, recipe.name, recipe.params.model_dump(mode="json"))
 
     def fingerprint(self, data_dir):
-        return {part: self._recipe(getattr(self.params, part)).fingerprint(data_dir) for part in ("domain", "rehearsal")}
+        return {part: make_recipe(getattr(self.params, part)).fingerprint(data_dir) for part in ("domain", "rehearsal")}
 
     def domain_rows_needed(self, n_domain: int, n_rehearsal: int) -> int:
-        return max(self._recipe(self.params.domain).domain_rows_needed(n_domain, 0),
-                   self._recipe(self.params.rehearsal).domain_rows_needed(n_domain, n_rehearsal))
+        return max(make_recipe(self.params.domain).domain_rows_needed(n_domain, 0),
+                   make_recipe(self.params.rehearsal).domain_rows_needed(n_domain, n_rehearsal))
 
     def build(self, ctx: RecipeContext) -> RecipeOutput:
-        domain_recipe, rehearsal_recipe = self._recipe(self.params.domain), self._recipe(self.params.rehearsal)
-        domain_rng = self._rng(ctx, self.params.domain, domain_recipe)
-        rehearsal_rng = self._rng(ctx, self.params.rehearsal, rehearsal_recipe)
+        domain_recipe, rehearsal_recipe = make_recipe(self.params.domain), make_recipe(self.params.rehearsal)
+        domain_rng, rehearsal_rng = self._rng(ctx, domain_recipe), self._rng(ctx, rehearsal_recipe)
         domain_out = domain_recipe.build(dataclasses.replace(ctx, rehearsal_size=0, rng=domain_rng))
         rehearsal_out = rehearsal_recipe.build(dataclasses.replace(ctx, rng=rehearsal_rng))
 

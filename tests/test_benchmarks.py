@@ -77,17 +77,24 @@ def test_every_suite_problem_of_a_study_is_its_own_line(tmp_path):
         f"{path}: eval.benchmarks.lm_eval: the same benchmark as lm_eval:x (lm_eval:x)"]
 
 
-def test_eval_options_fill_the_parameters_of_the_benchmarks_that_have_them():
-    from harness.evaluation.standalone import build_eval_config
+def test_eval_params_fill_one_benchmarks_own_parameters_and_limits_reach_every_benchmark():
+    from harness.evaluation.standalone import build_eval_config, parse_params
 
-    cfg = build_eval_config(["gpqa", "safety_raw", "alpaca_eval", "domain"], 5, 32, 8, 1234, gpqa_subset="main",
-                            judge_model="other/judge", safety_keywords="extended", safety_decoding=None,
-                            alpaca_annotator=None, alpaca_reference=None)
+    params = parse_params(["gpqa.subset=main", "alpaca_eval.judge_model=http://host:8000/v1#m",
+                           "safety_raw.keywords=extended", "drift.limit=100"])
+    cfg = build_eval_config(["gpqa", "safety_raw", "alpaca_eval", "domain", "drift"], 5, 32, 8, 1234, params=params)
     assert cfg.benchmarks == {"gpqa": {"limit": 5, "max_new_tokens": 32, "subset": "main"},
                               "safety_raw": {"limit": 5, "max_new_tokens": 32, "keywords": "extended"},
-                              "alpaca_eval": {"limit": 5, "max_new_tokens": 32, "judge_model": "other/judge"},
-                              "domain": {"limit": 5, "max_new_tokens": 32}}
-    assert [b.params.max_new_tokens for b in cfg.suite()] == [None, 32, 32, 32]  # gpqa: log-likelihood
+                              "alpaca_eval": {"limit": 5, "max_new_tokens": 32, "judge_model": "http://host:8000/v1#m"},
+                              "domain": {"limit": 5, "max_new_tokens": 32},
+                              "drift": {"limit": 100, "max_new_tokens": 32}}  # typed: 100 is a number
+    assert [b.params.max_new_tokens for b in cfg.suite()] == [None, 32, 32, 32, 32]  # gpqa: log-likelihood
+    with pytest.raises(ConfigError, match=r"--param ifeval\..*: ifeval is not a benchmark of the suite"):
+        build_eval_config(["gpqa"], None, None, None, 1234, params=parse_params(["ifeval.max_new_tokens=8"]))
+    with pytest.raises(ConfigError, match="--suite: gpqa: subset: Input should be 'leaderboard', 'diamond'"):
+        build_eval_config(["gpqa"], None, None, None, 1234, params=parse_params(["gpqa.subset=everything"]))
+    with pytest.raises(ConfigError, match="--param gpqa=diamond: expected BENCH.KEY=VALUE"):
+        parse_params(["gpqa=diamond"])
 
 
 @pytest.fixture

@@ -504,7 +504,7 @@ def test_forgetbench_eval_refuses_a_score_on_zero_examples_and_records_the_rest(
 
     board = tmp_path / "board.duckdb"
     command = ["eval", "--model", str(tiny_model.path), "--limit", "2", "--max-new-tokens", "4",
-               "--judge", str(tiny_model.path), "--data-dir", str(data_dir), "--leaderboard", str(board),
+               "--param", f"alpaca_eval.judge_model={tiny_model.path}", "--data-dir", str(data_dir), "--leaderboard", str(board),
                "--batch-size", "4"]
     assert main(command) == 1
     error = capsys.readouterr().err.strip().splitlines()[-1]

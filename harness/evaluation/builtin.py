@@ -307,10 +307,10 @@ class AlpacaEvalParams(BenchmarkParams):
     max_new_tokens: int = Field(alpaca_eval.DEFAULT_MAX_NEW_TOKENS, gt=0, description="the model's answer budget")
     judge_model: str = Field("smollm2-135m-instruct", description="judge: a model spec, or an OpenAI-compatible "
                                                                   "endpoint http(s)://host/v1#model")
-    annotator: Literal["weighted_alpaca_eval_gpt4_turbo", "alpaca_eval_clf_gpt4_turbo", "alpaca_eval_gpt4"] = Field(
-        "weighted_alpaca_eval_gpt4_turbo", description="alpaca_eval annotator whose prompt and answer reading the "
+    annotator: Literal[alpaca_eval.ANNOTATORS] = Field(
+        alpaca_eval.DEFAULT_ANNOTATOR, description="alpaca_eval annotator whose prompt and answer reading the "
                                                        "judge uses (the package's own configs and prompt files)")
-    reference: Literal["text_davinci_003", "gpt4_1106_preview"] = Field(
+    reference: Literal[tuple(alpaca_eval.REFERENCES)] = Field(
         "text_davinci_003", description="AlpacaEval reference outputs the model is compared with")
 
 

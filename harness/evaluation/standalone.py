@@ -40,26 +40,44 @@ def parse_suite(names: str | None) -> list[str]:
     return chosen
 
 
-# `forgetbench eval` options that fill one parameter of the benchmarks that have it.
-OPTION_PARAMS = {"judge_model": "judge_model", "alpaca_annotator": "annotator", "alpaca_reference": "reference",
-                 "gpqa_subset": "subset", "safety_keywords": "keywords", "safety_decoding": "decoding"}
+def parse_params(options: list[str]) -> dict[str, dict]:
+    """`--param BENCH.KEY=VALUE` options as {bench: {key: value}}, each VALUE read as a YAML scalar."""
+    import yaml
+
+    params: dict[str, dict] = {}
+    for option in options:
+        target, equals, text = option.partition("=")
+        bench, dot, key = target.rpartition(".")
+        if not (equals and dot and bench and key):
+            raise ConfigError(f"--param {option}: expected BENCH.KEY=VALUE, e.g. gpqa.subset=diamond")
+        try:
+            value = yaml.safe_load(text) if text else ""
+        except yaml.YAMLError:
+            value = text
+        params.setdefault(bench, {})[key] = value
+    return params
 
 
 def build_eval_config(suite: list[str], limit: int | None, max_new_tokens: int | None, batch_size: int | None,
-                      subset_seed: int, include_path: Path | None = None, **options: str | None) -> EvalConfig:
-    """The suite's config: each benchmark's parameters filled from the command line (`options`: the
-    keys of OPTION_PARAMS; None leaves the benchmark's default). An option reaches every benchmark
-    of the suite that has that parameter, and no other."""
+                      subset_seed: int, include_path: Path | None = None,
+                      params: dict[str, dict] | None = None) -> EvalConfig:
+    """The suite's config: `limit` and `max_new_tokens` reach every benchmark of the suite that takes
+    them; `params` ({bench: {key: value}}, from `--param`) set one benchmark's own parameters, and
+    name a benchmark of the suite."""
     from harness.benchmark import get_benchmark, split_label
     from harness.study_file import benchmark_problems
 
+    params = params or {}
+    stray = sorted(set(params) - set(suite))
+    if stray:
+        raise ConfigError(f"--param {stray[0]}.…: {stray[0]} is not a benchmark of the suite ({', '.join(suite)})")
     benchmarks: dict[str, dict] = {}
     try:
         for label in suite:
             fields = get_benchmark(split_label(label)[0]).Params.model_fields
-            given = {"limit": limit, "max_new_tokens": max_new_tokens,
-                     **{OPTION_PARAMS[k]: v for k, v in options.items()}}
-            benchmarks[label] = {k: v for k, v in given.items() if v is not None and k in fields}
+            given = {"limit": limit, "max_new_tokens": max_new_tokens}
+            benchmarks[label] = {**{k: v for k, v in given.items() if v is not None and k in fields},
+                                 **params.get(label, {})}
         problems = benchmark_problems(benchmarks)
         if problems:
             raise ConfigError(problems)
