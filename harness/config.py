@@ -11,22 +11,33 @@ from collections import Counter
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, Field, field_validator, model_serializer, model_validator
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_serializer, model_validator
 
 from harness.domains import DomainFiles
 from harness.fields import SEED_RANGE, Count, Number, Settings
 from harness.hashing import hash_json
 
+LABEL_PATTERN = r"^[A-Za-z0-9_.:@+|=-]+$"  # what a recipe's `label:` may hold
+
 
 class RecipeEntry(Settings):
-    """One recipe to run: a registered name plus its parameters.
+    """One recipe to run: a registered name plus its parameters, and optionally the label its runs are
+    shown and compared under.
 
     In YAML either a string (`none`, `public:alpaca`, where the part after `:` sets the recipe's
-    shorthand parameter) or a mapping `{name: public, params: {set: alpaca}}`.
+    shorthand parameter) or a mapping `{name: public, params: {set: alpaca}, label: alpaca}`.
+    Without `label:` the label is made from the name and the parameter values as given
+    (`reconstructed-single:48,64`; lists joined by `|`, a nested recipe entry by its own label, entries
+    joined by `+`: `compose:sdft-rewrite:96,0.5+public:alpaca`). The label names the runs; the
+    parameters in full are the run's provenance and identity.
     """
+
+    model_config = ConfigDict(extra="forbid", frozen=True, populate_by_name=True)
 
     name: str
     params: dict[str, Any] = Field(default_factory=dict)
+    given_label: str | None = Field(None, alias="label", exclude=True, pattern=LABEL_PATTERN, max_length=80,
+                                    description="the name its runs go by (letters, digits and _.:@+|=- ; at most 80)")
 
     @model_validator(mode="before")
     @classmethod
@@ -38,11 +49,34 @@ class RecipeEntry(Settings):
 
     @property
     def label(self) -> str:
-        """Human-readable identity, e.g. `public:alpaca`."""
-        if not self.params:
-            return self.name
-        values = [str(v) for v in self.params.values()]
-        return f"{self.name}:{','.join(values)}"
+        """The name its runs go by: the study's `label:`, else `auto_label`."""
+        return self.given_label or auto_label(self.name, self.params)
+
+
+def auto_label(name: str, params: dict[str, Any]) -> str:
+    """`name`, or `name:` and the parameter values as given: readable and stable (see RecipeEntry)."""
+    if not params:
+        return name
+    values = list(params.values())
+    nested = any(_is_entry(v) for v in values)
+    return f"{name}:{('+' if nested else ',').join(_label_value(v) for v in values)}"
+
+
+def _is_entry(value: Any) -> bool:
+    return isinstance(value, RecipeEntry) or (isinstance(value, dict) and "name" in value and set(value) <= {
+        "name", "params", "label"})
+
+
+def _label_value(value: Any) -> str:
+    if isinstance(value, RecipeEntry):
+        return value.label
+    if _is_entry(value):
+        return value.get("label") or auto_label(value["name"], value.get("params") or {})
+    if isinstance(value, (list, tuple)):
+        return "|".join(_label_value(v) for v in value)
+    if isinstance(value, dict):
+        return ",".join(f"{k}={_label_value(v)}" for k, v in value.items())
+    return str(value)
 
 
 class MixConfig(Settings):

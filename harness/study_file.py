@@ -164,6 +164,7 @@ def _check_recipes(entries: Any, source: str) -> list[str]:
     problems = []
     known = registry()
     seen: dict[str, int] = {}  # identity (name + resolved parameters) -> first index
+    labels: dict[str, int] = {}  # label -> first index
     for index, raw in enumerate(entries):
         where = f"{source}: recipes[{index}]"
         try:
@@ -185,5 +186,14 @@ def _check_recipes(entries: Any, source: str) -> list[str]:
         if identity in seen:
             problems.append(f"{where}: {entry.label} repeats recipes[{seen[identity]}] (same recipe, same "
                             f"parameters); each recipe runs once per seed")
+        elif entry.label in labels:
+            problems.append(f"{where}: its label {entry.label!r} is recipes[{labels[entry.label]}]'s too; give one of "
+                            f"them a `label:` of its own")
+        elif entry.label in RESERVED_LABELS:
+            problems.append(f"{where}: label {entry.label!r} is reserved (the seed model's runs go by it)")
         seen.setdefault(identity, index)
+        labels.setdefault(entry.label, index)
     return problems
+
+
+RESERVED_LABELS = ("baseline", "eval")  # what the seed model's and `forgetbench eval`'s runs are recorded as

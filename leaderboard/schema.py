@@ -7,7 +7,7 @@ from collections.abc import Callable
 
 import duckdb
 
-SCHEMA_VERSION = 4
+SCHEMA_VERSION = 5
 APPLICATION = "forgetbench-leaderboard"
 BASELINE_RECIPE = "baseline"
 DEFAULT_LOCK_TIMEOUT = 120.0
@@ -150,8 +150,75 @@ def _migrate_to_4(con: duckdb.DuckDBPyConnection) -> None:
     con.execute("ALTER TABLE runs DROP COLUMN status")
 
 
+def _migrate_to_5(con: duckdb.DuckDBPyConnection) -> None:
+    """Runs recorded under the old label of a recipe with nested parameters (a Python repr such as
+    `compose:{'name': 'sdft-rewrite', ...},public:alpaca`) take its short label
+    (`compose:sdft-rewrite:96,0.5+public:alpaca`) and the run id the harness now gives that run, in
+    every table, so a rerun of the study finds them."""
+    from harness.hashing import hash_json, short
+
+    rows = con.execute("SELECT run_id, study, recipe, seed, recipe_params, mix_sha, finetune_config_hash, "
+                       "checkpoint_sha, eval_config_hash, sweep_recipe FROM runs").fetchall()
+    for run_id, study, recipe, seed, params, mix_sha, finetune, checkpoint, evaluation, sweep_recipe in rows:
+        label = relabel(recipe)
+        if label is None:
+            continue
+        identity = {"study": study, "recipe": label, "params": json.loads(params), "seed": seed, "mix": mix_sha,
+                    "finetune": finetune, "model": checkpoint, "eval": evaluation}
+        new_id = f"{study}-{label}-s{seed}-{short(hash_json(identity), 8)}"
+        replaced = {"run_id": new_id, "recipe": label, "sweep_recipe": relabel(sweep_recipe) or sweep_recipe}
+        for table in ("runs", "scores", "examples", "shift_measures"):  # a copy under the new id, then the old out
+            columns = [name for (name,) in con.execute(
+                "SELECT column_name FROM duckdb_columns() WHERE table_name = ? ORDER BY column_index", [table]).fetchall()]
+            changed = [c for c in columns if c in replaced and (c == "run_id" or table == "runs")]
+            select = ", ".join("?" if c in changed else c for c in columns)
+            con.execute(f"INSERT INTO {table} SELECT {select} FROM {table} WHERE run_id = ?",
+                        [*(replaced[c] for c in changed), run_id])
+            con.execute(f"DELETE FROM {table} WHERE run_id = ?", [run_id])
+
+
+def relabel(label: str | None) -> str | None:
+    """A run label of the old form with nested values, in the new form; None where nothing changes."""
+    import ast
+
+    from harness.config import auto_label
+
+    if not label:
+        return None
+    base, point = _split_point(label)
+    name, _, rest = base.partition(":")
+    if "{" not in rest and "[" not in rest:
+        return None
+    values = [ast.literal_eval(item) if item[:1] in "{[" else item for item in _top_level(rest, ",")]
+    return auto_label(name, dict(enumerate(values))) + point
+
+
+def _split_point(label: str) -> tuple[str, str]:
+    """(label, `@parameter=value` of a sweep point or '')."""
+    parts = _top_level(label, "@")
+    return (label, "") if len(parts) == 1 else ("@".join(parts[:-1]), "@" + parts[-1])
+
+
+def _top_level(text: str, separator: str) -> list[str]:
+    """`text` split at `separator` where it stands outside brackets and quotes."""
+    parts, depth, quote, start = [], 0, None, 0
+    for i, char in enumerate(text):
+        if quote:
+            quote = None if char == quote else quote
+        elif char in "'\"":
+            quote = char
+        elif char in "{[(":
+            depth += 1
+        elif char in "}])":
+            depth -= 1
+        elif char == separator and depth == 0:
+            parts.append(text[start:i])
+            start = i + 1
+    return parts + [text[start:]]
+
+
 MIGRATIONS: dict[int, Callable[[duckdb.DuckDBPyConnection], None]] = {
-    1: _migrate_to_1, 2: _migrate_to_2, 3: _migrate_to_3, 4: _migrate_to_4}
+    1: _migrate_to_1, 2: _migrate_to_2, 3: _migrate_to_3, 4: _migrate_to_4, 5: _migrate_to_5}
 
 # Order in which baselines compete: latest finish first (parsed when it parses, else as text).
 BASELINE_ORDER = (

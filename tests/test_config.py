@@ -111,3 +111,34 @@ def test_config_hash_ignores_where_files_live(tmp_path):
     b = parse_study({**MINIMAL, "leaderboard": "b.duckdb", "data_dir": "/x"}, "b")
     c = parse_study({**MINIMAL, "seeds": [1]}, "c")
     assert a.config_hash() == b.config_hash() != c.config_hash()
+
+
+@pytest.mark.parametrize("entry, label", [
+    ("none", "none"),
+    ("public:alpaca", "public:alpaca"),
+    ({"name": "reconstructed-single", "params": {"instruction_max_new_tokens": 48, "answer_max_new_tokens": 64}},
+     "reconstructed-single:48,64"),
+    ({"name": "reconstructed-committee", "params": {"members": ["seed", "seed@1"], "responses_per_instruction": 3}},
+     "reconstructed-committee:seed|seed@1,3"),
+    ({"name": "compose", "params": {"domain": {"name": "sdft-rewrite", "params": {"max_new_tokens": 96}},
+                                    "rehearsal": "public:alpaca"}}, "compose:sdft-rewrite:96+public:alpaca"),
+    ({"name": "none", "label": "vanilla"}, "vanilla"),
+], ids=["name", "shorthand", "scalars", "list", "nested-entries", "given"])
+def test_a_recipe_entry_is_labelled_readably_and_its_label_is_no_part_of_its_identity(entry, label):
+    from harness.config import RecipeEntry
+
+    parsed = RecipeEntry.model_validate(entry)
+    assert parsed.label == label
+    assert "label" not in parsed.model_dump() and "given_label" not in parsed.model_dump()  # hashes stay as they were
+
+
+@pytest.mark.parametrize("recipes, message", [
+    ([{"name": "none", "label": "x"}, {"name": "public", "params": {"set": "alpaca"}, "label": "x"}],
+     "recipes[1]: its label 'x' is recipes[0]'s too; give one of them a `label:` of its own"),
+    ([{"name": "none", "label": "baseline"}], "recipes[0]: label 'baseline' is reserved"),
+    ([{"name": "none", "label": "no spaces please"}], "recipes[0].label: String should match pattern"),
+], ids=["duplicate", "reserved", "bad-characters"])
+def test_recipe_labels_are_unique_within_a_study_and_not_reserved(recipes, message):
+    with pytest.raises(ConfigError) as error:
+        parse_study({"name": "s", "domain": "medmcqa", "recipes": recipes}, "s.yaml")
+    assert any(message in line for line in error.value.lines), error.value.lines

@@ -106,6 +106,34 @@ def test_a_v3_file_migrates_its_runs_extra_into_typed_columns(tmp_path):
     assert rows[1][4:7] == ("mix.size", "8", "none") and json.loads(rows[1][7]) == {"command": "run"}
 
 
+def test_a_v4_file_moves_runs_of_nested_recipes_to_their_short_labels_and_run_ids(tmp_path):
+    """A run recorded under the old repr label keeps every row, under the label and run id a rerun of its
+    study now gives it (so the rerun finds it instead of adding a second copy)."""
+    from harness.hashing import hash_json, short
+
+    path = tmp_path / "v4.duckdb"
+    old = "compose:{'name': 'sdft-rewrite', 'params': {'max_new_tokens': 96, 'rewrite_share': 0.5}},public:alpaca"
+    with duckdb.connect(str(path)) as con:  # what forgetbench wrote at schema v4
+        for step in (1, 2, 3, 4):
+            schema.MIGRATIONS[step](con)
+        con.execute("INSERT INTO meta VALUES ('application', ?), ('schema_version', '4')", [schema.APPLICATION])
+        con.execute("INSERT INTO runs (run_id, study, recipe, recipe_params, seed, base_model, base_model_sha, "
+                    "checkpoint_sha, mix_sha, config_hash, finetune_config_hash, eval_config_hash, data_hashes, "
+                    "package_versions, started_at, finished_at, extra) VALUES ('ref-old-s0-1', 'ref', ?, '{\"p\": 1}', 0, "
+                    "'m', 'b', 'ck', 'mx', 'c', 'ft', 'e', '{}', '{}', 't0', 't1', '{}')", [old])
+        con.execute("INSERT INTO scores VALUES ('ref-old-s0-1', 'arc', 'acc', 0.5, NULL, 3, true, '{}')")
+        con.execute("INSERT INTO examples VALUES ('ref-old-s0-1', 'arc', 'acc', 'e1', 1.0, 'p', 't')")
+    Leaderboard(path)  # opening it migrates it
+    label = "compose:sdft-rewrite:96,0.5+public:alpaca"
+    identity = {"study": "ref", "recipe": label, "params": {"p": 1}, "seed": 0, "mix": "mx", "finetune": "ft",
+                "model": "ck", "eval": "e"}
+    run_id = f"ref-{label}-s0-{short(hash_json(identity), 8)}"  # as harness.study names the run
+    with duckdb.connect(str(path), read_only=True) as con:
+        assert con.execute("SELECT run_id, recipe FROM runs").fetchall() == [(run_id, label)]
+        assert con.execute("SELECT DISTINCT run_id FROM scores UNION ALL SELECT DISTINCT run_id FROM examples"
+                           ).fetchall() == [(run_id,), (run_id,)]
+
+
 # -- 2. views --------------------------------------------------------------------------------------
 
 def test_paper_table_has_one_row_per_recipe_with_mean_and_std_over_seeds(demo_board):
