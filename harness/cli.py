@@ -171,8 +171,7 @@ def _load(path: Path, data_dir: Path | None):
 
 
 def cmd_validate(args) -> int:
-    from harness.paths import check_writable
-    from harness.paths import data_dir as resolve_data_dir
+    from harness.paths import check_writable, resolve_data_dir
     from harness.study import plan, preflight, row_lengths
 
     study, data_dir = _load(args.study, args.data_dir)
@@ -247,8 +246,8 @@ def demo_summary(leaderboard: Path, study) -> str:
 
 
 def cmd_eval(args) -> int:
-    from harness.evaluation.standalone import build_eval_config, evaluate_and_record, parse_params, parse_suite
-    from harness.paths import data_dir as resolve_data_dir
+    from harness.evaluation.eval_command import build_eval_config, evaluate_and_record, parse_params, parse_suite
+    from harness.paths import resolve_data_dir
 
     for option, value in (("--limit", args.limit), ("--max-new-tokens", args.max_new_tokens),
                           ("--batch-size", args.batch_size)):
@@ -362,8 +361,8 @@ def cmd_profile(args) -> int:
     import pandas as pd
 
     from harness.models import resolve_model
-    from harness.paths import data_dir as resolve_data_dir
-    from harness.profile import conversations_from, profile_rows
+    from harness.paths import resolve_data_dir
+    from harness.task_categories import conversations_from, profile_rows
     from leaderboard.render import render
 
     if args.limit < 1:

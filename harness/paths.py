@@ -73,7 +73,7 @@ def check_writable(path: str | Path, option: str, folder: bool = False) -> None:
         raise ConfigError(f"{where}: cannot write there ({exc.strerror or exc})") from None
 
 
-def data_dir(option: str | Path | None = None) -> Path | None:
+def resolve_data_dir(option: str | Path | None = None) -> Path | None:
     """The local data mirror: the --data-dir option / study setting, else $FORGETBENCH_DATA_DIR."""
     value = option or os.environ.get(DATA_ENV)
     return Path(value).expanduser().resolve() if value else None

@@ -47,7 +47,7 @@ class BenchmarkResult:
 
 
 @dataclass(frozen=True)
-class Measure:
+class ShiftMeasure:
     """One distribution-shift number of one run: e.g. (`param_l2`, `q_proj`) or (`train_nll`, `domain`);
     `n` counts what it averages or sums over (probe answers, parameters, tokens)."""
 
@@ -95,7 +95,7 @@ class RunRecord:
     generation_backend: str
     mix: dict[str, Any] | None = None  # None: no training (baseline, `eval`)
     sweep: SweepPoint | None = None
-    shift: list[Measure] = field(default_factory=list)
+    shift: list[ShiftMeasure] = field(default_factory=list)
     extra: dict[str, Any] = field(default_factory=dict)  # `eval`'s own provenance (model spec, settings, times)
 
 

@@ -23,10 +23,10 @@ from harness.evaluation.suite import check_eval_data, eval_config_hash, evaluate
 from harness.hashing import hash_json
 from harness.mixing import Mix, build_mix
 from harness.models import ResolvedModel, hash_checkpoint, resolve_model
-from harness.paths import data_dir as resolve_data_dir
+from harness.paths import resolve_data_dir
 from harness.provenance import now, run_record
 from harness.recipe import make_recipe
-from harness.results import BenchmarkResult, Measure, RunRecord, SweepPoint
+from harness.results import BenchmarkResult, RunRecord, ShiftMeasure, SweepPoint
 from harness.sweep import Point, check_sweep, entry_at, point_label, study_at
 from harness.sweep import points as sweep_points
 
@@ -72,7 +72,7 @@ def preflight(study: StudyConfig, data_dir: Path | None) -> list[str]:
     checks = [] if problems else [lambda: check_eval_data(study.eval, domain, data_dir, study.generation_backend,
                                                               study.base_model)]
     if study.diagnostics.enabled:
-        from harness.diagnostics import probe_prompts
+        from harness.shift import probe_prompts
 
         checks.append(lambda: probe_prompts(study.diagnostics, data_dir))
     for entry in study.recipes:
@@ -186,7 +186,7 @@ def run_study(study: StudyConfig, data_dir: Path | None = None, leaderboard_path
     todo = [number for number, planned in enumerate(runs) if run_ids[number] is None]
     log.info("%d of %d runs to execute on the %s executor", len(todo), len(runs), executor.name)
     failures = []
-    for position, outcome in executor.map(_Execute(context, runs), todo):
+    for position, outcome in executor.map(RunJob(context, runs), todo):
         number = todo[position]
         planned = runs[number]
         if isinstance(outcome, RunFailed):
@@ -203,7 +203,7 @@ def run_study(study: StudyConfig, data_dir: Path | None = None, leaderboard_path
 
 
 @dataclass(frozen=True)
-class _Execute:
+class RunJob:
     """One planned run's work, as a picklable callable that an executor can ship to a worker."""
 
     context: _RunContext
@@ -212,7 +212,7 @@ class _Execute:
     def __call__(self, number: int) -> tuple[RunRecord, list[BenchmarkResult]]:
         planned = self.runs[number]
         log.info("[%d/%d] %s (seed %d)", number + 1, len(self.runs), planned.label, planned.seed)
-        return self.context.execute(planned)
+        return self.context.run(planned)
 
 
 @dataclass
@@ -223,15 +223,13 @@ class _RunContext:
     base: ResolvedModel
     eval_hash: str
 
-    def execute(self, planned: PlannedRun) -> tuple[RunRecord, list[BenchmarkResult]]:
-        point_study = planned.study(self.study)
-        if point_study is not self.study:  # a sweep point: run with its settings, so artefacts are keyed by them
-            return replace(self, study=point_study)._execute(planned)
-        return self._execute(planned)
+    def run(self, planned: PlannedRun) -> tuple[RunRecord, list[BenchmarkResult]]:
+        """mix -> fine-tune -> evaluate -> shift measures -> the run's record, with the settings of its
+        sweep point (so that its artefacts are keyed by them)."""
+        return replace(self, study=planned.study(self.study))._run(planned)
 
-    def _execute(self, planned: PlannedRun) -> tuple[RunRecord, list[BenchmarkResult]]:
+    def _run(self, planned: PlannedRun) -> tuple[RunRecord, list[BenchmarkResult]]:
         started = now()
-        mix: Mix | None = None
         model = self.base
         mix = self.mix(planned)
         training = None
@@ -240,7 +238,7 @@ class _RunContext:
         results = evaluate_model(model, self.study.eval, self.domain, self.data_dir, self.study.generation_backend,
                                  self.study.base_model)
         gc.collect()
-        shift = self._diagnose(model, mix)
+        shift = self._shift_measures(model, mix)
         return self._record(planned, model, mix, started, shift, training), results
 
     def mix(self, planned: PlannedRun) -> Mix | None:
@@ -252,11 +250,11 @@ class _RunContext:
         return build_mix(entry, planned.seed, self.study.mix, self.domain, self.data_dir, self.base,
                          backend=self._seed_backend)
 
-    def _diagnose(self, model: ResolvedModel, mix: Mix | None) -> list[Measure]:
+    def _shift_measures(self, model: ResolvedModel, mix: Mix | None) -> list[ShiftMeasure]:
         """The run's shift measures against the seed model (cached), or [] with diagnostics off."""
         if not self.study.diagnostics.enabled:
             return []
-        from harness.diagnostics import measure_run
+        from harness.shift import measure_run
 
         measures = measure_run(self.base, model, mix, self.study.diagnostics, data_dir=self.data_dir,
                                backend_name=self.study.generation_backend, batch_size=self.study.eval.batch_size,
@@ -290,7 +288,7 @@ class _RunContext:
         return model, training_summary(target / "train_log.json")
 
     def _record(self, planned: PlannedRun, model: ResolvedModel, mix: Mix | None, started: str,
-                shift: list[Measure], training: dict | None = None) -> RunRecord:
+                shift: list[ShiftMeasure], training: dict | None = None) -> RunRecord:
         """The run's provenance, sweep point and shift measures (the leaderboard stores the measures in
         their own table, in the same transaction as the run)."""
         study = self.study

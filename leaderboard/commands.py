@@ -296,7 +296,7 @@ def cmd_migrate(args) -> int:
 
 
 def cmd_profile(args) -> int:
-    from leaderboard.profile import profile_table
+    from leaderboard.category_profiles import profile_table
     from leaderboard.render import render
 
     frame = profile_table(_board(args.leaderboard), args.study, args.recipe, args.reference)

@@ -26,7 +26,8 @@ import pandas as pd
 
 from harness.benchmark import registry as benchmark_registry
 from harness.errors import ConfigError
-from harness.profile import CATEGORIES
+from harness.task_categories import CATEGORIES
+from leaderboard.category_profiles import recipe_profiles
 from leaderboard.charts import (
     Figure,
     delta_chart,
@@ -40,7 +41,6 @@ from leaderboard.charts import (
     sweep_chart,
 )
 from leaderboard.compare import compare
-from leaderboard.profile import recipe_profiles
 from leaderboard.store import BASELINE_RECIPE, Leaderboard
 from leaderboard.views import (
     FORGETTING,

@@ -12,7 +12,7 @@ Tables
     scores                  run_id, benchmark, metric, value, stderr, n, is_primary, settings (JSON)
     examples                run_id, benchmark, metric, example_id, value, prediction, target
     shift_measures          (since v3) run_id, measure, part, value, n: the run's distribution-shift
-                            measures against its seed model (harness/diagnostics.py), taken from
+                            measures against its seed model (harness/shift.py), taken from
                             ``RunRecord.shift`` and written with the run
 View
     deltas                  every non-baseline run's scores minus those of its baseline: the latest

@@ -17,7 +17,7 @@ MMLU-Pro run 0-shot, and which GPQA subsets went in), the side benchmarks (safet
 safety_jailbreak, alpaca_eval), any other benchmark, the domain group (``domain``)
 and ``domain_gain`` (the domain score's delta to the baseline), then the run's headline shift
 measures against the seed model where recorded (output_bleu4, output_rougeL, output_cosine, param_l2,
-param_rel, train_nll; see harness/diagnostics.py). Each value column ``X`` has an ``X_std`` partner
+param_rel, train_nll; see harness/shift.py). Each value column ``X`` has an ``X_std`` partner
 (sample standard deviation over seeds; NaN for a single run); ``paper_display`` folds them into
 "mean ± std" cells for the terminal and markdown.
 

@@ -1,7 +1,7 @@
 """`reconstructed-single` and `reconstructed-committee`: rehearse on instruction data reconstructed
 from the seed model itself (seed 000 §3.1).
 
-Both draw instructions from the seed model with the Magpie pre-query template (recipes/_reconstruct.py),
+Both draw instructions from the seed model with the Magpie pre-query template (recipes/reconstruction.py),
 then answer them: the single-model recipe with the seed model (greedy, or L sampled answers picked
 by the seed model as its own judge), the committee with K members writing L answers each, judged by
 every member with the Table 3 prompt. Every generation goes through the cached, batched backend.
@@ -15,7 +15,7 @@ from pydantic import Field, model_validator
 from harness.generation import Sampling, is_endpoint
 from harness.hashing import hash_json
 from harness.recipe import Recipe, RecipeContext, RecipeOutput, RecipeParams
-from recipes._reconstruct import (
+from recipes.reconstruction import (
     JUDGE_PROMPTS,
     InstructionSampler,
     Member,

@@ -290,8 +290,8 @@ def record_study(path, recipes=tuple(STUDY_EFFECTS), seeds=(0, 1), *, baseline=T
     harness records it: primary `win_rate`, examples under `win`."""
     import numpy as np
 
-    from harness.profile import CATEGORIES
-    from harness.results import BenchmarkResult, ExampleResult, Measure, RunRecord, Score, SweepPoint
+    from harness.results import BenchmarkResult, ExampleResult, RunRecord, Score, ShiftMeasure, SweepPoint
+    from harness.task_categories import CATEGORIES
     from leaderboard import Leaderboard
 
     board = Leaderboard(path)
@@ -323,7 +323,7 @@ def record_study(path, recipes=tuple(STUDY_EFFECTS), seeds=(0, 1), *, baseline=T
             config_hash="c", finetune_config_hash=None if mix is None else "ft", eval_config_hash="e", data_hashes={},
             package_versions={}, started_at="2025-01-01T00:00:00+00:00", finished_at=f"2025-01-01T00:{seed:02d}:00+00:00",
             domain="medmcqa", generation_backend="transformers", mix=mix, sweep=point,
-            shift=[Measure(m, "all", v, 16) for m, v in measures.items()]), results)
+            shift=[ShiftMeasure(m, "all", v, 16) for m, v in measures.items()]), results)
 
     if baseline:
         record("base", "baseline", 0, {}, {"output_bleu4": 1.0, "param_l2": 0.0, "train_nll": 1.9} if shift else {}, None)

@@ -78,7 +78,7 @@ def test_every_suite_problem_of_a_study_is_its_own_line(tmp_path):
 
 
 def test_eval_params_fill_one_benchmarks_own_parameters_and_limits_reach_every_benchmark():
-    from harness.evaluation.standalone import build_eval_config, parse_params
+    from harness.evaluation.eval_command import build_eval_config, parse_params
 
     params = parse_params(["gpqa.subset=main", "alpaca_eval.judge_model=http://host:8000/v1#m",
                            "safety_raw.keywords=extended", "drift.limit=100"])

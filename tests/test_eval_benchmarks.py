@@ -19,7 +19,7 @@ BUILT_IN = {"mmlu_pro", "gpqa", "ifeval", "math_l5", "safety_raw", "safety_jailb
 
 
 def test_a_study_naming_no_benchmarks_runs_the_small_default_suite_and_eval_runs_every_built_in():
-    from harness.evaluation.standalone import parse_suite
+    from harness.evaluation.eval_command import parse_suite
 
     assert tuple(EvalConfig().benchmarks) == DEFAULT_BENCHMARKS
     assert set(parse_suite(None)) == BUILT_IN

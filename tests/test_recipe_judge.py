@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from recipes._reconstruct import JUDGE_PROMPT, parse_score, select
+from recipes.reconstruction import JUDGE_PROMPT, parse_score, select
 
 # Seed 000, Table 3, as the paper prints it: one paragraph, the generated instruction and the output last.
 TABLE_3 = (

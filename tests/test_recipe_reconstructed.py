@@ -12,8 +12,8 @@ from harness.errors import ConfigError
 from harness.generation import make_backend
 from harness.models import load_tokenizer
 from harness.recipe import resolve_params
-from recipes._reconstruct import DRAW_CHUNK, InstructionSampler, pre_query_template, take
 from recipes.reconstructed import ReconstructedSingle
+from recipes.reconstruction import DRAW_CHUNK, InstructionSampler, pre_query_template, take
 
 SMALL = {"instruction_max_new_tokens": 16, "answer_max_new_tokens": 16, "judge_max_new_tokens": 16}
 

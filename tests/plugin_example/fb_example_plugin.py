@@ -1,8 +1,7 @@
 """A third-party recipe in one short file (the README's example)."""
 from pydantic import Field
 
-from harness.generation import Sampling
-from harness.recipe import Recipe, RecipeContext, RecipeOutput, RecipeParams
+from harness.api import Recipe, RecipeContext, RecipeOutput, RecipeParams, Sampling
 
 
 class SelfAnswers(Recipe):

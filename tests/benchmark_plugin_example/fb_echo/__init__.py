@@ -6,12 +6,18 @@ from pathlib import Path
 
 from pydantic import Field
 
-from harness.benchmark import Benchmark, BenchmarkContext, BenchmarkParams
-from harness.errors import DataError
-from harness.generation import Sampling
-from harness.hashing import hash_file
-from harness.results import BenchmarkResult, ExampleResult, proportion_score
-from harness.subsets import paired_subset
+from harness.api import (
+    Benchmark,
+    BenchmarkContext,
+    BenchmarkParams,
+    BenchmarkResult,
+    DataError,
+    ExampleResult,
+    Sampling,
+    hash_file,
+    paired_subset,
+    proportion_score,
+)
 
 WORDS = Path(__file__).with_name("words.jsonl")
 

@@ -2,7 +2,7 @@
 files and builds the `Domain` the same way a study's `domain:` mapping does."""
 from pathlib import Path
 
-from harness.domains import DomainFiles, file_domain
+from harness.api import DomainFiles, file_domain
 
 HERE = Path(__file__).parent
 

@@ -40,7 +40,7 @@ from harness.evaluation.safety import ADVBENCH_FILE
 from harness.hashing import hash_file, hash_json, short
 from harness.models import ResolvedModel, hash_checkpoint
 from harness.paths import atomic_write_text, cache_dir, mirror_file
-from harness.results import Measure
+from harness.results import ShiftMeasure
 from harness.subsets import paired_subset
 
 log = logging.getLogger(__name__)
@@ -52,7 +52,7 @@ NLL_TOKENS_PER_BATCH = 2048  # bounds the logits tensor (tokens x vocabulary) of
 
 
 def measure_run(base: ResolvedModel, model: ResolvedModel, mix, cfg: DiagnosticsConfig, *, data_dir: Path | None,
-                backend_name: str, batch_size: int | None, max_seq_length: int) -> list[Measure]:
+                backend_name: str, batch_size: int | None, max_seq_length: int) -> list[ShiftMeasure]:
     """All shift measures of `model` against the seed model `base`; computed once, then read from the cache.
 
     `mix` is the run's training mix (harness.mixing.Mix), or None for the seed model itself."""
@@ -64,7 +64,7 @@ def measure_run(base: ResolvedModel, model: ResolvedModel, mix, cfg: Diagnostics
     target = artefacts.DIAGNOSTICS.folder(inputs)
     if artefacts.DIAGNOSTICS.reusable(target):
         log.info("diagnostics of %s: reusing %s", model.label, target)
-        return [Measure(**m) for m in json.loads((target / "measures.json").read_text())["measures"]]
+        return [ShiftMeasure(**m) for m in json.loads((target / "measures.json").read_text())["measures"]]
 
     log.info("diagnostics of %s against %s (%d probe prompts)", model.label, base.label, len(probes))
     conversations = [[{"role": "user", "content": text}] for _, text in probes]
@@ -117,7 +117,7 @@ def _answers(model: ResolvedModel, conversations, cfg: DiagnosticsConfig, backen
     return answers
 
 
-def output_similarity(references: list[str], outputs: list[str], embedding_model: str) -> list[Measure]:
+def output_similarity(references: list[str], outputs: list[str], embedding_model: str) -> list[ShiftMeasure]:
     """BLEU-4 (corpus, 0-1), mean ROUGE-L F1 and mean embedding cosine of `outputs` against `references`."""
     import numpy as np
     import sacrebleu
@@ -138,9 +138,9 @@ def output_similarity(references: list[str], outputs: list[str], embedding_model
     row = {text: i for i, text in enumerate(texts)}
     a, b = vectors[[row[t] for t in references]], vectors[[row[t] for t in outputs]]
     cosine = (a * b).sum(axis=1) / np.maximum(np.linalg.norm(a, axis=1) * np.linalg.norm(b, axis=1), 1e-12)
-    return [Measure("output_bleu4", ALL, bleu, len(written)),
-            Measure("output_rougeL", ALL, sum(rouge) / len(rouge) if rouge else math.nan, len(rouge)),
-            Measure("output_cosine", ALL, float(cosine.mean()) if n else math.nan, n)]
+    return [ShiftMeasure("output_bleu4", ALL, bleu, len(written)),
+            ShiftMeasure("output_rougeL", ALL, sum(rouge) / len(rouge) if rouge else math.nan, len(rouge)),
+            ShiftMeasure("output_cosine", ALL, float(cosine.mean()) if n else math.nan, n)]
 
 
 def _embedder_dir(spec: str) -> Path:
@@ -199,7 +199,7 @@ def _tensor_files(folder: Path) -> dict[str, Path]:
     return found
 
 
-def parameter_shift(base_dir: Path, run_dir: Path) -> list[Measure]:
+def parameter_shift(base_dir: Path, run_dir: Path) -> list[ShiftMeasure]:
     """L2 norm of (run weights - seed weights): total, relative to the seed's norm, and per layer type."""
     import torch
     from safetensors import safe_open
@@ -227,15 +227,15 @@ def parameter_shift(base_dir: Path, run_dir: Path) -> list[Measure]:
             counts[kind] = counts.get(kind, 0) + before.numel()
             base_square += float(torch.linalg.vector_norm(before, dtype=torch.float64)) ** 2
     total, n = math.sqrt(sum(squares.values())), sum(counts.values())
-    measures = [Measure("param_l2", ALL, total, n),
-                Measure("param_rel", ALL, total / math.sqrt(base_square) if base_square else math.nan, n)]
-    measures += [Measure("param_l2", kind, math.sqrt(squares[kind]), counts[kind]) for kind in sorted(squares)]
+    measures = [ShiftMeasure("param_l2", ALL, total, n),
+                ShiftMeasure("param_rel", ALL, total / math.sqrt(base_square) if base_square else math.nan, n)]
+    measures += [ShiftMeasure("param_l2", kind, math.sqrt(squares[kind]), counts[kind]) for kind in sorted(squares)]
     return measures
 
 
 # -- training-data gap ---------------------------------------------------------------------------
 
-def training_gap(base: ResolvedModel, mix, cfg: DiagnosticsConfig, *, max_seq_length: int) -> list[Measure]:
+def training_gap(base: ResolvedModel, mix, cfg: DiagnosticsConfig, *, max_seq_length: int) -> list[ShiftMeasure]:
     """The seed model's mean NLL per assistant token of the mix, per part and overall (cached by the
     seed model, the mix and the scoring settings, so runs sharing a mix share it).
 
@@ -247,7 +247,7 @@ def training_gap(base: ResolvedModel, mix, cfg: DiagnosticsConfig, *, max_seq_le
     stored = cache_dir() / "diagnostics" / "train-nll" / f"{short(key, 24)}.json"
     cached = artefacts.read_json(stored, "training NLL")
     if cached is not None:
-        return [Measure(**m) for m in cached]
+        return [ShiftMeasure(**m) for m in cached]
     rows = [json.loads(line) for line in Path(mix.path).read_text(encoding="utf-8").splitlines() if line.strip()]
     parts = {part: [r for r in rows if r.get("role_in_mix") == part] for part in ("domain", "rehearsal")}
     import torch
@@ -266,13 +266,13 @@ def training_gap(base: ResolvedModel, mix, cfg: DiagnosticsConfig, *, max_seq_le
         total, tokens = _summed_nll(model, examples, tokenizer.pad_token_id)
         if not tokens:
             continue
-        measures.append(Measure("train_nll", part, total / tokens, tokens))
+        measures.append(ShiftMeasure("train_nll", part, total / tokens, tokens))
         weight = len(part_rows) * tokens / len(chosen)  # estimated assistant tokens of this part in the mix
         weighted, weights = weighted + weight * total / tokens, weights + weight
     del model
     gc.collect()
     if weights:
-        measures.insert(0, Measure("train_nll", ALL, weighted / weights, sum(m.n for m in measures)))
+        measures.insert(0, ShiftMeasure("train_nll", ALL, weighted / weights, sum(m.n for m in measures)))
     atomic_write_text(stored, json.dumps([m.to_json() for m in measures]))
     return measures
 

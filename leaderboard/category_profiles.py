@@ -1,7 +1,7 @@
 """Category profiles side by side: which task categories each recipe's rehearsal data covers.
 
 Every run's leaderboard row carries its mix's metadata (runs.mix), and with it the category
-profile of the rehearsal rows (harness/profile.py). This view sums the counts over a recipe's runs
+profile of the rehearsal rows (harness/task_categories.py). This view sums the counts over a recipe's runs
 (its seeds), shows the shares per category with one column per recipe, and adds the total variation
 distance of every recipe to each reference recipe — e.g. how far reconstructed data is from a public
 set's mix of tasks.
@@ -15,7 +15,7 @@ from typing import Any
 import pandas as pd
 
 from harness.errors import ConfigError
-from harness.profile import CATEGORIES, total_variation
+from harness.task_categories import CATEGORIES, total_variation
 from leaderboard.store import Leaderboard
 
 

@@ -12,10 +12,10 @@ import torch
 from conftest import chart_rows, chart_specs, make_mix
 from safetensors.torch import save_file
 
-import harness.diagnostics as diagnostics
+import harness.shift as diagnostics
 from harness.config import DiagnosticsConfig, FinetuneConfig
 from harness.errors import ConfigError, DataError, ModelError
-from harness.results import BenchmarkResult, Measure, RunRecord, Score
+from harness.results import BenchmarkResult, RunRecord, Score, ShiftMeasure
 from harness.study_file import parse_study
 from leaderboard.report import build_report
 from leaderboard.store import Leaderboard
@@ -172,7 +172,7 @@ def record(board, run_id, recipe, ifeval, shift, study="why"):
                     finetune_config_hash=None, eval_config_hash="e", data_hashes={}, package_versions={},
                     started_at="2025-01-01T00:00:00+00:00", finished_at="2025-01-01T00:00:01+00:00",
                     domain="medmcqa", generation_backend="transformers",
-                    shift=[Measure(k, "all", v, 16) for k, v in shift.items()])
+                    shift=[ShiftMeasure(k, "all", v, 16) for k, v in shift.items()])
     board.record(run, [BenchmarkResult("ifeval", "prompt_level_strict_acc",
                                        [Score("prompt_level_strict_acc", ifeval, None, 10),
                                         Score("inst_level_strict_acc", ifeval, None, 10)], [])])

@@ -11,8 +11,8 @@ from conftest import make_mix
 
 from harness.cli import main
 from harness.generation import GenerationCache
-from harness.profile import CATEGORIES, PROMPT_SHA, CategoryClassifier, distribution, total_variation
 from harness.results import RunRecord
+from harness.task_categories import CATEGORIES, PROMPT_SHA, CategoryClassifier, distribution, total_variation
 from leaderboard.store import Leaderboard
 
 INSTRUCTIONS = [
