@@ -28,6 +28,7 @@ under that label.
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, ClassVar, Literal
@@ -89,6 +90,7 @@ class BenchmarkContext:
     backend_name: str = "transformers"  # the study's generation backend
     include_path: Path | None = None  # extra lm-eval task folder (`--include-path`, `eval.include_path`)
     base_model: str | None = None  # the study's seed model spec (None outside a study or `eval`)
+    lm_factory: Callable[[Any], Any] | None = None  # generator -> lm-eval LM (the evaluation layer supplies it)
     log: logging.Logger = field(default_factory=lambda: logging.getLogger("forgetbench.benchmark"))
     _generator: Any = field(default=None, repr=False)
     _lm: Any = field(default=None, repr=False)
@@ -108,11 +110,12 @@ class BenchmarkContext:
         return self._generator
 
     def lm(self) -> Any:
-        """The model as an lm-eval LM, made once and shared by every lm-eval benchmark of this model."""
+        """The model as an lm-eval LM (`lm_factory` over the generator: lm-eval's `forgetbench` model, the
+        same load and cache), made once and shared by every lm-eval benchmark of this model."""
         if self._lm is None:
-            from harness.evaluation.lm_model import lm_for
-
-            self._lm = lm_for(self.generator())  # lm-eval's `forgetbench` model: the same load and cache
+            if self.lm_factory is None:
+                raise RuntimeError("lm(): this context was made without an lm-eval model factory")
+            self._lm = self.lm_factory(self.generator())
         return self._lm
 
 

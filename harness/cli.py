@@ -4,6 +4,7 @@ Heavy libraries are imported inside the commands, so `--help` stays instant."""
 from __future__ import annotations
 
 import argparse
+import functools
 import logging
 import re
 import sys
@@ -163,6 +164,26 @@ def _check_outputs(leaderboard: Path, option: str) -> None:
         Leaderboard.verify_file(leaderboard)  # a damaged or foreign file fails here, not after the work
 
 
+class _leaderboard:  # noqa: N801 - used like a function: the leaderboard at `path`, opened on first use
+    """A study's leaderboard, created or migrated only when the study first asks it something (after
+    the preflight checks, so a study refused before any work leaves no file behind)."""
+
+    def __init__(self, path: Path):
+        self.path = path
+
+    @functools.cached_property
+    def _board(self):
+        from leaderboard.store import Leaderboard
+
+        return Leaderboard(self.path)
+
+    def find_baseline(self, base_model_sha: str, eval_config_hash: str) -> str | None:
+        return self._board.find_baseline(base_model_sha, eval_config_hash)
+
+    def record(self, run, results) -> None:
+        self._board.record(run, results)
+
+
 def _load(path: Path, data_dir: Path | None):
     from harness.study_file import load_study
 
@@ -218,7 +239,7 @@ def cmd_run(args) -> int:
     if overrides:
         study = study.model_copy(update={"executor": study.executor.model_copy(update=overrides)})
     _check_outputs(args.leaderboard or study.leaderboard, "--leaderboard" if args.leaderboard else "leaderboard")
-    run_ids = run_study(study, data_dir=data_dir, leaderboard_path=args.leaderboard)
+    run_ids = run_study(study, _leaderboard(args.leaderboard or study.leaderboard), data_dir=data_dir)
     print(f"recorded {len(run_ids)} runs in {args.leaderboard or study.leaderboard}")
     return 0
 
@@ -230,7 +251,7 @@ def cmd_demo(args) -> int:
     _check_outputs(args.leaderboard, "--leaderboard")
     text = resources.files("harness").joinpath("studies/demo.yaml").read_text(encoding="utf-8")
     study = parse_study(parse_yaml(text, "demo.yaml (bundled)"), "demo.yaml (bundled)")
-    run_study(study, data_dir=args.data_dir, leaderboard_path=args.leaderboard)
+    run_study(study, _leaderboard(args.leaderboard), data_dir=args.data_dir)
     print(demo_summary(args.leaderboard, study))
     return 0
 
@@ -261,7 +282,7 @@ def cmd_eval(args) -> int:
     eval_cfg = build_eval_config(suite, args.limit, args.max_new_tokens, args.batch_size,
                                  args.subset_seed, include_path=args.include_path, params=parse_params(args.param))
     run_id, results = evaluate_and_record(args.model, eval_cfg, domain=domain,
-                                          data_dir=resolve_data_dir(args.data_dir), leaderboard_path=args.leaderboard,
+                                          data_dir=resolve_data_dir(args.data_dir), leaderboard=_leaderboard(args.leaderboard),
                                           base_model=args.base_model, study=args.study)
     for result in results:
         primary = next(s for s in result.scores if s.metric == result.primary_metric)

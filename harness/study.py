@@ -13,6 +13,7 @@ import json
 import logging
 from dataclasses import dataclass, replace
 from pathlib import Path
+from typing import Protocol
 
 from harness import artefacts
 from harness.config import RecipeEntry, StudyConfig
@@ -155,16 +156,23 @@ def _check_model(study: StudyConfig) -> None:
             check_lora_targets(study.base_model, list(job.lora.target_modules), config)
 
 
-def run_study(study: StudyConfig, data_dir: Path | None = None, leaderboard_path: Path | None = None,
-              executor=None) -> list[str]:
-    """Run every planned run (the baseline only when no matching one is on the leaderboard) on the
+class RunSink(Protocol):
+    """Where a study's runs are recorded: leaderboard.store.Leaderboard (passed in by the caller, so the
+    runner stays below the leaderboard package)."""
+
+    def find_baseline(self, base_model_sha: str, eval_config_hash: str) -> str | None: ...
+
+    def record(self, run: RunRecord, results: list[BenchmarkResult]) -> None: ...
+
+
+def run_study(study: StudyConfig, leaderboard: RunSink, data_dir: Path | None = None, executor=None) -> list[str]:
+    """Run every planned run (the baseline only when no matching one is on `leaderboard`) on the
     study's executor (`executor:` block, or the one given); record each in plan order from this
     process, the leaderboard's only writer. Returns the run ids recorded or reused, in plan order.
 
     A run that fails on a Ray worker does not stop the others: they are recorded, then the study fails
     naming every failed run. The local executor stops at the first failure."""
     from harness.executors import RunFailed, make_executor
-    from leaderboard.store import Leaderboard
 
     data_dir = resolve_data_dir(data_dir or study.data_dir)
     problems = preflight(study, data_dir)
@@ -173,12 +181,11 @@ def run_study(study: StudyConfig, data_dir: Path | None = None, leaderboard_path
     executor = executor or make_executor(study.executor)
     domain = resolve_domain(study.domain)
     base = resolve_model(study.base_model)
-    board_path = Path(leaderboard_path or study.leaderboard)
     eval_hash = eval_config_hash(study.eval, domain, data_dir, study.generation_backend, study.base_model)
     context = _RunContext(study, domain, data_dir, base, eval_hash)
     runs = plan(study)
     run_ids: list[str | None] = [None] * len(runs)
-    existing = Leaderboard(board_path).find_baseline(base.sha, eval_hash)
+    existing = leaderboard.find_baseline(base.sha, eval_hash)
     for number, planned in enumerate(runs):
         if planned.recipe is None and existing:
             log.info("[%d/%d] baseline already on the leaderboard as %s", number + 1, len(runs), existing)
@@ -194,7 +201,7 @@ def run_study(study: StudyConfig, data_dir: Path | None = None, leaderboard_path
             failures.append(f"run {planned.label} (seed {planned.seed}): {outcome.line}")
             continue
         record, results = outcome
-        Leaderboard(board_path).record(record, results)
+        leaderboard.record(record, results)
         log.info("[%d/%d] recorded %s: %s", number + 1, len(runs), record.run_id, _summary(results))
         run_ids[number] = record.run_id
     if failures:

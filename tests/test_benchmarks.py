@@ -13,6 +13,7 @@ from harness.config import EvalConfig
 from harness.domains import get_domain
 from harness.errors import ConfigError
 from harness.hashing import hash_file
+from leaderboard.store import Leaderboard
 
 EIGHT = {"mmlu_pro", "gpqa", "ifeval", "math_l5", "safety_raw", "safety_jailbreak", "alpaca_eval", "domain"}
 
@@ -167,11 +168,11 @@ def test_adding_a_benchmark_to_an_evaluated_study_evaluates_only_it_for_each_mod
 
     small = {"limit": 2, "max_new_tokens": 4}
     board = tmp_path / "lb.duckdb"
-    run_study(load_study(tiny_study("one.yaml")), data_dir, board)
+    run_study(load_study(tiny_study("one.yaml")), Leaderboard(board), data_dir)
     assert evaluations["evaluated"] == ["domain", "domain"]  # baseline, then the fine-tuned `none`
     evaluations["evaluated"].clear()
     eval_settings = {"batch_size": 2, "benchmarks": {"domain": small, "safety_raw": small}}
-    run_study(load_study(tiny_study("two.yaml", eval=eval_settings)), data_dir, board)
+    run_study(load_study(tiny_study("two.yaml", eval=eval_settings)), Leaderboard(board), data_dir)
     assert evaluations["evaluated"] == ["safety_raw", "safety_raw"]  # the checkpoint and the domain results reused
     assert len(list(fresh_cache.glob("checkpoints/*"))) == 1
 

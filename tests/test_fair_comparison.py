@@ -30,7 +30,7 @@ def fair_study(tiny_model, data_dir, tmp_path_factory):
         tiny_model, name="fair", recipes=RECIPES, mix={"size": 8, "domain_share": 0.25},
         finetune={"method": "lora", "max_steps": 1, "batch_size": 4, "max_seq_length": 256}))
     board = folder / "lb.duckdb"
-    run_study(study, data_dir, board)
+    run_study(study, Leaderboard(board), data_dir)
     with duckdb.connect(str(board), read_only=True) as con:
         mixes = {recipe: json.loads(mix) for recipe, mix in con.execute(
             "SELECT recipe, mix FROM runs WHERE mix IS NOT NULL").fetchall()}

@@ -102,15 +102,16 @@ def _artefacts(cache):
 
 def test_bench_adding_a_recipe_costs_only_that_recipe(benchmark, tiny_model, data_dir, tmp_path, monkeypatch):
     from harness.study import run_study
+    from leaderboard.store import Leaderboard
 
     cache, board = tmp_path / "cache", tmp_path / "lb.duckdb"
     monkeypatch.setenv("FORGETBENCH_CACHE", str(cache))
     recipes = ["none", "public:alpaca"]
-    _, study_s = timed(lambda: run_study(_study(tiny_model, recipes), data_dir, board))
+    _, study_s = timed(lambda: run_study(_study(tiny_model, recipes), Leaderboard(board), data_dir))
     before = _artefacts(cache)
 
-    added, add_s = measured(benchmark, lambda: run_study(_study(tiny_model, recipes + ["public:dolly"]), data_dir,
-                                                         board))
+    added, add_s = measured(benchmark, lambda: run_study(_study(tiny_model, recipes + ["public:dolly"]),
+                                                         Leaderboard(board), data_dir))
     after = _artefacts(cache)
     assert len(added) == 4
     assert {kind: len(after[kind] - before[kind]) for kind in after} == {"mixes": 1, "checkpoints": 1, "evals": 1}

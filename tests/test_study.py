@@ -7,6 +7,7 @@ from conftest import tiny_study_config
 
 from harness.config import StudyConfig
 from harness.study import run_study
+from leaderboard.store import Leaderboard
 
 
 def _study(tiny_model, recipes):
@@ -19,8 +20,8 @@ def _study(tiny_model, recipes):
 def test_adding_a_recipe_keeps_the_run_ids_already_on_the_leaderboard(tiny_model, data_dir, tmp_path, monkeypatch):
     monkeypatch.setenv("FORGETBENCH_CACHE", str(tmp_path / "cache"))
     board = tmp_path / "lb.duckdb"
-    first = run_study(_study(tiny_model, ["none"]), data_dir, board)
-    grown = run_study(_study(tiny_model, ["none", "public:alpaca"]), data_dir, board)
+    first = run_study(_study(tiny_model, ["none"]), Leaderboard(board), data_dir)
+    grown = run_study(_study(tiny_model, ["none", "public:alpaca"]), Leaderboard(board), data_dir)
 
     assert grown[:2] == first  # baseline and `none` keep their ids
     with duckdb.connect(str(board), read_only=True) as con:

@@ -90,10 +90,8 @@ def build_eval_config(suite: list[str], limit: int | None, max_new_tokens: int |
 
 
 def evaluate_and_record(model_spec: str, eval_cfg: EvalConfig, *, domain: Domain, data_dir: Path | None,
-                        leaderboard_path: Path, base_model: str, study: str = "eval",
+                        leaderboard, base_model: str, study: str = "eval",
                         backend: str = "transformers") -> tuple[str, list[BenchmarkResult]]:
-    from leaderboard.store import Leaderboard
-
     check_eval_data(eval_cfg, domain, data_dir, backend, base_model)  # missing data fails before any model work
     model = resolve_model(model_spec)
     base = model if base_model == model_spec else resolve_model(base_model)
@@ -113,7 +111,7 @@ def evaluate_and_record(model_spec: str, eval_cfg: EvalConfig, *, domain: Domain
         extra={"command": "eval", "model_spec": model_spec, "eval": eval_cfg.model_dump(mode="json"),
                "wall_seconds": {r.benchmark: r.settings.get("wall_seconds") for r in results}},
     )
-    Leaderboard(leaderboard_path).record(record, results)
+    leaderboard.record(record, results)
     return record.run_id, results
 
 

@@ -38,7 +38,14 @@ def context(eval_cfg: EvalConfig, domain: Domain, data_dir: Path | None, backend
     the study's seed model spec (what `drift` compares with)."""
     return BenchmarkContext(model=model, domain=domain, data_dir=data_dir, subset_seed=eval_cfg.subset_seed,
                             batch_size=eval_cfg.batch_size, backend_name=backend, include_path=eval_cfg.include_path,
-                            base_model=base_model)
+                            base_model=base_model, lm_factory=_lm_eval_model)
+
+
+def _lm_eval_model(generator):
+    """lm-eval's `forgetbench` model over a generation backend (lm-eval imported on first need)."""
+    from harness.evaluation.lm_model import lm_for
+
+    return lm_for(generator)
 
 
 def benchmark_identity(benchmark: Benchmark, ctx: BenchmarkContext) -> dict[str, Any]:
