@@ -19,7 +19,7 @@ from typing import Literal
 
 from pydantic import Field, field_validator
 
-from harness.domains import answer_extractor, extract_number
+from harness.answers import answer_extractor, extract_number
 from harness.errors import ConfigError
 from harness.generation import SAIL_SG_DECODING, Sampling
 from harness.hashing import hash_json

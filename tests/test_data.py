@@ -5,6 +5,7 @@ import json
 
 import pytest
 
+from harness.answers import extract_call, extract_letter, extract_number
 from harness.data import (
     DataSource,
     alpaca_messages,
@@ -15,7 +16,7 @@ from harness.data import (
     read_records,
     sharegpt_messages,
 )
-from harness.domains import BUNDLED, extract_call, extract_letter, extract_number, get_domain
+from harness.domains import BUNDLED, get_domain
 from harness.errors import ConfigError, DataError
 from harness.public_sets import PUBLIC_SETS
 

@@ -7,9 +7,10 @@ from pathlib import Path
 import duckdb
 import pytest
 
+from harness.answers import answer_extractor
 from harness.cli import main
 from harness.config import EvalConfig
-from harness.domains import BUNDLED, DomainFiles, answer_extractor, check_domain_data, file_domain, registry
+from harness.domains import BUNDLED, DomainFiles, check_domain_data, file_domain, registry
 from harness.errors import ConfigError
 from harness.evaluation.suite import eval_config_hash
 from harness.hashing import hash_file
