@@ -4,13 +4,14 @@ end, and what `forgetbench publish` writes into a folder.
 `summary_sections` gives three sections, each the output of an existing command with a one-line
 header naming what it is and the command that prints it: the paper view of the study
 (`forgetbench leaderboard --view paper`), then `forgetbench compare` of the seed model (baseline)
-against `none` and against the *best recipe*. The best recipe is the rehearsal recipe (any recipe of
+against `none` and against the *best recipe*, and, where the study scored `drift`, each recipe's
+drift from the seed model with its paired CI. The best recipe is the rehearsal recipe (any recipe of
 the study other than `none` and the baseline, sweep points of `none` included) with the least
-forgetting: the highest ``avg_delta`` of the paper view, i.e. the change of the Open LLM Leaderboard
-average over the general benchmarks against the seed model, in leaderboard points, averaged over the
-recipe's seeds. Ties go to the recipe first in the study's order (the study file's `recipes` when
-known, else the paper view's order); recipes without an ``avg_delta`` (no paired baseline) are not
-candidates.
+forgetting: the highest average delta of the paper view — ``small_avg_delta`` (the small-model
+suite's normalised average) where the study scored that suite, else ``avg_delta`` (the Open LLM
+Leaderboard v2 average) — against the seed model, in points, averaged over the recipe's seeds. Ties
+go to the recipe first in the study's order (the study file's `recipes` when known, else the paper
+view's order); recipes without that delta (no paired baseline) are not candidates.
 
 Each comparison is `compare(board, BASELINE, RECIPE, study=...)` with its defaults (10 000 resamples,
 seed 0, alpha 0.05), rendered by the same `render` as the command: BASELINE is `baseline` where that
@@ -126,28 +127,31 @@ def best_recipe(table: pd.DataFrame, order: list[str] | None = None) -> tuple[st
     def rehearsal(recipe: str) -> bool:
         return recipe != BASELINE_RECIPE and recipe.split("@")[0] != NO_REHEARSAL
 
-    if FORGETTING not in table.columns:
+    forgetting = next((c for c in ("small_avg_delta", FORGETTING) if c in table.columns), None)
+    if forgetting is None:
         return None, ("no general benchmark with a leaderboard score was evaluated, so no recipe has an "
                       f"average forgetting ({FORGETTING})")
     candidates = table[[rehearsal(r) for r in table.recipe]]
     if candidates.empty:
         return None, f"the study has no rehearsal recipe, only {NO_REHEARSAL} and the baseline"
-    candidates = candidates.dropna(subset=[FORGETTING])
+    candidates = candidates.dropna(subset=[forgetting])
     if candidates.empty:
         return None, (f"no rehearsal recipe (other than {NO_REHEARSAL} and the baseline) has an average "
-                      f"forgetting ({FORGETTING}) against a seed-model run")
+                      f"forgetting ({forgetting}) against a seed-model run")
     rank: dict[str, int] = {}
     for recipe in [*(order or []), *table.recipe]:
         rank.setdefault(recipe, len(rank))
     candidates = candidates.assign(_rank=[rank[r] for r in candidates.recipe])
-    best = candidates.sort_values([FORGETTING, "_rank"], ascending=[False, True]).iloc[0]
-    average = next((c for c in table.columns if c.startswith("avg(")), FORGETTING)
+    best = candidates.sort_values([forgetting, "_rank"], ascending=[False, True]).iloc[0]
+    prefix = "small_avg(" if forgetting == "small_avg_delta" else "avg("
+    average = next((c for c in table.columns if c.startswith(prefix)), forgetting)
     runs = int(best["runs"])
-    why = (f"least mean forgetting on the general benchmarks: {FORGETTING} {best[FORGETTING]:+.2f} leaderboard "
-           f"points on {average} against the seed model, mean over {runs} seed{'s' if runs != 1 else ''}")
-    others = table[table.recipe == NO_REHEARSAL].dropna(subset=[FORGETTING])
+    unit = "leaderboard points" if forgetting == FORGETTING else "points"
+    why = (f"least mean forgetting on the general benchmarks: {forgetting} {best[forgetting]:+.2f} {unit} "
+           f"on {average} against the seed model, mean over {runs} seed{'s' if runs != 1 else ''}")
+    others = table[table.recipe == NO_REHEARSAL].dropna(subset=[forgetting])
     if not others.empty:
-        why += f"; {NO_REHEARSAL}: {others[FORGETTING].iloc[0]:+.2f}"
+        why += f"; {NO_REHEARSAL}: {others[forgetting].iloc[0]:+.2f}"
     return str(best.recipe), why
 
 
@@ -172,7 +176,40 @@ def summary_sections(board: Leaderboard, study: str, fmt: str = "table", order: 
     else:
         sections += comparison_sections(board, study, best, fmt, leaderboard,
                                         f"best recipe: {best} ({why}), against the seed model")
+    if DRIFT in table.columns:
+        sections.append(drift_section(board, study, table, fmt, leaderboard))
     return sections
+
+
+DRIFT = "drift"
+
+
+def drift_section(board: Leaderboard, study: str, table: pd.DataFrame, fmt: str = "table",
+                  leaderboard: str | None = None) -> Section:
+    """Every fine-tuned recipe's drift from the seed model: `compare` of the baseline against it on the
+    drift benchmark alone (B − A of the log-probability per token of the seed model's own answers: 0 is
+    no drift, more negative is further away), with its paired CI and p-value, least drift first."""
+    rows = []
+    for recipe in table.recipe:
+        if recipe == BASELINE_RECIPE:
+            continue
+        pairing = baseline_pairing(board, study)
+        baselines = pairing[pairing.recipe == recipe].baseline_run_id.dropna().unique()
+        if len(baselines) != 1:
+            continue  # no seed-model run to pair with, or several: the per-recipe sections say so
+        try:
+            row = compare(board, _baseline_reference(board, study, baselines[0]), recipe, study=study,
+                          benchmarks=[DRIFT]).iloc[0]
+        except ConfigError:
+            continue
+        rows.append({"recipe": recipe, "n": row["n"], "seed_model": row["a_mean"], "recipe_value": row["b_mean"],
+                     "drift": row["diff"], "ci_low": row["ci_low"], "ci_high": row["ci_high"], "p_value": row["p_value"]})
+    frame = pd.DataFrame(rows).sort_values("drift", ascending=False) if rows else pd.DataFrame(rows)
+    command = _command("compare", "baseline", "RECIPE", "--study", study, "--benchmarks", DRIFT,
+                       leaderboard=leaderboard, fmt=fmt)
+    return Section("drift from the seed model per recipe (mean log-probability per token of the seed model's own "
+                   "answers, recipe − seed model: nearer 0 moved less; least drift first)", command,
+                   render(frame, fmt) if rows else "No recipe has a drift score paired with a seed-model run.\n")
 
 
 def summary_text(board: Leaderboard, study: str, order: list[str] | None = None,

@@ -279,7 +279,7 @@ STUDY_METRICS = {"ifeval": "prompt_level_strict_acc", "mmlu_pro": "acc", "safety
 
 
 def record_study(path, recipes=tuple(STUDY_EFFECTS), seeds=(0, 1), *, baseline=True, shift=True, profiles=True,
-                 examples=80, study="med", sweep=None, prefix="", alpaca_eval=False):
+                 examples=80, study="med", sweep=None, prefix="", alpaca_eval=False, drift=False):
     """Record a study's runs on a leaderboard at `path` the way `forgetbench run` does: the seed model
     (unless `baseline=False`) and `recipes` x `seeds`, each scored per example on IFEval, MMLU-Pro,
     safety and the domain task (`examples` each; a recipe moves the seed model's pass rates by
@@ -287,7 +287,8 @@ def record_study(path, recipes=tuple(STUDY_EFFECTS), seeds=(0, 1), *, baseline=T
     `sweep=(parameter, values)` records each recipe once per value instead, labelled like
     `none@mix.domain_share=0.1`, its losses shrinking as the value grows. `prefix` starts every run_id
     (to record a second study beside the first). `alpaca_eval` adds an AlpacaEval score shaped as the
-    harness records it: primary `win_rate`, examples under `win`."""
+    harness records it: primary `win_rate`, examples under `win`; `drift` a drift score per run, further from
+    the seed model's the more the recipe changed the other benchmarks."""
     import numpy as np
 
     from harness.results import BenchmarkResult, ExampleResult, RunRecord, Score, ShiftMeasure, SweepPoint
@@ -313,6 +314,13 @@ def record_study(path, recipes=tuple(STUDY_EFFECTS), seeds=(0, 1), *, baseline=T
             results.append(BenchmarkResult(benchmark, metric, scores,
                                            [ExampleResult(f"{benchmark}/{i}", metric, float(v)) for i, v in enumerate(values)],
                                            {"limit": examples, "subset_seed": 1234}))
+        if drift:  # a log-probability per token of the seed model's answers: lower the further a run moved
+            moved = sum(abs(c) for b, c in effects.items() if b != "domain")
+            values = -0.7 - moved - 0.05 * rng.random(examples)
+            results.append(BenchmarkResult("drift", "seed_answer_logprob",
+                                           [Score("seed_answer_logprob", float(values.mean()), None, examples)],
+                                           [ExampleResult(f"drift/{i}", "seed_answer_logprob", float(v))
+                                            for i, v in enumerate(values)]))
         if alpaca_eval:
             wins = rng.random(examples) < 0.5
             results.append(BenchmarkResult("alpaca_eval", "win_rate", [Score("win_rate", float(wins.mean()), None, examples)],

@@ -14,7 +14,7 @@ from conftest import record_study
 from harness.cli import demo_summary, main
 from harness.study_file import parse_study
 from leaderboard.compare import compare
-from leaderboard.publish import MARKER, best_recipe, comparison_sections
+from leaderboard.publish import MARKER, best_recipe, comparison_sections, summary_sections
 from leaderboard.render import render
 from leaderboard.views import FORGETTING, paper_table
 
@@ -196,3 +196,25 @@ def test_publish_refuses_bad_input_in_one_line_and_writes_nothing(study_board, t
     assert sorted(p.name for p in tmp_path.iterdir()) == before  # no folder, no temporary left behind
     if case == "foreign folder":
         assert [p.name for p in out.iterdir()] == ["notes.txt"]
+
+
+def test_the_summary_ends_with_each_recipes_drift_from_the_seed_model_least_first(tmp_path):
+    board = record_study(tmp_path / "lb.duckdb", drift=True)
+    sections = summary_sections(board, "med")
+    drift = sections[-1]
+    assert drift.title.startswith("drift from the seed model per recipe") and "--benchmarks drift" in drift.command
+    lines = [line.split() for line in drift.body.strip().splitlines()[2:]]  # below the header and its rule
+    order = [line[0] for line in lines]  # record_study moves reconstructed-single least and none most
+    assert order[0] == "reconstructed-single" and order[-1] == "none" and len(order) == 4
+    expected = compare(board, "baseline", "none", study="med", benchmarks=["drift"]).iloc[0]
+    assert float(lines[-1][4]) == pytest.approx(expected["diff"], abs=1e-4) and expected["ci_high"] < 0
+
+
+def test_the_best_recipe_is_judged_on_the_small_model_suite_where_a_study_scored_it():
+    table = pd.DataFrame({"recipe": ["baseline", "none", "a", "b"], "runs": [1, 1, 1, 1],
+                          FORGETTING: [float("nan"), -1.0, -5.0, -2.0],
+                          "small_avg_delta": [float("nan"), -3.0, -0.5, -4.0],
+                          "small_avg(arc_easy,piqa)": [40.0, 37.0, 39.5, 36.0]})
+    best, why = best_recipe(table)
+    assert best == "a" and why.startswith("least mean forgetting on the general benchmarks: small_avg_delta -0.50 "
+                                          "points on small_avg(arc_easy,piqa)")
