@@ -27,7 +27,7 @@ class MixLengths:
     rows: int  # distinct domain rows per mix (every training row of the domain when counted conservatively)
     over: int  # most rows longer than the limit in one seed's mix (truncated in training)
     dropped: int  # most rows with no answer token within the limit in one seed's mix
-    longest: int  # the longest drawn row, in tokens
+    longest: int  # the longest row any seed draws, in tokens
     seed: int | None  # the seed with the most dropped (else over) rows; None: all rows counted
 
     @property
@@ -62,13 +62,14 @@ def domain_row_lengths(variants, seeds: list[int], domain, data_dir: Path | None
     for settings, entry, label in variants:
         job = settings.finetune
         needed = make_recipe(entry).domain_rows_needed(*split_sizes(settings.mix))
-        worst = None
+        worst, longest = None, 0
         for seed, order in orders.items():
             drawn = [length(i) for i in (order[:needed] if seed is not None else order)]
             counts = (sum(r.dropped(job.max_seq_length) for r in drawn), sum(r.tokens > job.max_seq_length for r in drawn))
+            longest = max(longest, *(r.tokens for r in drawn))
             if worst is None or counts > worst[0]:
-                worst = (counts, seed, len(drawn), max(r.tokens for r in drawn))
-        (dropped, over), seed, rows, longest = worst
+                worst = (counts, seed, len(drawn))
+        (dropped, over), seed, rows = worst
         reports.append(MixLengths(label, job.max_seq_length, job.drop_long_rows, rows, over, dropped, longest, seed))
     return reports
 
