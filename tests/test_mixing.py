@@ -80,7 +80,7 @@ class WrongSize(Recipe):
 def test_a_recipe_returning_the_wrong_size_is_an_error_naming_it(tiny_model, data_dir, monkeypatch):
     from harness import recipe
 
-    monkeypatch.setattr(recipe, "registry", lambda: {"wrong": WrongSize})
+    monkeypatch.setattr(recipe.RECIPES, "entries", lambda: {"wrong": WrongSize})
     with pytest.raises(ForgetbenchError, match=r"recipe wrong: returned 6 \+ 23 rows; its mix holds 30"):
         build("wrong", tiny_model, data_dir)
 
