@@ -76,7 +76,7 @@ def spec_tokenizer(spec: str):
             if (converted / "tokenizer_config.json").is_file():
                 tokenizer = AutoTokenizer.from_pretrained(converted)
             else:
-                tokenizer = AutoTokenizer.from_pretrained(str(gguf.parent), gguf_file=gguf.name)
+                tokenizer = AutoTokenizer.from_pretrained(str(gguf.parent), gguf_file=gguf.name, local_files_only=True)
         else:
             local = Path(spec).expanduser()
             tokenizer = AutoTokenizer.from_pretrained(local if local.exists() else spec)
@@ -204,10 +204,9 @@ def _convert_gguf(gguf: Path, out: Path) -> None:
     """GGUF-loaded models count as quantized in transformers 5 (no save, no training): rebuild a
     plain float32 model from the config, copy the dequantized weights in, and save that."""
     import torch
-    from transformers import AutoConfig, AutoModelForCausalLM, AutoTokenizer
+    from transformers import AutoConfig, AutoModelForCausalLM
 
     folder, name = str(gguf.parent), gguf.name
-    tokenizer = AutoTokenizer.from_pretrained(folder, gguf_file=name)
     loaded = AutoModelForCausalLM.from_pretrained(folder, gguf_file=name, dtype=torch.float32)
     config = AutoConfig.from_pretrained(folder, gguf_file=name)
     if hasattr(config, "quantization_config"):
@@ -220,8 +219,18 @@ def _convert_gguf(gguf: Path, out: Path) -> None:
         raise ModelError(f"converting {gguf}: missing weights {missing[:3]}, unexpected {unexpected[:3]}")
     plain.generation_config = loaded.generation_config
     plain.save_pretrained(out)
-    tokenizer.save_pretrained(out)
+    save_gguf_tokenizer(gguf, out)
     (out / "forgetbench.sha256").write_text(hash_checkpoint(out) + "\n")
+
+
+def save_gguf_tokenizer(gguf: Path, out: Path) -> None:
+    """Save the GGUF file's tokenizer into `out`, the same bytes in every environment: the file is on
+    local disk, and saying so keeps `local_files_only` (which transformers otherwise takes from
+    HF_HUB_OFFLINE and writes into tokenizer_config.json) from changing the checkpoint's hash."""
+    from transformers import AutoTokenizer
+
+    tokenizer = AutoTokenizer.from_pretrained(str(gguf.parent), gguf_file=gguf.name, local_files_only=True)
+    tokenizer.save_pretrained(out)
 
 
 def load_tokenizer(model: ResolvedModel, padding_side: str = "left"):

@@ -52,10 +52,10 @@ def tiny_model(tmp_path_factory, _session_cache):
     import torch
     from transformers import AutoTokenizer, LlamaConfig, LlamaForCausalLM
 
-    from harness.models import resolve_model, smollm2_gguf_path
+    from harness.models import resolve_model, save_gguf_tokenizer, smollm2_gguf_path
 
     gguf = smollm2_gguf_path()
-    tokenizer = AutoTokenizer.from_pretrained(str(gguf.parent), gguf_file=gguf.name)
+    tokenizer = AutoTokenizer.from_pretrained(str(gguf.parent), gguf_file=gguf.name, local_files_only=True)
     config = LlamaConfig(
         vocab_size=len(tokenizer), hidden_size=32, intermediate_size=64, num_hidden_layers=2,
         num_attention_heads=4, num_key_value_heads=2, max_position_embeddings=1024,
@@ -66,7 +66,7 @@ def tiny_model(tmp_path_factory, _session_cache):
     model = LlamaForCausalLM(config)
     out = tmp_path_factory.mktemp("tiny-model")
     model.save_pretrained(out)
-    tokenizer.save_pretrained(out)
+    save_gguf_tokenizer(gguf, out)
     return resolve_model(str(out))
 
 
