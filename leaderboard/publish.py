@@ -364,7 +364,8 @@ def wall_time(runs: pd.DataFrame) -> str:
     span = (finished.max() - started.min()).total_seconds()
     total = (finished - started).dt.total_seconds().sum()
     return (f"{_duration(span)} from the first run's start to the last run's finish ({_duration(total)} "
-            f"summed over the {len(runs)} runs; a run re-recorded from the cache counts only its rerun)")
+            f"summed over the {len(runs)} runs, each timed when its results were first produced; the span "
+            f"includes any pause between sessions)")
 
 
 def _readme(board: Leaderboard, study: str, table: pd.DataFrame, runs: pd.DataFrame, regenerate: Regenerate,

@@ -288,6 +288,8 @@ class Leaderboard:
         transaction. Replacing (rather than refusing) lets a resumed or re-evaluated run overwrite
         its earlier record without a separate delete step that could leave the run half-gone, and
         keeps ``record`` idempotent for a runner that cannot tell whether its last write landed.
+        A re-record with the same scores (a rerun served from the cache) keeps the run's first
+        ``started_at`` and ``finished_at``: they say when its results were produced.
         """
         scores, examples = rows.result_frames(run, results)
         shift = rows.shift_frame(run)
@@ -295,6 +297,9 @@ class Leaderboard:
         with self._connect(read_only=False) as con:
             con.begin()
             try:
+                first_times = _times_of_an_identical_record(con, run.run_id, scores)
+                if first_times is not None:
+                    row[RUN_COLUMNS.index("started_at")], row[RUN_COLUMNS.index("finished_at")] = first_times
                 for table in ("examples", "scores", "shift_measures", "runs"):
                     con.execute(f"DELETE FROM {table} WHERE run_id = ?", [run.run_id])
                 con.execute(
@@ -397,3 +402,17 @@ class Leaderboard:
             """,
             [study, study, headline_only],
         )
+
+
+def _times_of_an_identical_record(con: duckdb.DuckDBPyConnection, run_id: str,
+                                  scores: pd.DataFrame) -> tuple[str, str] | None:
+    """The (started_at, finished_at) already recorded for `run_id` when its stored scores equal
+    `scores`, else None."""
+    earlier = con.execute("SELECT started_at, finished_at FROM runs WHERE run_id = ?", [run_id]).fetchone()
+    if earlier is None:
+        return None
+    stored = con.execute("SELECT benchmark, metric, value, n FROM scores WHERE run_id = ?", [run_id]).fetchall()
+    new = scores[["benchmark", "metric", "value", "n"]].itertuples(index=False, name=None)
+    same = sorted(map(repr, stored)) == sorted(repr((b, m, None if v is None or v != v else float(v), int(n)))
+                                                for b, m, v, n in new)
+    return tuple(earlier) if same else None

@@ -126,6 +126,14 @@ def test_re_recording_a_run_id_replaces_its_rows_without_duplicates(board):
     assert (row.seed, row.arc, row.gsm) == (7, pytest.approx(0.1), pytest.approx(0.2))
 
 
+def test_a_re_record_with_the_same_scores_keeps_when_the_run_was_produced(board):
+    board.record(make_run("a"), make_results(0.4, 0.6))
+    board.record(make_run("a", finished_at="2025-02-01T12:00:00+00:00"), make_results(0.4, 0.6))
+    assert str(board.runs().finished_at.iloc[0]).startswith("2025-01-01")
+    board.record(make_run("a", finished_at="2025-03-01T12:00:00+00:00"), make_results(0.5, 0.6))
+    assert str(board.runs().finished_at.iloc[0]).startswith("2025-03-01")
+
+
 def test_invalid_results_are_refused_before_anything_is_written(board):
     duplicated = make_results(0.4, 0.6)
     duplicated[1].examples.append(ExampleResult("gsm-0", "exact_match", 0.0))
