@@ -42,7 +42,7 @@ from harness.paths import swap_in_folder
 from leaderboard.compare import compare, resolve
 from leaderboard.render import render
 from leaderboard.store import BASELINE_RECIPE, Leaderboard
-from leaderboard.views import FORGETTING, baseline_pairing, paper_table, paper_view
+from leaderboard.views import FORGETTING, SUITE_AVERAGES, baseline_pairing, paper_table, paper_view
 
 NO_REHEARSAL = "none"
 # Beyond what every run records (harness.provenance.PACKAGES): what renders and judges the results.
@@ -127,7 +127,9 @@ def best_recipe(table: pd.DataFrame, order: list[str] | None = None) -> tuple[st
     def rehearsal(recipe: str) -> bool:
         return recipe != BASELINE_RECIPE and recipe.split("@")[0] != NO_REHEARSAL
 
-    forgetting = next((c for c in ("small_avg_delta", FORGETTING) if c in table.columns), None)
+    # The small-model suite's average where the study scored it, else the Open LLM Leaderboard v2's.
+    average_name, forgetting = next((pair for pair in (SUITE_AVERAGES["small"], SUITE_AVERAGES["v2"])
+                                     if pair[1] in table.columns), (None, None))
     if forgetting is None:
         return None, ("no general benchmark with a leaderboard score was evaluated, so no recipe has an "
                       f"average forgetting ({FORGETTING})")
@@ -143,8 +145,7 @@ def best_recipe(table: pd.DataFrame, order: list[str] | None = None) -> tuple[st
         rank.setdefault(recipe, len(rank))
     candidates = candidates.assign(_rank=[rank[r] for r in candidates.recipe])
     best = candidates.sort_values([forgetting, "_rank"], ascending=[False, True]).iloc[0]
-    prefix = "small_avg(" if forgetting == "small_avg_delta" else "avg("
-    average = next((c for c in table.columns if c.startswith(prefix)), forgetting)
+    average = next((c for c in table.columns if c.startswith(f"{average_name}(")), forgetting)
     runs = int(best["runs"])
     unit = "leaderboard points" if forgetting == FORGETTING else "points"
     why = (f"least mean forgetting on the general benchmarks: {forgetting} {best[forgetting]:+.2f} {unit} "
@@ -190,10 +191,10 @@ def drift_section(board: Leaderboard, study: str, table: pd.DataFrame, fmt: str 
     drift benchmark alone (B − A of the log-probability per token of the seed model's own answers: 0 is
     no drift, more negative is further away), with its paired CI and p-value, least drift first."""
     rows = []
+    pairing = baseline_pairing(board, study)
     for recipe in table.recipe:
         if recipe == BASELINE_RECIPE:
             continue
-        pairing = baseline_pairing(board, study)
         baselines = pairing[pairing.recipe == recipe].baseline_run_id.dropna().unique()
         if len(baselines) != 1:
             continue  # no seed-model run to pair with, or several: the per-recipe sections say so
